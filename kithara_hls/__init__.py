@@ -1,0 +1,1 @@
+"""kithara_hls: an HLS VOD stream as a seekable binary file."""

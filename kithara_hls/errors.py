@@ -1,0 +1,139 @@
+"""The exception tree: everything the library raises derives from `HlsError`.
+
+`HlsError` is an `OSError`, so code that already handles I/O failures of a file
+handles a stream's failures too. Leaves carry what a caller needs to act on the
+failure (URL, HTTP status, segment index) and chain the low-level cause with
+``raise ... from``.
+"""
+
+from __future__ import annotations
+
+
+class HlsError(OSError):
+    """Base of every error raised by kithara_hls."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        segment: int | None = None,
+    ) -> None:
+        self.message = message
+        self.url = url
+        self.status = status
+        self.segment = segment
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.segment is not None:
+            parts.append(f"segment {self.segment}")
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.url is not None:
+            parts.append(redact_url(self.url))
+        return " | ".join(parts)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # OSError pickles through its args; keep the keyword fields too.
+        return (
+            _rebuild,
+            (type(self), self.message, self.url, self.status, self.segment),
+        )
+
+
+def _rebuild(
+    cls: type[HlsError], message: str, url: str | None, status: int | None, segment: int | None
+) -> HlsError:
+    err = cls.__new__(cls)
+    HlsError.__init__(err, message, url=url, status=status, segment=segment)
+    return err
+
+
+def redact_url(url: str) -> str:
+    """Return `url` without its query string, which may hold access tokens."""
+    head, sep, _ = url.partition("?")
+    return head + ("?…" if sep else "")
+
+
+class NetError(HlsError):
+    """A request failed: connection, timeout, or an HTTP status that is not success."""
+
+
+class RetryExhausted(NetError):
+    """A request kept failing until the retry policy gave up."""
+
+    def __init__(self, url: str, attempts: int, *, status: int | None = None) -> None:
+        self.attempts = attempts
+        super().__init__(f"gave up after {attempts} attempts", url=url, status=status)
+
+
+class AssetsError(HlsError):
+    """A resource (init section, segment body) is unusable: wrong size, over a limit."""
+
+
+class StorageError(HlsError):
+    """The on-disk cache failed to read or write."""
+
+
+class PlaylistParseError(HlsError):
+    """A body is not a valid HLS playlist, or breaks a limit or a rule."""
+
+    def __init__(self, message: str, *, url: str | None = None, lineno: int | None = None) -> None:
+        self.lineno = lineno
+        if lineno is not None:
+            message = f"{message} (line {lineno})"
+        super().__init__(message, url=url)
+
+
+class VariantNotFound(HlsError):
+    """The requested variant index does not exist."""
+
+
+class SegmentNotFound(NetError):
+    """A segment could not be fetched (404/410, or it failed for good)."""
+
+
+class NoSuitableVariant(HlsError):
+    """No variant fits the constraints (bandwidth cap, codecs)."""
+
+
+class KeyProcessingError(HlsError):
+    """A decryption key could not be fetched, processed, or used."""
+
+
+class AbrError(HlsError):
+    """The adaptive bitrate controller failed."""
+
+
+class OfflineMiss(HlsError):
+    """Offline mode needs something the cache does not hold."""
+
+
+class InvalidUrl(HlsError):
+    """A URL is malformed, not http(s), or a https→http downgrade."""
+
+
+class DriverError(HlsError):
+    """The background machinery failed in an unexpected way (a bug: please report)."""
+
+
+__all__ = [
+    "AbrError",
+    "AssetsError",
+    "DriverError",
+    "HlsError",
+    "InvalidUrl",
+    "KeyProcessingError",
+    "NetError",
+    "NoSuitableVariant",
+    "OfflineMiss",
+    "PlaylistParseError",
+    "RetryExhausted",
+    "SegmentNotFound",
+    "StorageError",
+    "VariantNotFound",
+    "redact_url",
+]
