@@ -1,1 +1,80 @@
-"""kithara_hls: an HLS VOD stream as a seekable binary file."""
+"""kithara_hls: an HLS VOD stream as a seekable binary file.
+
+    with kithara_hls.open(url) as f:
+        container = av.open(f)
+"""
+
+from .errors import (
+    AbrError,
+    AssetsError,
+    DriverError,
+    HlsError,
+    InvalidUrl,
+    KeyProcessingError,
+    NetError,
+    NoSuitableVariant,
+    OfflineMiss,
+    PlaylistParseError,
+    RetryExhausted,
+    SegmentNotFound,
+    StorageError,
+    VariantNotFound,
+)
+from .events import (
+    AbrReason,
+    BufferLevel,
+    DownloadProgress,
+    EndOfStream,
+    Error,
+    Event,
+    KeyFetch,
+    PlaybackProgress,
+    SegmentComplete,
+    SegmentStart,
+    Subscription,
+    ThroughputSample,
+    VariantApplied,
+)
+from .options import AbrOptions, CacheOptions, HlsOptions, KeyOptions, NetworkOptions
+from .playlist import Variant
+from .source import HlsSource, open
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbrError",
+    "AbrOptions",
+    "AbrReason",
+    "AssetsError",
+    "BufferLevel",
+    "CacheOptions",
+    "DownloadProgress",
+    "DriverError",
+    "EndOfStream",
+    "Error",
+    "Event",
+    "HlsError",
+    "HlsOptions",
+    "HlsSource",
+    "InvalidUrl",
+    "KeyFetch",
+    "KeyOptions",
+    "KeyProcessingError",
+    "NetError",
+    "NetworkOptions",
+    "NoSuitableVariant",
+    "OfflineMiss",
+    "PlaybackProgress",
+    "PlaylistParseError",
+    "RetryExhausted",
+    "SegmentComplete",
+    "SegmentNotFound",
+    "SegmentStart",
+    "StorageError",
+    "Subscription",
+    "ThroughputSample",
+    "Variant",
+    "VariantApplied",
+    "VariantNotFound",
+    "open",
+]

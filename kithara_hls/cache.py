@@ -1,0 +1,109 @@
+"""The on-disk cache: one diskcache.Cache per folder, holding bytes only.
+
+Keys are ``kind:sha256(...)`` so URLs (whose query strings may carry tokens)
+never reach disk in clear. Values are raw bytes; `BytesDisk` refuses to store
+anything else and refuses to unpickle what another writer may have left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+from .errors import StorageError
+from .options import CacheOptions
+
+log = logging.getLogger(__name__)
+
+#: diskcache writes values of this size and more as files, read back whole.
+FILE_THRESHOLD_BYTES = 32 * 1024
+#: How long a writer waits for SQLite's lock before failing.
+SQLITE_TIMEOUT_S = 30.0
+
+
+class BytesDisk(diskcache.Disk):  # type: ignore[misc]
+    """A diskcache Disk that stores and returns bytes only, never pickles."""
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        if not read and not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"kithara_hls cache stores bytes only, not {type(value).__name__}")
+        if isinstance(value, (bytearray, memoryview)):
+            value = bytes(value)
+        return super().store(value, read, key)
+
+    def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
+        if mode == diskcache.core.MODE_PICKLE:
+            raise StorageError("refusing to unpickle a cache value")
+        return super().fetch(mode, filename, value, read)
+
+
+def digest(*parts: object) -> str:
+    """A stable hex digest of `parts`: resource ids and cache keys."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(repr(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:40]
+
+
+class Cache:
+    """Bytes-only key/value store on disk, shared safely by threads and processes."""
+
+    def __init__(self, options: CacheOptions) -> None:
+        path = options.path
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(path, 0o700)
+            self._dc = diskcache.Cache(
+                str(path),
+                disk=BytesDisk,
+                timeout=SQLITE_TIMEOUT_S,
+                eviction_policy="none",
+                size_limit=2**62,
+                disk_min_file_size=FILE_THRESHOLD_BYTES,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open cache folder: {exc}") from exc
+        self.path = Path(path)
+
+    def get(self, key: str) -> bytes | None:
+        """The value at `key`, or None."""
+        try:
+            value = self._dc.get(key, default=None, retry=True)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("cache read failed for %s: %s", key, exc)
+            return None
+        return value if isinstance(value, bytes) else None
+
+    def contains(self, key: str) -> bool:
+        """True when `key` holds a value."""
+        try:
+            return key in self._dc
+        except sqlite3.Error:
+            return False
+
+    def set(self, key: str, value: bytes | bytearray | memoryview) -> None:
+        """Store `value` at `key`; raises StorageError if the write fails."""
+        try:
+            ok = self._dc.set(key, value, retry=True)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cache write failed: {exc}") from exc
+        if not ok:
+            raise StorageError("cache write failed")
+
+    def delete(self, key: str) -> None:
+        """Remove `key` if present."""
+        try:
+            self._dc.delete(key, retry=True)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("cache delete failed for %s: %s", key, exc)
+
+    def close(self) -> None:
+        """Close the calling thread's connection (diskcache connections are per thread)."""
+        self._dc.close()

@@ -1,0 +1,211 @@
+"""The fetch pool: named worker threads that pick the most useful work next.
+
+Instead of a queue of stale tasks, workers ask `FetchPool.claim()`, which looks
+at the current state under one lock and answers, in order: a part the reader
+is blocked on, a size probe a seek waits for, then look-ahead in playback
+order within the window (seconds of media and bytes ahead of the reader). With
+nothing to do a worker waits on a Condition, woken when the reader advances,
+seeks, demands, or the layout changes; so a seek needs no epoch bookkeeping.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .layout import Layout, Part
+
+log = logging.getLogger(__name__)
+
+#: A worker with nothing to do re-checks the pool this often (it is woken on every change anyway).
+IDLE_WAIT_S = 30.0
+#: Parts probed together when a seek needs sizes.
+PROBE_BATCH = 64
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: download a part, or learn its size."""
+
+    index: int
+    part: Part
+    probe: bool = False
+    urgent: bool = False
+
+
+class FetchPool:
+    """Chooses work for `workers` threads that run `runner(task)`."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        runner: Callable[[Task], bool],
+        *,
+        workers: int,
+        lookahead_s: float,
+        lookahead_bytes: int,
+        name: str = "kithara-fetch",
+    ) -> None:
+        self._layout = layout
+        self._runner = runner
+        self._lookahead_s = lookahead_s
+        self._lookahead_bytes = lookahead_bytes
+        self._lock = threading.Lock()
+        # Notified by set_reader, demand, probe, done, invalidate and close.
+        self._work = threading.Condition(self._lock)
+        self._reader = 0
+        self._demand: collections.deque[int] = collections.deque()
+        self._probes: collections.deque[int] = collections.deque()
+        self._inflight: set[str] = set()
+        self._done: set[str] = set()
+        self._failed: set[str] = set()
+        self._closed = False
+        ref = weakref.ref(self)
+        self._threads = [
+            threading.Thread(target=_worker, args=(ref,), name=f"{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- what the reader says ------------------------------------------------
+
+    def set_reader(self, index: int) -> None:
+        """The reader is in part `index`: look ahead from there."""
+        with self._lock:
+            if index != self._reader:
+                self._reader = index
+                self._work.notify_all()
+
+    def demand(self, index: int) -> None:
+        """The reader is blocked on part `index`: fetch it first (again, if it failed)."""
+        part = self._layout.part(index)
+        with self._lock:
+            self._failed.discard(part.rid)
+            self._done.discard(part.rid)  # a demanded part is not (or no longer) in the store
+            if index not in self._demand:
+                self._demand.appendleft(index)
+            self._work.notify()
+
+    def probe(self, indices: list[int]) -> None:
+        """Learn the sizes of these parts, before look-ahead."""
+        with self._lock:
+            self._probes.extendleft(reversed(indices))
+            self._work.notify_all()
+
+    def invalidate(self) -> None:
+        """The layout changed after the reader (ABR switch): re-plan."""
+        with self._lock:
+            self._work.notify_all()
+
+    def is_done(self, rid: str) -> bool:
+        """True once `rid` was stored whole by this pool."""
+        with self._lock:
+            return rid in self._done
+
+    # -- what workers ask ----------------------------------------------------
+
+    def claim(self) -> Task | None:
+        """The next task, waiting while there is none; None once closed."""
+        with self._lock:
+            while not self._closed:
+                task = self._pick()
+                if task is not None:
+                    if not task.probe:
+                        self._inflight.add(task.part.rid)
+                    return task
+                self._work.wait(IDLE_WAIT_S)
+            return None
+
+    def _pick(self) -> Task | None:
+        layout = self._layout
+        while self._demand:
+            index = self._demand[-1]
+            part = layout.part(index) if index < len(layout) else None
+            if part is None or part.rid in self._done:
+                self._demand.pop()
+                continue
+            if part.rid in self._inflight:
+                break
+            self._demand.pop()
+            return Task(index, part, urgent=True)
+        while self._probes:
+            index = self._probes.popleft()
+            if index < len(layout) and layout.size_of(index) is None:
+                part = layout.part(index)
+                if part.rid not in self._inflight:
+                    return Task(index, part, probe=True)
+        return self._next_ahead()
+
+    def _next_ahead(self) -> Task | None:
+        layout = self._layout
+        first = self._reader
+        parts = layout.parts(first)
+        if not parts:
+            return None
+        t0 = parts[0].start
+        ahead = 0
+        for offset, part in enumerate(parts):
+            if part.start - t0 >= self._lookahead_s and offset > 0:
+                return None
+            if ahead >= self._lookahead_bytes:
+                return None
+            rid = part.rid
+            if rid not in self._done and rid not in self._inflight and rid not in self._failed:
+                return Task(first + offset, part)
+            ahead += layout.size_of(first + offset) or 0
+        return None
+
+    def finished(self, task: Task, ok: bool) -> None:
+        """Record the outcome of a task a worker claimed."""
+        with self._lock:
+            if not task.probe:
+                self._inflight.discard(task.part.rid)
+                (self._done if ok else self._failed).add(task.part.rid)
+            self._work.notify_all()
+
+    def run(self, task: Task) -> bool:
+        """Run one task through the runner; True on success."""
+        return self._runner(task)
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+        return self._closed
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop handing out work and join the workers (outside the lock). Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._demand.clear()
+            self._probes.clear()
+            self._work.notify_all()
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is not current:
+                thread.join(timeout)
+
+    def alive(self) -> list[threading.Thread]:
+        """Worker threads still running."""
+        return [t for t in self._threads if t.is_alive()]
+
+
+def _worker(ref: weakref.ReferenceType[FetchPool]) -> None:
+    while True:
+        pool = ref()
+        if pool is None:
+            return
+        task = pool.claim()
+        if task is None:
+            return
+        ok = False
+        try:
+            ok = pool.run(task)
+        except Exception:
+            log.error("fetch worker crashed on %s", task.part.label, exc_info=True)
+        finally:
+            pool.finished(task, ok)
+        del pool

@@ -1,0 +1,205 @@
+"""The virtual stream: which resource holds which bytes, at exact offsets.
+
+The stream is a list of parts, ``[init][seg0][seg1]...``: an init section
+(EXT-X-MAP) appears at the start and again only where it changes. A part's
+size is its plaintext size; it becomes known from BYTERANGE, headers, a probe
+or the cache. Offsets are prefix sums over the leading parts whose sizes are
+known, so they are exact, never estimates.
+
+Parts before `committed` are frozen (the reader has reached them); an ABR
+switch replaces only parts after it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .cache import digest
+from .playlist import ByteRange, InitSection, Key, MediaPlaylist
+from .store import SizeInfo
+
+
+@dataclass(frozen=True)
+class Part:
+    """One resource in the virtual stream: an init section or a media segment."""
+
+    rid: str
+    url: str
+    byterange: ByteRange | None
+    key: Key | None
+    iv: bytes | None
+    variant: int
+    segment: int  # for an init section: the segment it precedes
+    is_init: bool
+    duration: float
+    start: float  # media time at the part's start
+
+    @property
+    def base(self) -> tuple[int, int] | None:
+        """The BYTERANGE as (offset, length), for the HTTP client."""
+        br = self.byterange
+        return None if br is None else (br.offset, br.length)
+
+    @property
+    def label(self) -> str:
+        """A short human name: 'init 3@v1' or 'segment 3@v1'."""
+        kind = "init" if self.is_init else "segment"
+        return f"{kind} {self.segment}@v{self.variant}"
+
+
+def resource_id(url: str, byterange: ByteRange | None) -> str:
+    """The cache id of a URL (or a BYTERANGE slice of it); the URL never appears in clear."""
+    if byterange is None:
+        return digest("res", url)
+    return digest("res", url, byterange.offset, byterange.length)
+
+
+def _init_part(init: InitSection, variant: int, segment: int, start: float) -> Part:
+    key = init.key
+    iv = None
+    if key is not None:
+        iv = key.iv if key.iv is not None else bytes(16)
+    return Part(
+        resource_id(init.uri, init.byterange), init.uri, init.byterange, key, iv, variant, segment, True, 0.0, start
+    )
+
+
+def build_parts(
+    media: MediaPlaylist, variant: int, first_segment: int = 0, current_init: InitSection | None = None
+) -> list[Part]:
+    """Parts for `media`'s segments from `first_segment` on, with init sections where they change."""
+    parts: list[Part] = []
+    for seg in media.segments[first_segment:]:
+        if seg.init is not None and seg.init != current_init:
+            parts.append(_init_part(seg.init, variant, seg.index, seg.start))
+            current_init = seg.init
+        iv = seg.iv if seg.key is not None else None
+        rid = resource_id(seg.uri, seg.byterange)
+        parts.append(Part(rid, seg.uri, seg.byterange, seg.key, iv, variant, seg.index, False, seg.duration, seg.start))
+    return parts
+
+
+def plain_size(part: Part, info: SizeInfo | None) -> int | None:
+    """A part's plaintext size from its raw size info, or None while unknown."""
+    if info is None:
+        return None
+    if part.key is None:
+        return info.size
+    return None if info.pad is None else info.size - info.pad
+
+
+class Layout:
+    """Thread-safe list of parts with exact offsets over the known prefix."""
+
+    def __init__(self, parts: Iterable[Part]) -> None:
+        self._lock = threading.Lock()
+        self._parts = list(parts)
+        self._info: dict[str, SizeInfo] = {}
+        self._offsets = [0]  # offsets[i]: start of part i, for i < len(offsets)
+        self._starts = [p.start for p in self._parts]
+        self.committed = 0
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def part(self, index: int) -> Part:
+        """The part at `index`."""
+        with self._lock:
+            return self._parts[index]
+
+    def parts(self, start: int = 0, stop: int | None = None) -> list[Part]:
+        """A snapshot of parts[start:stop]."""
+        with self._lock:
+            return self._parts[start:stop]
+
+    def learn(self, rid: str, info: SizeInfo) -> None:
+        """Record the raw size (and padding) of a resource."""
+        with self._lock:
+            self._info[rid] = info
+            self._extend()
+
+    def _extend(self) -> None:
+        offsets, parts = self._offsets, self._parts
+        while len(offsets) <= len(parts):
+            i = len(offsets) - 1
+            size = plain_size(parts[i], self._info.get(parts[i].rid))
+            if size is None:
+                return
+            offsets.append(offsets[-1] + size)
+
+    def size_of(self, index: int) -> int | None:
+        """Plaintext size of part `index`, if known."""
+        with self._lock:
+            part = self._parts[index]
+            return plain_size(part, self._info.get(part.rid))
+
+    def info(self, rid: str) -> SizeInfo | None:
+        """Raw size info of a resource, if known."""
+        with self._lock:
+            return self._info.get(rid)
+
+    def start_of(self, index: int) -> int | None:
+        """Byte offset of part `index` (len(self) for the end), if known."""
+        with self._lock:
+            return self._offsets[index] if index < len(self._offsets) else None
+
+    def total(self) -> int | None:
+        """The stream's size, if every part's size is known."""
+        return self.start_of(len(self))
+
+    def known_parts(self) -> int:
+        """How many leading parts have known sizes."""
+        with self._lock:
+            return len(self._offsets) - 1
+
+    def locate(self, pos: int) -> tuple[int, int]:
+        """(part index, offset in part) for `pos`.
+
+        Beyond the known prefix, answers the first part of unknown size with the
+        offset from its start: reading it teaches its size. Past the end, the
+        index is len(self).
+        """
+        with self._lock:
+            offsets = self._offsets
+            i = bisect.bisect_right(offsets, pos) - 1
+            if i >= len(self._parts):
+                return len(self._parts), pos - offsets[-1]
+            return i, pos - offsets[i]
+
+    def unknown(self, start: int, stop: int) -> list[int]:
+        """Indices in [start, stop) whose sizes are unknown."""
+        with self._lock:
+            stop = min(stop, len(self._parts))
+            first = max(start, len(self._offsets) - 1)
+            return [
+                i for i in range(first, stop) if plain_size(self._parts[i], self._info.get(self._parts[i].rid)) is None
+            ]
+
+    def index_at_time(self, t: float) -> int:
+        """Index of the media part holding media time `t` (clamped)."""
+        with self._lock:
+            i = max(0, bisect.bisect_right(self._starts, t) - 1)
+            while i < len(self._parts) - 1 and self._parts[i].is_init:
+                i += 1
+            # Several parts may share a start (init + media): take the media one.
+            while i > 0 and self._parts[i - 1].start == self._parts[i].start and not self._parts[i - 1].is_init:
+                i -= 1
+            return i
+
+    def commit(self, index: int) -> None:
+        """Freeze parts up to and including `index`."""
+        with self._lock:
+            self.committed = max(self.committed, min(index + 1, len(self._parts)))
+
+    def replace_from(self, index: int, parts: list[Part]) -> int:
+        """Replace parts from `index` on (never before `committed`); returns where the change starts."""
+        with self._lock:
+            index = max(index, self.committed)
+            self._parts[index:] = parts
+            self._starts = [p.start for p in self._parts]
+            del self._offsets[index + 1 :]
+            self._extend()
+            return index

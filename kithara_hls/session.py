@@ -1,0 +1,292 @@
+"""The session: owns the machinery behind one open stream and reads through it.
+
+It loads the playlists (through the cache, so a stream read once opens
+offline), lays out the virtual stream, runs the fetch pool, and turns reads
+at virtual offsets into store reads, decrypting AES-128 parts on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from . import events as ev
+from .cache import Cache, digest
+from .errors import (
+    HlsError,
+    NetError,
+    OfflineMiss,
+    PlaylistParseError,
+    VariantNotFound,
+)
+from .fetch import PROBE_BATCH, FetchPool, Task
+from .keys import KeyManager, read_decrypted, tail_size
+from .layout import Layout, Part, build_parts
+from .net import Cancelled, HttpClient
+from .options import HlsOptions
+from .playlist import MasterPlaylist, MediaPlaylist, Variant, looks_like_playlist, parse
+from .store import SizeInfo, Store
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """Everything behind one `HlsSource`: playlists, layout, store, fetch pool."""
+
+    def __init__(self, url: str, options: HlsOptions) -> None:
+        self.options = options
+        self.bus = ev.EventBus(options.events_queue)
+        self._cancel = threading.Event()
+        self.cache = Cache(options.cache)
+        self.client = HttpClient(options.network, cancel=self._cancel, on_retry=self._on_retry)
+        self.store = Store(self.cache, offline=options.offline)
+        self.keys = KeyManager(self.client, self.cache, options.keys, offline=options.offline, bus=self.bus)
+        self._ended = False
+        self._pool: FetchPool | None = None
+        try:
+            self._open(url)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ---------------------------------------------------------------
+
+    def _open(self, url: str) -> None:
+        top = self.load_playlist(url)
+        if isinstance(top, MasterPlaylist):
+            self.variants: list[Variant] = list(top.variants)
+        else:
+            self.variants = [Variant(uri=url, bandwidth=0, average_bandwidth=None, codecs=None, resolution=None)]
+        choice = self.options.variant
+        if choice is not None and not 0 <= choice < len(self.variants):
+            raise VariantNotFound(f"variant {choice} of {len(self.variants)}", url=url)
+        self.variant = choice if choice is not None else 0
+        media = top if isinstance(top, MediaPlaylist) else self.load_media(self.variant)
+        self.media: dict[int, MediaPlaylist] = {self.variant: media}
+        self.keys.check(media)
+        self.layout = Layout(build_parts(media, self.variant))
+        self.duration = media.duration
+        self.store.on_size = self.layout.learn
+        for part in self.layout.parts():
+            if part.byterange is not None and part.key is None:
+                self.layout.learn(part.rid, SizeInfo(part.byterange.length))
+        net = self.options.network
+        self._pool = FetchPool(
+            self.layout,
+            self._run,
+            workers=net.workers,
+            lookahead_s=net.lookahead,
+            lookahead_bytes=net.lookahead_bytes,
+        )
+
+    def load_playlist(self, url: str) -> MasterPlaylist | MediaPlaylist:
+        """Fetch (or take from the cache) and parse the playlist at `url`."""
+        key = f"pl:{digest(url)}"
+        cached = self.cache.get(key)
+        if self.options.offline:
+            if cached is None:
+                raise OfflineMiss("playlist not in the cache", url=url)
+            return _parse_cached(cached, url, self.options.network.max_segments)
+        try:
+            body, final = self.client.get(url, max_bytes=self.options.network.max_playlist_bytes)
+        except NetError:
+            if cached is None:
+                raise
+            log.warning("playlist unreachable, playing the cached copy")
+            return _parse_cached(cached, url, self.options.network.max_segments)
+        if not looks_like_playlist(body[:64]):
+            raise PlaylistParseError("not an HLS playlist", url=final)
+        playlist = parse(body, final, max_segments=self.options.network.max_segments)
+        self.cache.set(key, final.encode() + b"\n" + body)
+        return playlist
+
+    def load_media(self, variant: int) -> MediaPlaylist:
+        """The media playlist of `variant` (one master→media level only)."""
+        playlist = self.load_playlist(self.variants[variant].uri)
+        if not isinstance(playlist, MediaPlaylist):
+            raise PlaylistParseError("a variant points to another master playlist", url=playlist.url)
+        return playlist
+
+    # -- background work ---------------------------------------------------------
+
+    def _on_retry(self, error: BaseException, attempt: int) -> None:
+        self.bus.publish(ev.Error(error, recoverable=True))
+
+    def _run(self, task: Task) -> bool:
+        part = task.part
+        try:
+            if task.probe:
+                self._probe(part)
+            else:
+                self._fetch(task.index, part)
+            return True
+        except Cancelled:
+            return False
+        except HlsError as exc:
+            if self._cancel.is_set():
+                return False
+            log.debug("%s failed: %s", part.label, exc)
+            self.store.fail(part.rid, exc)
+            self.bus.publish(ev.Error(exc, recoverable=False))
+            return False
+
+    def _probe(self, part: Part) -> None:
+        info, complete = self.store.load(part.rid)
+        if info is not None and (part.key is None or info.pad is not None):
+            return
+        if complete:
+            self._learn_pad_from_store(part)
+            return
+        if self.options.offline:
+            raise OfflineMiss("segment size not in the cache", url=part.url, segment=part.segment)
+        size, tail = self.client.probe(part.url, base=part.base, tail=tail_size(part))
+        pad = self.keys.padding(part, tail) if part.key is not None else None
+        self.store.learn_size(part.rid, size, pad, tail)
+
+    def _fetch(self, index: int, part: Part) -> None:
+        info, complete = self.store.load(part.rid)
+        if complete:
+            if part.key is not None and (info is None or info.pad is None):
+                self._learn_pad_from_store(part)
+            return
+        if self.options.offline:
+            raise OfflineMiss("segment not in the cache", url=part.url, segment=part.segment)
+        start = self.store.first_missing(part.rid)
+        bus = self.bus
+        if bus.active:
+            bus.publish(ev.SegmentStart(part.variant, part.segment, self.layout.start_of(index)))
+        writer = self.store.writer(part.rid, start)
+        limit = self.options.network.max_init_bytes if part.is_init else self.options.network.max_segment_bytes
+        try:
+            stats = self.client.fetch(part.url, writer, start=start, base=part.base, max_bytes=limit)
+            writer.finish()
+        except BaseException:
+            writer.abandon()
+            raise
+        if part.key is not None:
+            self._learn_pad_from_store(part)
+        if bus.active:
+            if stats.transfer > 0 and stats.bytes > 0:
+                bus.publish(ev.ThroughputSample(stats.bytes / stats.transfer))
+            bus.publish(ev.SegmentComplete(part.variant, part.segment, stats.bytes, part.duration))
+
+    def _learn_pad_from_store(self, part: Part) -> None:
+        info = self.store.size_info(part.rid)
+        if info is None or info.size < 16:
+            return
+        tail = bytearray(min(32, info.size))
+        start = info.size - len(tail)
+        view = memoryview(tail)
+        got = 0
+        deadline = time.monotonic() + self.options.network.read_deadline
+        while got < len(tail):
+            n = self.store.read_into(part.rid, start + got, view[got:], deadline)
+            if n == 0:
+                break
+            got += n
+        self.store.learn_size(part.rid, info.size, self.keys.padding(part, bytes(tail)))
+
+    # -- reading -----------------------------------------------------------------
+
+    def read_into(self, pos: int, out: memoryview) -> int:
+        """Fill `out` from virtual offset `pos`; short only at the end of the stream."""
+        deadline = time.monotonic() + self.options.network.read_deadline
+        filled = 0
+        layout = self.layout
+        while filled < len(out):
+            index, off = layout.locate(pos + filled)
+            if index >= len(layout):
+                self._end()
+                break
+            part = layout.part(index)
+            layout.commit(index)
+            assert self._pool is not None
+            self._pool.set_reader(index)
+            if off > 0 and layout.size_of(index) is None and not self.store.is_writing(part.rid):
+                self.resolve_sizes(index, index + 1, deadline)
+                continue
+            n = self._read_part(index, part, off, out[filled:], deadline)
+            if n == 0:
+                self._settle_size(index, part, deadline)
+                continue
+            filled += n
+        return filled
+
+    def _read_part(self, index: int, part: Part, off: int, out: memoryview, deadline: float) -> int:
+        pool = self._pool
+        assert pool is not None
+
+        def need() -> None:
+            pool.demand(index)
+
+        try:
+            if part.key is None:
+                return self.store.read_into(part.rid, off, out, deadline, need)
+            key = self.keys.key_for(part, deadline)
+            return read_decrypted(self.store, part, key, off, out, deadline, need)
+        except HlsError:
+            self.store.clear_error(part.rid)
+            raise
+
+    def _settle_size(self, index: int, part: Part, deadline: float) -> None:
+        """A part read to its end: make sure the layout knows its size, or the loop would spin."""
+        if self.layout.size_of(index) is not None:
+            return
+        info = self.store.size_info(part.rid)
+        if part.key is not None and (info is None or info.pad is None):
+            self._learn_pad_from_store(part)
+            info = self.store.size_info(part.rid)
+        if info is None or self.layout.size_of(index) is None:
+            raise HlsError("size of a finished part is unknown", url=part.url, segment=part.segment)
+
+    def resolve_sizes(self, start: int, stop: int, deadline: float) -> None:
+        """Wait until parts [start, stop) have known sizes, probing what is missing in parallel."""
+        layout = self.layout
+        assert self._pool is not None
+        unknown = layout.unknown(start, stop)
+        while unknown:
+            batch = layout.unknown(unknown[0], len(layout))[: max(PROBE_BATCH, stop - unknown[0])]
+            self._pool.probe(batch)
+            self._wait_size(unknown[0], deadline)
+            unknown = layout.unknown(start, stop)
+
+    def _wait_size(self, index: int, deadline: float) -> None:
+        part = self.layout.part(index)
+        try:
+            self.store.wait_size(part.rid, part.key is not None, deadline)
+        except HlsError:
+            self.store.clear_error(part.rid)
+            raise
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.bus.publish(ev.EndOfStream())
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every thread (promptly, even mid-download) and release the cache. Idempotent."""
+        self._cancel.set()
+        self.client.abort()
+        self.store.close()
+        if self._pool is not None:
+            self._pool.close()
+        self.client.close()
+        self.bus.close()
+        self.cache.close()
+
+    def threads(self) -> list[threading.Thread]:
+        """Background threads still alive (for tests)."""
+        return [] if self._pool is None else self._pool.alive()
+
+    def time_to_index(self, t: float) -> int:
+        """The part holding media time `t`."""
+        return self.layout.index_at_time(t)
+
+
+def _parse_cached(blob: bytes, url: str, max_segments: int) -> MasterPlaylist | MediaPlaylist:
+    final, _, body = blob.partition(b"\n")
+    return parse(body, final.decode(), max_segments=max_segments)
+

@@ -1,0 +1,387 @@
+"""Sparse block store: raw resource bytes on disk, readable while they download.
+
+A resource (a URL, or a BYTERANGE slice of one) is kept in fixed-size blocks
+in the `Cache`. A block reaches disk only once it is whole (or is the final,
+short block), so a crash never leaves bytes that read back wrong. The block
+being downloaded lives in memory and is readable as it fills: readers wait on
+a range, never on a whole segment.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .cache import Cache
+from .errors import HlsError, NetError
+
+log = logging.getLogger(__name__)
+
+#: Bytes per stored block (a multiple of the AES block size).
+BLOCK_SIZE = 256 * 1024
+#: Whole blocks kept in memory for readers, shared by all resources.
+RECENT_BLOCKS = 24  # 6 MiB
+_CLOSED_MSG = "I/O operation on closed file."
+
+
+@dataclass(frozen=True)
+class SizeInfo:
+    """What is known of a resource's size: raw bytes, and AES padding if learnt."""
+
+    size: int
+    pad: int | None = None
+
+
+@dataclass
+class _Res:
+    rid: str
+    size: int | None = None
+    pad: int | None = None
+    complete: bool = False
+    blocks: set[int] = field(default_factory=set)
+    # The block a writer is filling: readable up to buf_len.
+    buf: bytearray | None = None
+    buf_block: int = -1
+    buf_len: int = 0
+    writing: bool = False
+    error: BaseException | None = None
+    tail: bytes = b""  # last AES blocks learnt by a probe, for the padding
+
+
+def block_key(rid: str, index: int) -> str:
+    """Cache key of one block."""
+    return f"blk:{rid}:{index}"
+
+
+class Store:
+    """Blocks of raw resources, in memory while they arrive and on disk once whole."""
+
+    def __init__(self, cache: Cache, *, offline: bool = False) -> None:
+        self.cache = cache
+        self.offline = offline
+        self._lock = threading.Lock()
+        # Notified by writers (bytes, size, completion), by fail(), and by close().
+        self._changed = threading.Condition(self._lock)
+        self._res: dict[str, _Res] = {}
+        self._recent: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
+        self._closed = False
+        #: Called (outside the lock) with (rid, SizeInfo) whenever a size or padding is learnt.
+        self.on_size: Callable[[str, SizeInfo], None] | None = None
+
+    # -- state ---------------------------------------------------------------
+
+    def _get(self, rid: str) -> _Res:
+        res = self._res.get(rid)
+        if res is None:
+            res = self._res[rid] = _Res(rid)
+        return res
+
+    def load(self, rid: str) -> tuple[SizeInfo | None, bool]:
+        """Learn what the cache holds of `rid`: (size info, complete). Disk I/O: call outside locks."""
+        with self._lock:
+            res = self._get(rid)
+            if res.complete:
+                return self._info(res), True
+        meta = self.cache.get(f"size:{rid}")
+        done = self.cache.contains(f"done:{rid}")
+        info = None
+        if meta is not None:
+            try:
+                raw = json.loads(meta)
+                info = SizeInfo(int(raw["size"]), raw.get("pad"))
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring a corrupt size record for %s", rid)
+                done = False
+        with self._lock:
+            if info is not None and res.size is None:
+                res.size, res.pad = info.size, info.pad if res.pad is None else res.pad
+            res.complete = res.complete or (done and res.size is not None)
+            complete, info = res.complete, self._info(res)
+            if info is not None and self.on_size is not None:
+                self.on_size(rid, info)
+            self._changed.notify_all()
+        return info, complete
+
+    @staticmethod
+    def _info(res: _Res) -> SizeInfo | None:
+        return None if res.size is None else SizeInfo(res.size, res.pad)
+
+    def size_info(self, rid: str) -> SizeInfo | None:
+        """The size known in memory, without disk I/O."""
+        with self._lock:
+            res = self._res.get(rid)
+            return None if res is None else self._info(res)
+
+    def is_complete(self, rid: str) -> bool:
+        """True when every byte of `rid` is stored."""
+        with self._lock:
+            res = self._res.get(rid)
+            return res is not None and res.complete
+
+    def is_writing(self, rid: str) -> bool:
+        """True while a writer is filling `rid`."""
+        with self._lock:
+            res = self._res.get(rid)
+            return res is not None and res.writing
+
+    def learn_size(self, rid: str, size: int, pad: int | None = None, tail: bytes = b"") -> None:
+        """Record a size (from headers or a probe), in memory and in the cache."""
+        with self._lock:
+            res = self._get(rid)
+            changed = res.size != size or (pad is not None and res.pad != pad)
+            res.size = size
+            if pad is not None:
+                res.pad = pad
+            if tail:
+                res.tail = tail
+            info = self._info(res)
+            # The layout learns under this lock, so a woken waiter finds its offsets.
+            if changed and info is not None and self.on_size is not None:
+                self.on_size(rid, info)
+            self._changed.notify_all()
+        if changed and info is not None:
+            self.cache.set(f"size:{rid}", json.dumps({"size": info.size, "pad": info.pad}).encode())
+
+    def tail(self, rid: str) -> bytes:
+        """Bytes learnt by a tail probe (the resource's last bytes), or b""."""
+        with self._lock:
+            res = self._res.get(rid)
+            return b"" if res is None else res.tail
+
+    def first_missing(self, rid: str) -> int:
+        """Byte offset of the first block not on disk (resume point). Disk I/O."""
+        with self._lock:
+            res = self._get(rid)
+            if res.complete and res.size is not None:
+                return res.size
+            known = set(res.blocks)
+            size = res.size
+        index = 0
+        limit = None if size is None else -(-size // BLOCK_SIZE)
+        while limit is None or index < limit:
+            if index not in known and not self.cache.contains(block_key(rid, index)):
+                break
+            index += 1
+        with self._lock:
+            res.blocks.update(range(index))
+        return index * BLOCK_SIZE
+
+    # -- failures ------------------------------------------------------------
+
+    def fail(self, rid: str, error: BaseException) -> None:
+        """Make readers of `rid` raise `error` (until `clear_error`)."""
+        with self._lock:
+            res = self._get(rid)
+            res.error = error
+            res.writing = False
+            self._changed.notify_all()
+
+    def clear_error(self, rid: str) -> None:
+        """Forget a failure so the next read fetches again."""
+        with self._lock:
+            res = self._res.get(rid)
+            if res is not None:
+                res.error = None
+
+    def wait_size(self, rid: str, need_pad: bool, deadline: float) -> SizeInfo:
+        """Wait until the size (and padding, if `need_pad`) of `rid` is known."""
+        with self._lock:
+            res = self._get(rid)
+            while res.size is None or (need_pad and res.pad is None):
+                if self._closed:
+                    raise ValueError(_CLOSED_MSG)
+                if res.error is not None:
+                    raise res.error
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NetError("size unknown within the read deadline")
+                self._changed.wait(remaining)
+            return SizeInfo(res.size, res.pad)
+
+    # -- reading -------------------------------------------------------------
+
+    def read_into(
+        self,
+        rid: str,
+        offset: int,
+        out: memoryview,
+        deadline: float,
+        need: Callable[[], None] | None = None,
+    ) -> int:
+        """Copy bytes of `rid` at `offset` into `out`; returns the count, 0 at the resource's end.
+
+        Waits (until the monotonic `deadline`) for at least one byte; calls `need()`
+        once, outside the lock, when the bytes are neither stored nor arriving.
+        Copies from one block at most: callers loop.
+        """
+        index, inner = divmod(offset, BLOCK_SIZE)
+        asked = False
+        while True:
+            with self._lock:
+                res = self._get(rid)
+                while True:
+                    if self._closed:
+                        raise ValueError(_CLOSED_MSG)
+                    if res.error is not None:
+                        raise res.error
+                    if res.size is not None and offset >= res.size:
+                        return 0
+                    block = self._recent.get((rid, index))
+                    if block is not None:
+                        self._recent.move_to_end((rid, index))
+                        return _copy(block, inner, out)
+                    if res.buf_block == index and res.buf_len > inner and res.buf is not None:
+                        return _copy(memoryview(res.buf)[: res.buf_len], inner, out)
+                    on_disk = res.complete or index in res.blocks
+                    if on_disk or not asked:
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise NetError(f"no data within the read deadline (offset {offset})")
+                    self._changed.wait(remaining)
+            if on_disk:
+                block = self._load_block(rid, index)
+                if block is not None:
+                    return _copy(block, inner, out)
+            if need is not None:
+                need()
+            asked = True
+
+    def _load_block(self, rid: str, index: int) -> bytes | None:
+        data = self.cache.get(block_key(rid, index))
+        with self._lock:
+            res = self._get(rid)
+            if data is None:
+                # Evicted or never completed: forget it so a fetch brings it back.
+                res.blocks.discard(index)
+                res.complete = False
+                return None
+            self._remember(rid, index, data)
+            return data
+
+    def _remember(self, rid: str, index: int, data: bytes) -> None:
+        self._recent[(rid, index)] = data
+        self._recent.move_to_end((rid, index))
+        while len(self._recent) > RECENT_BLOCKS:
+            self._recent.popitem(last=False)
+
+    # -- writing -------------------------------------------------------------
+
+    def writer(self, rid: str, start: int) -> Writer:
+        """A sink that stores `rid` from the block-aligned `start` on."""
+        if start % BLOCK_SIZE:
+            raise ValueError("writes start on a block boundary")
+        with self._lock:
+            res = self._get(rid)
+            res.writing = True
+            res.error = None
+            res.buf = bytearray(BLOCK_SIZE)
+            res.buf_block, res.buf_len = start // BLOCK_SIZE, 0
+        return Writer(self, res, start)
+
+    def _publish(self, res: _Res, index: int, data: memoryview, inner: int) -> None:
+        with self._lock:
+            if res.buf is None or res.buf_block != index:
+                return
+            res.buf[inner : inner + len(data)] = data
+            res.buf_len = inner + len(data)
+            self._changed.notify_all()
+
+    def _commit_block(self, res: _Res, index: int, length: int) -> None:
+        with self._lock:
+            if res.buf is None:
+                return
+            data = bytes(memoryview(res.buf)[:length])
+        self.cache.set(block_key(res.rid, index), data)
+        with self._lock:
+            res.blocks.add(index)
+            self._remember(res.rid, index, data)
+            res.buf_block, res.buf_len = index + 1, 0
+            self._changed.notify_all()
+
+    def _finish(self, res: _Res, size: int) -> None:
+        self.cache.set(f"done:{res.rid}", b"1")
+        with self._lock:
+            res.size = size
+            res.complete = True
+            res.writing = False
+            res.buf = None
+            res.buf_block, res.buf_len = -1, 0
+            self._changed.notify_all()
+
+    def _abandon(self, res: _Res) -> None:
+        with self._lock:
+            res.writing = False
+            res.buf = None
+            res.buf_block, res.buf_len = -1, 0
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Wake every waiting reader with ValueError; drop memory. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._recent.clear()
+            self._changed.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+        return self._closed
+
+
+def _copy(block: bytes | memoryview, inner: int, out: memoryview) -> int:
+    n = min(len(out), len(block) - inner)
+    out[:n] = block[inner : inner + n] if isinstance(block, memoryview) else memoryview(block)[inner : inner + n]
+    return n
+
+
+class Writer:
+    """Sink of one download into the store (see `net.Sink`)."""
+
+    def __init__(self, store: Store, res: _Res, start: int) -> None:
+        self._store = store
+        self._res = res
+        self.position = start
+        self._start = start
+
+    def on_size(self, size: int) -> None:
+        """Total raw size, learnt from the response headers."""
+        self._store.learn_size(self._res.rid, size)
+
+    def on_data(self, offset: int, data: memoryview) -> None:
+        """Contiguous bytes at `offset` of the resource."""
+        if offset != self.position:
+            raise HlsError(f"store writer expected offset {self.position}, got {offset}")
+        while len(data):
+            index, inner = divmod(self.position, BLOCK_SIZE)
+            take = min(len(data), BLOCK_SIZE - inner)
+            self._store._publish(self._res, index, data[:take], inner)
+            self.position += take
+            data = data[take:]
+            if inner + take == BLOCK_SIZE:
+                self._store._commit_block(self._res, index, BLOCK_SIZE)
+
+    @property
+    def transferred(self) -> int:
+        """Bytes written by this writer."""
+        return self.position - self._start
+
+    def finish(self) -> None:
+        """The download ended at the resource's end: store the short final block."""
+        if self._res.size is None:
+            self._store.learn_size(self._res.rid, self.position)
+        size = self._res.size if self._res.size is not None else self.position
+        if self.position != size:
+            raise HlsError(f"download ended at {self.position} of {size} bytes")
+        if size % BLOCK_SIZE:
+            self._store._commit_block(self._res, size // BLOCK_SIZE, size % BLOCK_SIZE)
+        self._store._finish(self._res, size)
+
+    def abandon(self) -> None:
+        """The download stopped early; whole blocks stay stored, the rest is dropped."""
+        self._store._abandon(self._res)
