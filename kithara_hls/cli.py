@@ -1,0 +1,212 @@
+"""The `kithara-hls` command: info, cat, play, download, cache, demo.
+
+Exit codes: 0 ok, 2 usage, 1 a stream error (one line on stderr; the
+traceback only with -v).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import events as ev
+from .errors import HlsError
+from .options import CacheOptions, HlsOptions
+from .source import HlsSource
+from .source import open as hls_open
+
+log = logging.getLogger(__name__)
+
+#: Bytes per read when copying the stream out.
+COPY_CHUNK = 256 * 1024
+
+
+def _options(args: argparse.Namespace, **extra: Any) -> HlsOptions:
+    kwargs: dict[str, Any] = {"variant": getattr(args, "variant", None)}
+    if getattr(args, "cache_dir", None):
+        kwargs["cache"] = CacheOptions(dir=args.cache_dir)
+    if getattr(args, "offline", False):
+        kwargs["offline"] = True
+    kwargs.update(extra)
+    return HlsOptions(**kwargs)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print variants, duration, segments and encryption."""
+    with hls_open(args.url, _options(args)) as f:
+        session = f._session
+        media = session.media[session.variant]
+        encrypted = sorted({s.key.method for s in media.segments if s.key is not None}) or ["none"]
+        print(f"duration: {f.duration:.3f} s")
+        print(f"segments: {len(media.segments)} (variant {session.variant})")
+        print(f"encryption: {', '.join(encrypted)}")
+        print("variants:")
+        for i, v in enumerate(f.variants):
+            res = f" {v.resolution[0]}x{v.resolution[1]}" if v.resolution else ""
+            codecs = f" {v.codecs}" if v.codecs else ""
+            print(f"  [{i}] {v.bitrate / 1000:.0f} kbit/s{codecs}{res}")
+        cached = sum(session.store.load(p.rid)[1] for p in session.layout.parts())
+        print(f"cached: {cached} of {len(session.layout)} parts")
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    """Write the stitched stream to stdout."""
+    out: BinaryIO = sys.stdout.buffer
+    with hls_open(args.url, _options(args)) as f:
+        if args.start:
+            f.seek_time(args.start)
+        _copy(f, out)
+    out.flush()
+    return 0
+
+
+def _copy(f: HlsSource, out: BinaryIO) -> int:
+    buf = bytearray(COPY_CHUNK)
+    view = memoryview(buf)
+    total = 0
+    while n := f.readinto(view):
+        out.write(view[:n])
+        total += n
+    return total
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    """Decode the stream through PyAV into a WAV file, with a live status line."""
+    with hls_open(args.url, _options(args)) as f:
+        seconds = decode_to_wav(f, args.output, status=not args.quiet)
+    print(f"wrote {args.output} ({seconds:.2f} s of audio)", file=sys.stderr)
+    return 0
+
+
+def decode_to_wav(f: HlsSource, output: str | Path, *, status: bool = False) -> float:
+    """Decode the first audio stream of `f` into a 16-bit WAV; returns seconds decoded."""
+    import av
+
+    state = _Status(f) if status else None
+    samples = 0
+    rate = 0
+    with av.open(f, "r") as src, av.open(str(output), "w", format="wav") as dst:
+        audio = src.streams.audio[0]
+        rate = audio.rate or 44100
+        out = dst.add_stream("pcm_s16le", rate=rate)
+        out.layout = audio.layout.name if audio.layout else "stereo"
+        resampler = av.AudioResampler(format="s16", layout=out.layout, rate=rate)
+        for frame in src.decode(audio):
+            for rf in resampler.resample(frame):
+                samples += rf.samples
+                dst.mux(out.encode(rf))
+            if state is not None:
+                state.show(samples / rate)
+        for rf in resampler.resample(None):
+            samples += rf.samples
+            dst.mux(out.encode(rf))
+        dst.mux(out.encode(None))
+    if state is not None:
+        state.done()
+    return samples / rate if rate else 0.0
+
+
+class _Status:
+    """A one-line live status: position, buffer, variant, throughput."""
+
+    def __init__(self, f: HlsSource) -> None:
+        self._f = f
+        self._sub = f.events()
+        self._buffer = 0.0
+        self._rate = 0.0
+        self._last = 0.0
+
+    def show(self, position: float) -> None:
+        for event in self._drain():
+            if isinstance(event, ev.BufferLevel):
+                self._buffer = event.level_seconds
+            elif isinstance(event, ev.ThroughputSample):
+                self._rate = event.bytes_per_second
+        now = time.monotonic()
+        if now - self._last < 0.1:
+            return
+        self._last = now
+        line = (
+            f"\r{position:7.2f} s  buffer {self._buffer:5.1f} s  variant {self._f.variant}"
+            f"  {self._rate * 8 / 1e6:6.2f} Mbit/s"
+        )
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+    def _drain(self) -> list[ev.Event]:
+        events = []
+        while True:
+            try:
+                events.append(self._sub.get(timeout=0))
+            except Exception:
+                return events
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+        self._sub.close()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate a stream, serve it on loopback, play it through the library, replay offline."""
+    from .demo import run_demo
+
+    return run_demo(keep=args.keep, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `kithara-hls`."""
+    parser = argparse.ArgumentParser(prog="kithara-hls", description="Play HLS VOD streams as files.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging; tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Any, help_: str, url: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=fn)
+        if url:
+            p.add_argument("url", help="master or media playlist URL")
+            p.add_argument("--cache-dir", help="cache folder (default: the user cache dir)")
+            p.add_argument("--offline", action="store_true", help="serve from the cache only")
+        return p
+
+    add("info", cmd_info, "show variants, duration, segments, encryption")
+    p = add("cat", cmd_cat, "write the stitched stream to stdout")
+    p.add_argument("--variant", type=int, help="variant index (default: ABR)")
+    p.add_argument("--start", type=float, default=0.0, help="start at this media time, seconds")
+    p = add("play", cmd_play, "decode through PyAV into a WAV file")
+    p.add_argument("-o", "--output", required=True, help="WAV file to write")
+    p.add_argument("--variant", type=int, help="variant index (default: ABR)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
+    p = add("demo", cmd_demo, "serve a generated stream on loopback and play it", url=False)
+    p.add_argument("--keep", action="store_true", help="keep the generated files")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `kithara-hls`."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG,
+        format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except HlsError as exc:
+        if args.verbose:
+            log.exception("failed")
+        print(f"kithara-hls: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,690 @@
+"""HTTP for the fetch threads: one pooled Session, our own retries, resumable ranged reads.
+
+One `HttpClient` is shared by every worker thread. `HttpClient.fetch` streams a
+byte range of a resource into a `Sink`; a body cut short is resumed with a Range
+request from the first byte not yet delivered, so a sink never sees a byte twice.
+`RetryPolicy` is the immutable retry state, in the style of urllib3's ``Retry``.
+`HttpClient.abort` shuts down the sockets of the client's connections so that a
+read blocked in another thread returns at once; that call then raises `Cancelled`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import email.utils
+import logging
+import random
+import re
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.client import HTTPException
+from typing import Any, Protocol, TypeVar, cast
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.exceptions import (
+    InvalidHeader,
+    InvalidSchema,
+    InvalidURL,
+    MissingSchema,
+    RequestException,
+    TooManyRedirects,
+)
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
+from urllib3.exceptions import HTTPError
+from urllib3.poolmanager import PoolManager
+
+from .errors import AssetsError, HlsError, InvalidUrl, NetError, RetryExhausted, SegmentNotFound, redact_url
+from .options import DEFAULT_BACKOFF_MAX_S, DEFAULT_BACKOFF_S, DEFAULT_RETRIES, NetworkOptions
+
+log = logging.getLogger(__name__)
+
+#: Bytes asked of the socket per read while streaming a body.
+DEFAULT_CHUNK_BYTES = 64 * 1024
+#: Hosts whose connection pools one client keeps (playlist, CDN and key hosts).
+DEFAULT_POOL_HOSTS = 10
+#: Connections kept per host beyond one per worker (playlist and key requests).
+EXTRA_CONNECTIONS = 2
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)", re.IGNORECASE)
+_DELAY_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+_T = TypeVar("_T")
+
+
+class Cancelled(Exception):
+    """The client was aborted while a call was in flight (an internal signal, not an `HlsError`)."""
+
+
+class _TransientError(NetError):
+    """An attempt failed in a way worth retrying: a retryable status, a cut or wrong body."""
+
+    def __init__(
+        self, message: str, *, url: str, status: int | None = None, retry_after: float | None = None
+    ):
+        self.retry_after = retry_after
+        super().__init__(message, url=url, status=status)
+
+
+_BAD_URL_ERRORS = (InvalidURL, InvalidSchema, MissingSchema)
+_FATAL_ERRORS = (*_BAD_URL_ERRORS, InvalidHeader, TooManyRedirects)
+# Not OSError as a whole: that would take in every HlsError, and a sink's own I/O errors.
+_TRANSIENT_ERRORS = (
+    _TransientError,
+    RequestException,
+    HTTPError,
+    HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an HTTP status is worth retrying: 408, 429 and 5xx."""
+    return status in (408, 429) or 500 <= status <= 599
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date); None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry a failing request; each failure yields a new policy.
+
+    total: retries allowed after the first attempt. backoff: the first delay in
+    seconds, doubled on each retry, with full jitter. backoff_max: the ceiling of
+    one delay, and of an honoured Retry-After. attempts: failures so far.
+    retry_after: the delay the last response asked for (capped at backoff_max).
+    """
+
+    total: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF_S
+    backoff_max: float = DEFAULT_BACKOFF_MAX_S
+    attempts: int = 0
+    retry_after: float | None = None
+
+    @classmethod
+    def from_options(cls, net: NetworkOptions) -> RetryPolicy:
+        """The policy that `net` describes."""
+        return cls(total=net.retries, backoff=net.backoff, backoff_max=net.backoff_max)
+
+    @classmethod
+    def from_value(cls, value: int | RetryPolicy | None) -> RetryPolicy:
+        """Coerce a retry count, a policy, or None (the defaults) to a policy."""
+        if value is None:
+            return cls()
+        if isinstance(value, RetryPolicy):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"retries must be an int or a RetryPolicy, not {type(value).__name__}")
+        if value < 0:
+            raise ValueError("retries must be 0 or more")
+        return cls(total=value)
+
+    def increment(
+        self,
+        url: str,
+        error: BaseException | None = None,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> RetryPolicy:
+        """Count a failure of `url`: a new policy, or `RetryExhausted` from `error` when none is left."""
+        attempts = self.attempts + 1
+        if attempts > self.total:
+            raise RetryExhausted(url, attempts, status=status) from error
+        if retry_after is not None:
+            retry_after = min(max(retry_after, 0.0), self.backoff_max)
+        return dataclasses.replace(self, attempts=attempts, retry_after=retry_after)
+
+    def backoff_s(self, rng: random.Random | None = None) -> float:
+        """The delay before the next attempt: Retry-After if given, else full-jitter exponential."""
+        if self.retry_after is not None:
+            return min(self.retry_after, self.backoff_max)
+        if self.attempts <= 0:
+            return 0.0
+        ceiling = min(self.backoff_max, self.backoff * 2.0 ** min(self.attempts - 1, 64))
+        return (rng.uniform if rng is not None else random.uniform)(0.0, ceiling)
+
+    def sleep(self, cancel: threading.Event) -> None:
+        """Wait `backoff_s()` seconds; raise `Cancelled` if `cancel` is or becomes set."""
+        if cancel.wait(self.backoff_s()) or cancel.is_set():
+            raise Cancelled("client closed")
+
+
+@dataclass(frozen=True)
+class FetchStats:
+    """What one `HttpClient.fetch` took.
+
+    bytes: body bytes delivered to the sink. ttfb: seconds from sending the
+    request to its response headers, last attempt. transfer: seconds spent
+    reading bodies (headers received to last byte, summed over attempts), for
+    throughput. attempts: requests made.
+    """
+
+    bytes: int
+    ttfb: float
+    transfer: float
+    attempts: int
+
+
+class Sink(Protocol):
+    """Where `HttpClient.fetch` delivers a resource."""
+
+    def on_size(self, size: int) -> None:
+        """The resource's total size, as soon as a response's headers tell it."""
+
+    def on_data(self, offset: int, data: memoryview) -> None:
+        """Contiguous body bytes at `offset` from the resource start; the view is of immutable bytes."""
+
+
+def _check_redirect(requested: str, final: str) -> None:
+    scheme = urlsplit(final).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InvalidUrl("redirected to a URL that is not http(s)", url=final)
+    if scheme == "http" and urlsplit(requested).scheme.lower() == "https":
+        raise InvalidUrl("redirect downgrades https to http", url=final)
+
+
+def _parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None] | None:
+    match = _CONTENT_RANGE.fullmatch(value.strip()) if value else None
+    if match is None:
+        return None
+    first, last, total = (None if g in (None, "*") else int(g) for g in match.groups())
+    return first, last, total
+
+
+def _content_length(resp: requests.Response) -> int | None:
+    if "chunked" in resp.headers.get("Transfer-Encoding", "").lower():
+        return None
+    try:
+        length = int(resp.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _check_status(
+    resp: requests.Response, url: str, ok: tuple[int, ...], missing: type[NetError], *, identity: bool = True
+) -> None:
+    status = resp.status_code
+    if status in ok:
+        encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+        if identity and encoding not in ("", "identity"):
+            raise NetError(f"Content-Encoding {encoding!r} on a byte-exact request", url=url, status=status)
+        return
+    if is_retryable_status(status):
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        raise _TransientError("server error", url=url, status=status, retry_after=retry_after)
+    if status in (404, 410):
+        raise missing("not found", url=url, status=status)
+    raise NetError("unexpected HTTP status", url=url, status=status)
+
+
+def _shutdown(sock: Any) -> None:
+    if isinstance(sock, socket.socket):
+        # The plain socket method: SSLSocket.shutdown would also drop its TLS object under a reader.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+# Sockets are recorded, not connections: http.client drops `conn.sock` once a response
+# says "Connection: close", while that response goes on reading from the socket.
+class _TrackingPoolManager(PoolManager):
+    """A PoolManager that records each socket its connections open, so `abort` can shut them down."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lock = threading.Lock()
+        self._socks: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._aborted = False
+
+    def _new_pool(self, scheme: str, host: str, port: int, request_context: Any = None) -> Any:
+        pool = super()._new_pool(scheme, host, port, request_context)
+        https = isinstance(pool, HTTPSConnectionPool)
+        pool.ConnectionCls = _TrackedHTTPSConnection if https else _TrackedHTTPConnection
+        pool.conn_kw["tracker"] = self
+        return pool
+
+    def track(self, sock: Any) -> None:
+        with self._lock:
+            if not self._aborted:
+                if isinstance(sock, socket.socket):
+                    self._socks.add(sock)
+                return
+        _shutdown(sock)
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shutdown(sock)
+
+
+class _TrackedHTTPConnection(HTTPConnection):
+    def __init__(self, *args: Any, tracker: _TrackingPoolManager, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tracker = tracker
+
+    def connect(self) -> None:
+        super().connect()
+        self._tracker.track(self.sock)
+
+
+class _TrackedHTTPSConnection(_TrackedHTTPConnection, HTTPSConnection):  # MRO: wraps HTTPS connect()
+    pass
+
+
+class _TrackingAdapter(HTTPAdapter):
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **kwargs)
+        self.poolmanager = _TrackingPoolManager(num_pools=connections, maxsize=maxsize, block=block, **kwargs)
+
+
+class _GuardedSession(requests.Session):
+    """A Session that refuses, before following it, a redirect off http(s) or from https to http."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is not None:
+            try:
+                _check_redirect(resp.url, urljoin(resp.url, target))
+            except InvalidUrl:
+                resp.close()
+                raise
+        return target
+
+
+@dataclass
+class _Transfer:
+    """One fetch's progress across attempts; offsets are relative to the resource (or its slice)."""
+
+    url: str
+    sink: Sink
+    next: int
+    end: int | None
+    base_offset: int
+    sliced: bool
+    max_bytes: int | None
+    size: int | None = None
+    ttfb: float = 0.0
+    transfer: float = 0.0
+
+    def range_header(self) -> str | None:
+        if self.next == 0 and self.end is None and not self.sliced:
+            return None
+        last = "" if self.end is None else str(self.base_offset + self.end - 1)
+        return f"bytes={self.base_offset + self.next}-{last}"
+
+    def learn_size(self, size: int) -> None:
+        if self.size is not None:
+            if size != self.size:
+                raise AssetsError(f"resource changed size from {self.size} to {size} bytes", url=self.url)
+            return
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise AssetsError(f"resource of {size} bytes exceeds the limit of {self.max_bytes}", url=self.url)
+        if self.next > size:
+            raise NetError(f"range starts at {self.next}, beyond the end ({size} bytes)", url=self.url)
+        self.size = size
+        self.sink.on_size(size)
+        if self.end is None or self.end > size:
+            self.end = size
+
+    def accept_range(self, header: str | None) -> int:
+        """Check a 206's Content-Range against what was asked; return the body length."""
+        first, last, total = _parse_content_range(header) or (None, None, None)
+        asked_first = self.base_offset + self.next
+        if first == asked_first and last is not None and not self.sliced and total is not None:
+            self.learn_size(total)
+        asked_last = last if self.end is None else self.base_offset + self.end - 1
+        if first != asked_first or last is None or last != asked_last:
+            raise _TransientError(
+                f"server sent range {header!r}, asked bytes {asked_first}-{asked_last}",
+                url=self.url,
+                status=206,
+            )
+        return last - asked_first + 1
+
+    def deliver(self, data: memoryview) -> None:
+        end = self.next + len(data)
+        if self.max_bytes is not None and end > self.max_bytes:
+            raise AssetsError(f"resource exceeds the limit of {self.max_bytes} bytes", url=self.url)
+        self.sink.on_data(self.next, data)
+        self.next = end
+
+
+class HttpClient:
+    """HTTP for every worker thread of one source: pooled, retried, resumable, abortable.
+
+    net: timeouts, retries and backoff, headers, TLS verification, pool size.
+    cancel: set when the client is aborted (pass the owner's Event to share it); setting
+    it stops calls at their next check, while `abort` also wakes reads blocked on a socket.
+    on_retry: called as ``on_retry(error, attempt)`` for each failure about to be retried.
+    Thread-safe: many workers share one client.
+    """
+
+    def __init__(
+        self,
+        net: NetworkOptions,
+        *,
+        cancel: threading.Event | None = None,
+        on_retry: Callable[[BaseException, int], None] | None = None,
+    ) -> None:
+        self._net = net
+        self._policy = RetryPolicy.from_options(net)
+        self._cancel = cancel if cancel is not None else threading.Event()
+        self._on_retry = on_retry
+        self._timeout = (net.connect_timeout, net.read_timeout)
+        self._lock = threading.Lock()
+        self._closed = False
+        adapter = _TrackingAdapter(
+            pool_connections=DEFAULT_POOL_HOSTS,
+            pool_maxsize=net.workers + EXTRA_CONNECTIONS,
+            max_retries=0,
+        )
+        self._pools = cast(_TrackingPoolManager, adapter.poolmanager)
+        session = _GuardedSession()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers.update(net.headers)
+        session.verify = net.verify
+        self._session = session
+
+    def get(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[bytes, str]:
+        """GET a small body (a playlist, a key): ``(body, final URL after redirects)``.
+
+        Content-Encoding (gzip) is decoded. Transient failures are retried per the
+        policy; 404/410 and every other 4xx but 408/429 raise `NetError` at once. A
+        body over `max_bytes` raises `AssetsError` before it is read in full.
+        """
+        sent = dict(headers or {})
+        result, _ = self._retrying(url, lambda: self._get_once(url, max_bytes, sent, params))
+        return result
+
+    def _get_once(
+        self, url: str, max_bytes: int, headers: dict[str, str], params: Mapping[str, str] | None
+    ) -> tuple[bytes, str]:
+        with self._open(url, headers, params) as resp:
+            _check_status(resp, url, (200, 203), NetError, identity=False)
+            length = _content_length(resp)
+            if length is not None and length > max_bytes:
+                raise AssetsError(f"body of {length} bytes exceeds the limit of {max_bytes}", url=url)
+            body = bytearray()
+            for chunk in resp.iter_content(DEFAULT_CHUNK_BYTES):
+                self._check_cancel()
+                body += chunk
+                if len(body) > max_bytes:
+                    raise AssetsError(f"body exceeds the limit of {max_bytes} bytes", url=url)
+            return bytes(body), resp.url
+
+    def fetch(
+        self,
+        url: str,
+        sink: Sink,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        base: tuple[int, int] | None = None,
+        max_bytes: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_BYTES,
+    ) -> FetchStats:
+        """Stream bytes ``[start, end)`` of a resource (``end=None``: to its end) into `sink`, in order.
+
+        base: ``(offset, length)`` of an EXT-X-BYTERANGE; the resource is then that
+        slice of `url` and every offset and size the sink sees is relative to it.
+        The sink learns the size from the headers (`Sink.on_size`, at most once),
+        then gets each byte exactly once: a body cut short is resumed with a Range
+        request from the first undelivered byte. 404/410 raise `SegmentNotFound`,
+        other 4xx but 408/429 `NetError`, at once; a size over `max_bytes` raises
+        `AssetsError`; transient failures end in `RetryExhausted`; `abort` in `Cancelled`.
+        """
+        if start < 0 or (end is not None and end < start) or chunk_size <= 0:
+            raise ValueError(f"bad range [{start}, {end}) or chunk size {chunk_size}")
+        offset = base[0] if base is not None else 0
+        t = _Transfer(url, sink, start, end, offset, base is not None, max_bytes)
+        if base is not None:
+            t.learn_size(base[1])
+        if t.end is not None and t.next >= t.end:
+            return FetchStats(0, 0.0, 0.0, 0)
+        _, attempts = self._retrying(url, lambda: self._fetch_once(t, chunk_size))
+        return FetchStats(t.next - start, t.ttfb, t.transfer, attempts)
+
+    def _fetch_once(self, t: _Transfer, chunk_size: int) -> None:
+        if t.end is not None and t.next >= t.end:
+            return
+        headers = {"Accept-Encoding": "identity"}
+        wanted = t.range_header()
+        if wanted is not None:
+            headers["Range"] = wanted
+        with self._open(t.url, headers) as resp:
+            t.ttfb = resp.elapsed.total_seconds()
+            _check_status(resp, t.url, (200, 206), SegmentNotFound)
+            skip, want = self._plan(resp, t)
+            began = time.monotonic()
+            try:
+                got = self._pump(resp, skip, want, chunk_size, t.deliver)
+            finally:
+                t.transfer += time.monotonic() - began
+        if want is None:
+            t.learn_size(t.next)
+        elif got < want:
+            raise _TransientError(
+                f"body cut short: {got} of {want} bytes", url=t.url, status=resp.status_code
+            )
+
+    @staticmethod
+    def _plan(resp: requests.Response, t: _Transfer) -> tuple[int, int | None]:
+        """Body bytes to skip, then how many to deliver (None: up to the end of the body)."""
+        if resp.status_code == 206:
+            return 0, t.accept_range(resp.headers.get("Content-Range"))
+        # A 200: the server sent the whole resource, whatever Range asked.
+        length = _content_length(resp)
+        if not t.sliced and length is not None:
+            t.learn_size(length)
+        skip = t.base_offset + t.next
+        if t.end is None:
+            return skip, None
+        stop = t.base_offset + t.end
+        if length is not None and length < stop:
+            raise AssetsError(f"resource of {length} bytes is shorter than its byte range", url=t.url)
+        return skip, stop - skip
+
+    def _pump(
+        self,
+        resp: requests.Response,
+        skip: int,
+        want: int | None,
+        chunk_size: int,
+        emit: Callable[[memoryview], None],
+    ) -> int:
+        """Drop `skip` body bytes, pass the next `want` (None: all) to `emit`; return how many passed."""
+        # read1 returns what the socket has (no wait for a full chunk); early urllib3 2.x lacks it.
+        read = getattr(resp.raw, "read1", None) or resp.raw.read
+        got = 0
+        while want is None or got < want:
+            self._check_cancel()
+            ask = chunk_size if want is None else min(chunk_size, skip + want - got)
+            data = read(ask, decode_content=False)
+            if not data:
+                break
+            view = memoryview(data)
+            if skip:
+                dropped = min(skip, len(view))
+                skip -= dropped
+                view = view[dropped:]
+            if view:
+                emit(view)
+                got += len(view)
+        return got
+
+    def probe(self, url: str, *, base: tuple[int, int] | None = None, tail: int = 0) -> tuple[int, bytes]:
+        """A resource's size without downloading it, and its last `tail` bytes: ``(size, tail_bytes)``.
+
+        Asks ``Range: bytes=0-0`` (or the last `tail` bytes) and reads the total
+        from Content-Range. A server that ignores Range gives the size in
+        Content-Length; the tail is then streamed through a bounded buffer.
+        base: as in `fetch`; its length is the size. Retries like `fetch`.
+        """
+        if tail < 0:
+            raise ValueError("tail must be 0 or more")
+        if base is not None and min(tail, base[1]) == 0:
+            return base[1], b""
+        result, _ = self._retrying(url, lambda: self._probe_once(url, base, tail))
+        return result
+
+    def _probe_once(self, url: str, base: tuple[int, int] | None, tail: int) -> tuple[int, bytes]:
+        size: int | None
+        want: int | None
+        if base is not None:
+            tail = min(tail, base[1])
+            wanted = f"bytes={base[0] + base[1] - tail}-{base[0] + base[1] - 1}"
+        else:
+            wanted = f"bytes=-{tail}" if tail else "bytes=0-0"
+        with self._open(url, {"Accept-Encoding": "identity", "Range": wanted}) as resp:
+            content_range = resp.headers.get("Content-Range")
+            if (
+                resp.status_code == 416
+                and base is None
+                and _parse_content_range(content_range) == (None, None, 0)
+            ):
+                return 0, b""
+            _check_status(resp, url, (200, 206), SegmentNotFound)
+            skip = 0
+            if resp.status_code == 206:
+                size, want = _probe_range(content_range, url, base, tail)
+            elif base is not None:
+                size, skip, want = base[1], base[0], base[1]
+            else:
+                size = want = _content_length(resp)
+                if size is not None and tail == 0:
+                    return size, b""
+            kept = bytearray()  # the last `tail` bytes so far: memory stays under tail + one chunk
+
+            def keep(data: memoryview) -> None:
+                kept.extend(data)
+                del kept[: max(0, len(kept) - tail)]
+
+            got = self._pump(resp, skip, want, DEFAULT_CHUNK_BYTES, keep)
+        if want is not None and got < want:
+            raise _TransientError(f"body cut short: {got} of {want} bytes", url=url, status=resp.status_code)
+        return (got if size is None else size), bytes(kept)
+
+    def abort(self) -> None:
+        """Cancel every call in flight, from any thread: blocked reads return at once. Idempotent.
+
+        Sets the cancel Event and shuts down the socket of every connection the
+        client opened; the interrupted calls raise `Cancelled`, as do later ones.
+        """
+        self._cancel.set()
+        self._pools.abort()
+
+    def close(self) -> None:
+        """`abort`, then release the connection pools. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.abort()
+        self._session.close()
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled("client closed")
+
+    def _open(
+        self, url: str, headers: dict[str, str], params: Mapping[str, str] | None = None
+    ) -> requests.Response:
+        self._check_cancel()
+        resp = self._session.get(
+            url, headers=headers, params=params, stream=True, timeout=self._timeout, verify=self._net.verify
+        )
+        log.debug(
+            "GET %s range=%s -> %d in %.3fs",
+            redact_url(url),
+            headers.get("Range", "-"),
+            resp.status_code,
+            resp.elapsed.total_seconds(),
+        )
+        try:
+            _check_redirect(url, resp.url)
+        except InvalidUrl:
+            resp.close()
+            raise
+        return resp
+
+    def _retrying(self, url: str, attempt: Callable[[], _T]) -> tuple[_T, int]:
+        """Run `attempt` until it succeeds: ``(result, attempts made)``; transient failures are retried."""
+        policy = self._policy
+        while True:
+            try:
+                return attempt(), policy.attempts + 1
+            except _FATAL_ERRORS as exc:  # noqa: PERF203 (a retry loop)
+                kind = InvalidUrl if isinstance(exc, _BAD_URL_ERRORS) else NetError
+                raise kind(f"request refused ({type(exc).__name__})", url=url) from exc
+            except _TRANSIENT_ERRORS as exc:
+                if self._cancel.is_set():
+                    raise Cancelled("client closed") from exc
+                transient = exc if isinstance(exc, _TransientError) else None
+                policy = policy.increment(
+                    url,
+                    exc,
+                    status=transient.status if transient else None,
+                    retry_after=transient.retry_after if transient else None,
+                )
+                # Messages from requests quote the URL with its query string: log the type only.
+                reason = exc if isinstance(exc, HlsError) else type(exc).__name__
+                log.debug("retry %d of %d: %s", policy.attempts, policy.total, reason)
+                if self._on_retry is not None:
+                    self._on_retry(exc, policy.attempts)
+                policy.sleep(self._cancel)
+            except Exception as exc:
+                # Once aborted, whatever a torn-down connection raised means "cancelled".
+                if self._cancel.is_set() and not isinstance(exc, (Cancelled, HlsError)):
+                    raise Cancelled("client closed") from exc
+                raise
+
+
+def _probe_range(header: str | None, url: str, base: tuple[int, int] | None, tail: int) -> tuple[int, int]:
+    """``(size, body length)`` from a probe's 206, checked against the range asked."""
+    first, last, total = _parse_content_range(header) or (None, None, None)
+    if base is not None:
+        size = base[1]
+        expected = (base[0] + size - tail, base[0] + size - 1)
+    elif total is None:
+        raise NetError("the server does not tell the resource size", url=url, status=206)
+    else:
+        size = total
+        expected = (max(0, total - tail), total - 1) if tail else (0, 0)
+    if (first, last) != expected:
+        raise _TransientError(
+            f"server sent range {header!r}, asked bytes {expected[0]}-{expected[1]}", url=url, status=206
+        )
+    return size, expected[1] - expected[0] + 1
