@@ -32,9 +32,15 @@ class Task:
     """One unit of work: download a part, or learn its size."""
 
     index: int
-    part: Part
+    part: Part | None
     probe: bool = False
     urgent: bool = False
+    job: Callable[[], None] | None = None
+
+    @property
+    def label(self) -> str:
+        """What the task works on, for logs."""
+        return "job" if self.part is None else self.part.label
 
 
 class FetchPool:
@@ -60,6 +66,7 @@ class FetchPool:
         self._reader = 0
         self._demand: collections.deque[int] = collections.deque()
         self._probes: collections.deque[int] = collections.deque()
+        self._jobs: collections.deque[Callable[[], None]] = collections.deque()
         self._inflight: set[str] = set()
         self._done: set[str] = set()
         self._failed: set[str] = set()
@@ -96,6 +103,21 @@ class FetchPool:
             self._probes.extendleft(reversed(indices))
             self._work.notify_all()
 
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run `job()` on a worker, before look-ahead (playlist loads for ABR)."""
+        with self._lock:
+            self._jobs.append(job)
+            self._work.notify()
+
+    def first_unstarted(self, start: int) -> int:
+        """The first part index from `start` on that is neither stored nor downloading."""
+        layout = self._layout
+        with self._lock:
+            for offset, part in enumerate(layout.parts(start)):
+                if part.rid not in self._done and part.rid not in self._inflight:
+                    return start + offset
+            return len(layout)
+
     def invalidate(self) -> None:
         """The layout changed after the reader (ABR switch): re-plan."""
         with self._lock:
@@ -114,7 +136,7 @@ class FetchPool:
             while not self._closed:
                 task = self._pick()
                 if task is not None:
-                    if not task.probe:
+                    if task.part is not None and not task.probe:
                         self._inflight.add(task.part.rid)
                     return task
                 self._work.wait(IDLE_WAIT_S)
@@ -132,6 +154,8 @@ class FetchPool:
                 break
             self._demand.pop()
             return Task(index, part, urgent=True)
+        if self._jobs:
+            return Task(-1, None, job=self._jobs.popleft())
         while self._probes:
             index = self._probes.popleft()
             if index < len(layout) and layout.size_of(index) is None:
@@ -162,7 +186,7 @@ class FetchPool:
     def finished(self, task: Task, ok: bool) -> None:
         """Record the outcome of a task a worker claimed."""
         with self._lock:
-            if not task.probe:
+            if task.part is not None and not task.probe:
                 self._inflight.discard(task.part.rid)
                 (self._done if ok else self._failed).add(task.part.rid)
             self._work.notify_all()
@@ -182,15 +206,16 @@ class FetchPool:
             self._closed = True
             self._demand.clear()
             self._probes.clear()
+            self._jobs.clear()
             self._work.notify_all()
         current = threading.current_thread()
         for thread in self._threads:
             if thread is not current:
                 thread.join(timeout)
 
-    def alive(self) -> list[threading.Thread]:
-        """Worker threads still running."""
-        return [t for t in self._threads if t.is_alive()]
+    def threads(self) -> list[threading.Thread]:
+        """The worker threads."""
+        return list(self._threads)
 
 
 def _worker(ref: weakref.ReferenceType[FetchPool]) -> None:
@@ -205,7 +230,7 @@ def _worker(ref: weakref.ReferenceType[FetchPool]) -> None:
         try:
             ok = pool.run(task)
         except Exception:
-            log.error("fetch worker crashed on %s", task.part.label, exc_info=True)
+            log.error("fetch worker crashed on %s", task.label, exc_info=True)
         finally:
             pool.finished(task, ok)
         del pool

@@ -194,12 +194,13 @@ class Layout:
         with self._lock:
             self.committed = max(self.committed, min(index + 1, len(self._parts)))
 
-    def replace_from(self, index: int, parts: list[Part]) -> int:
-        """Replace parts from `index` on (never before `committed`); returns where the change starts."""
+    def replace_from(self, index: int, parts: list[Part]) -> bool:
+        """Replace parts from `index` on; False (and no change) if the reader already reached it."""
         with self._lock:
-            index = max(index, self.committed)
+            if index < self.committed:
+                return False
             self._parts[index:] = parts
             self._starts = [p.start for p in self._parts]
             del self._offsets[index + 1 :]
             self._extend()
-            return index
+            return True

@@ -20,6 +20,8 @@ from .errors import (
     PlaylistParseError,
     VariantNotFound,
 )
+from .abr.controller import AbrDecision
+from .abr.driver import AbrDriver
 from .fetch import PROBE_BATCH, FetchPool, Task
 from .keys import KeyManager, read_decrypted, tail_size
 from .layout import Layout, Part, build_parts
@@ -44,6 +46,12 @@ class Session:
         self.keys = KeyManager(self.client, self.cache, options.keys, offline=options.offline, bus=self.bus)
         self._ended = False
         self._pool: FetchPool | None = None
+        self._abr: AbrDriver | None = None
+        self._switch_lock = threading.Lock()
+        self._reasons: dict[int, ev.AbrReason] = {}
+        self._reader_part = -1
+        self.variant: int | None = None  # the variant the reader is in
+        self._fetched_bytes = 0
         try:
             self._open(url)
         except BaseException:
@@ -61,16 +69,15 @@ class Session:
         choice = self.options.variant
         if choice is not None and not 0 <= choice < len(self.variants):
             raise VariantNotFound(f"variant {choice} of {len(self.variants)}", url=url)
-        self.variant = choice if choice is not None else 0
-        media = top if isinstance(top, MediaPlaylist) else self.load_media(self.variant)
-        self.media: dict[int, MediaPlaylist] = {self.variant: media}
+        first = choice if choice is not None else 0
+        self._reasons[first] = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
+        media = top if isinstance(top, MediaPlaylist) else self.load_media(first)
+        self.media: dict[int, MediaPlaylist] = {first: media}
         self.keys.check(media)
-        self.layout = Layout(build_parts(media, self.variant))
+        self.layout = Layout(build_parts(media, first))
         self.duration = media.duration
         self.store.on_size = self.layout.learn
-        for part in self.layout.parts():
-            if part.byterange is not None and part.key is None:
-                self.layout.learn(part.rid, SizeInfo(part.byterange.length))
+        self._learn_byteranges(self.layout.parts())
         net = self.options.network
         self._pool = FetchPool(
             self.layout,
@@ -79,6 +86,20 @@ class Session:
             lookahead_s=net.lookahead,
             lookahead_bytes=net.lookahead_bytes,
         )
+        if len(self.variants) > 1:
+            self._abr = AbrDriver(
+                [v.bitrate for v in self.variants],
+                self.options.abr,
+                buffer_level=self.buffer_level,
+                apply=self._apply_decision,
+                bus=self.bus,
+                manual=choice,
+            )
+
+    def _learn_byteranges(self, parts: list[Part]) -> None:
+        for part in parts:
+            if part.byterange is not None and part.key is None:
+                self.layout.learn(part.rid, SizeInfo(part.byterange.length))
 
     def load_playlist(self, url: str) -> MasterPlaylist | MediaPlaylist:
         """Fetch (or take from the cache) and parse the playlist at `url`."""
@@ -115,6 +136,8 @@ class Session:
 
     def _run(self, task: Task) -> bool:
         part = task.part
+        if part is None:
+            return self._run_job(task)
         try:
             if task.probe:
                 self._probe(part)
@@ -129,6 +152,18 @@ class Session:
             log.debug("%s failed: %s", part.label, exc)
             self.store.fail(part.rid, exc)
             self.bus.publish(ev.Error(exc, recoverable=False))
+            return False
+
+    def _run_job(self, task: Task) -> bool:
+        assert task.job is not None
+        try:
+            task.job()
+            return True
+        except Cancelled:
+            return False
+        except HlsError as exc:
+            log.debug("background job failed: %s", exc)
+            self.bus.publish(ev.Error(exc, recoverable=True))
             return False
 
     def _probe(self, part: Part) -> None:
@@ -166,10 +201,22 @@ class Session:
             raise
         if part.key is not None:
             self._learn_pad_from_store(part)
+        if self._abr is not None:
+            self._abr.sample(stats.bytes, stats.transfer, stats.ttfb)
+        elif bus.active and stats.transfer > 0 and stats.bytes > 0:
+            bus.publish(ev.ThroughputSample(stats.bytes / stats.transfer))
         if bus.active:
-            if stats.transfer > 0 and stats.bytes > 0:
-                bus.publish(ev.ThroughputSample(stats.bytes / stats.transfer))
             bus.publish(ev.SegmentComplete(part.variant, part.segment, stats.bytes, part.duration))
+            self._progress(stats.bytes)
+
+    def _progress(self, nbytes: int) -> None:
+        with self._switch_lock:
+            self._fetched_bytes += nbytes
+            fetched = self._fetched_bytes
+        total = self.layout.total()
+        known = total if total else sum(self.layout.size_of(i) or 0 for i in range(self.layout.known_parts()))
+        percent = 100.0 * fetched / known if known else 0.0
+        self.bus.publish(ev.DownloadProgress(fetched, min(100.0, percent)))
 
     def _learn_pad_from_store(self, part: Part) -> None:
         info = self.store.size_info(part.rid)
@@ -187,6 +234,82 @@ class Session:
             got += n
         self.store.learn_size(part.rid, info.size, self.keys.padding(part, bytes(tail)))
 
+    # -- adaptive bitrate ----------------------------------------------------------
+
+    def buffer_level(self) -> float:
+        """Media seconds stored contiguously ahead of the read position."""
+        pool = self._pool
+        index = max(self._reader_part, 0)
+        if pool is None or index >= len(self.layout):
+            return 0.0
+        level = 0.0
+        for part in self.layout.parts(index):
+            if not pool.is_done(part.rid):
+                break
+            level += part.duration
+        return level
+
+    def _apply_decision(self, decision: AbrDecision) -> None:
+        reason = decision.reason or ev.AbrReason.MANUAL
+        variant = decision.to_variant
+        if variant in self.media:
+            self._switch(variant, reason)
+        elif self._pool is not None:
+            self._pool.submit(lambda: self._load_and_switch(variant, reason))
+
+    def _load_and_switch(self, variant: int, reason: ev.AbrReason) -> None:
+        media = self.load_media(variant)
+        self.keys.check(media)
+        self.media.setdefault(variant, media)
+        if self._abr is not None and self._abr.current == variant:
+            self._switch(variant, reason)
+
+    def _switch(self, variant: int, reason: ev.AbrReason) -> None:
+        """Re-plan the parts the reader has not reached (nor the pool started) on `variant`."""
+        pool, layout, media = self._pool, self.layout, self.media[variant]
+        assert pool is not None
+        with self._switch_lock:
+            for _ in range(8):
+                index = pool.first_unstarted(layout.committed)
+                if index >= len(layout) or layout.part(index).variant == variant:
+                    return
+                old = layout.part(index)
+                first = media.segment_at(old.start + 1e-3)
+                before = layout.part(index - 1) if index else None
+                current_init = None if before is None else self.media[before.variant].segments[before.segment].init
+                parts = build_parts(media, variant, first, current_init)
+                if layout.replace_from(index, parts):
+                    self._reasons[variant] = reason
+                    self._learn_byteranges(parts)
+                    pool.invalidate()
+                    log.debug("switch to variant %d (%s) from part %d", variant, reason.value, index)
+                    return
+
+    def set_variant(self, variant: int | None) -> None:
+        """Pin `variant` (ABR off) or, with None, let ABR choose again."""
+        if variant is not None and not 0 <= variant < len(self.variants):
+            raise VariantNotFound(f"variant {variant} of {len(self.variants)}")
+        if self._abr is not None:
+            self._abr.set_manual(variant)
+
+    def abr_decisions(self) -> list[AbrDecision]:
+        """What ABR decided, and why (oldest first)."""
+        return [] if self._abr is None else self._abr.decisions()
+
+    def _entered(self, index: int, part: Part) -> None:
+        """The reader moved into part `index`: events, look-ahead and ABR follow."""
+        self._reader_part = index
+        assert self._pool is not None
+        self._pool.set_reader(index)
+        if part.variant != self.variant:
+            previous, self.variant = self.variant, part.variant
+            reason = self._reasons.get(part.variant, ev.AbrReason.INITIAL)
+            self.bus.publish(ev.VariantApplied(previous, part.variant, reason))
+        if self.duration > 0:
+            self.bus.publish(ev.PlaybackProgress(part.start, min(100.0, 100.0 * part.start / self.duration)))
+        if self._abr is not None:
+            self._abr.poke()
+
     # -- reading -----------------------------------------------------------------
 
     def read_into(self, pos: int, out: memoryview) -> int:
@@ -201,8 +324,8 @@ class Session:
                 break
             part = layout.part(index)
             layout.commit(index)
-            assert self._pool is not None
-            self._pool.set_reader(index)
+            if index != self._reader_part:
+                self._entered(index, part)
             if off > 0 and layout.size_of(index) is None and not self.store.is_writing(part.rid):
                 self.resolve_sizes(index, index + 1, deadline)
                 continue
@@ -219,6 +342,8 @@ class Session:
 
         def need() -> None:
             pool.demand(index)
+            if self._abr is not None:
+                self._abr.poke()
 
         try:
             if part.key is None:
@@ -271,6 +396,8 @@ class Session:
         self._cancel.set()
         self.client.abort()
         self.store.close()
+        if self._abr is not None:
+            self._abr.close()
         if self._pool is not None:
             self._pool.close()
         self.client.close()
@@ -278,8 +405,9 @@ class Session:
         self.cache.close()
 
     def threads(self) -> list[threading.Thread]:
-        """Background threads still alive (for tests)."""
-        return [] if self._pool is None else self._pool.alive()
+        """Background threads started by this session (for tests)."""
+        threads = [] if self._pool is None else self._pool.threads()
+        return threads + ([] if self._abr is None else [self._abr.thread])
 
     def time_to_index(self, t: float) -> int:
         """The part holding media time `t`."""

@@ -165,7 +165,7 @@ def test_close_mid_download_stops_every_thread(fixtures: dict[str, StreamFixture
     release = origin.stall(_segment_path(fx, 0), after_bytes=1000)
     f = kithara_hls.open(origin.url(fx.entry), opts(tmp_path))
     threads = f._session.threads()
-    assert threads and all(t.name.startswith("kithara-fetch") for t in threads)
+    assert threads and all(t.name.startswith("kithara-") for t in threads)
     errors: list[BaseException] = []
     reading = threading.Event()
 
