@@ -67,6 +67,7 @@ class Cache:
                 eviction_policy="none",
                 size_limit=2**62,
                 disk_min_file_size=FILE_THRESHOLD_BYTES,
+                tag_index=True,
             )
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open cache folder: {exc}") from exc
@@ -88,10 +89,12 @@ class Cache:
         except sqlite3.Error:
             return False
 
-    def set(self, key: str, value: bytes | bytearray | memoryview) -> None:
-        """Store `value` at `key`; raises StorageError if the write fails."""
+    def set(
+        self, key: str, value: bytes | bytearray | memoryview, *, tag: str | None = None, expire: float | None = None
+    ) -> None:
+        """Store `value` at `key` (tagged with a resource id, for eviction); StorageError on failure."""
         try:
-            ok = self._dc.set(key, value, retry=True)
+            ok = self._dc.set(key, value, retry=True, tag=tag, expire=expire)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cache write failed: {exc}") from exc
         if not ok:
@@ -103,6 +106,26 @@ class Cache:
             self._dc.delete(key, retry=True)
         except (OSError, sqlite3.Error) as exc:
             log.warning("cache delete failed for %s: %s", key, exc)
+
+    def evict_tag(self, tag: str) -> int:
+        """Remove every key stored with `tag`; returns how many."""
+        try:
+            return int(self._dc.evict(tag, retry=True))
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("cache eviction failed: %s", exc)
+            return 0
+
+    def volume(self) -> int:
+        """Bytes the cache uses on disk."""
+        return int(self._dc.volume())
+
+    def transact(self) -> Any:
+        """A context manager making the enclosed reads and writes one transaction (across processes)."""
+        return self._dc.transact(retry=True)
+
+    def clear(self) -> None:
+        """Remove everything."""
+        self._dc.clear(retry=True)
 
     def close(self) -> None:
         """Close the calling thread's connection (diskcache connections are per thread)."""

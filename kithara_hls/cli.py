@@ -40,16 +40,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Print variants, duration, segments and encryption."""
     with hls_open(args.url, _options(args)) as f:
         session = f._session
-        media = session.media[session.variant]
+        variant = session.layout.part(0).variant
+        media = session.media[variant]
         encrypted = sorted({s.key.method for s in media.segments if s.key is not None}) or ["none"]
         print(f"duration: {f.duration:.3f} s")
-        print(f"segments: {len(media.segments)} (variant {session.variant})")
+        print(f"segments: {len(media.segments)} (variant {variant})")
         print(f"encryption: {', '.join(encrypted)}")
         print("variants:")
         for i, v in enumerate(f.variants):
             res = f" {v.resolution[0]}x{v.resolution[1]}" if v.resolution else ""
             codecs = f" {v.codecs}" if v.codecs else ""
-            print(f"  [{i}] {v.bitrate / 1000:.0f} kbit/s{codecs}{res}")
+            rate = f"{v.bitrate / 1000:.0f} kbit/s" if v.bitrate else "media playlist (no master)"
+            print(f"  [{i}] {rate}{codecs}{res}")
         cached = sum(session.store.load(p.rid)[1] for p in session.layout.parts())
         print(f"cached: {cached} of {len(session.layout)} parts")
     return 0
@@ -152,6 +154,73 @@ class _Status:
         self._sub.close()
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    """Fill the cache with a whole stream, with a progress bar."""
+    from .download import download
+
+    bar = _ProgressBar(quiet=args.quiet)
+    result = download(args.url, _options(args), all_variants=args.all_variants, progress=bar)
+    bar.done()
+    rate = result.bytes / result.seconds / 1e6 if result.seconds > 0 else 0.0
+    print(f"cached {result.bytes} bytes of variant(s) {list(result.variants)} in {result.seconds:.2f} s "
+          f"({rate:.1f} MB/s)", file=sys.stderr)
+    return 0
+
+
+class _ProgressBar:
+    """`[#####.....]  45.0 %  12.3 MB  4.5 MB/s  ETA 0:12` on stderr."""
+
+    WIDTH = 30
+
+    def __init__(self, quiet: bool = False) -> None:
+        self._quiet = quiet
+        self._started = time.monotonic()
+        self._last = 0.0
+
+    def __call__(self, event: ev.DownloadProgress) -> None:
+        now = time.monotonic()
+        if self._quiet or (now - self._last < 0.1 and event.percent < 100.0):
+            return
+        self._last = now
+        elapsed = max(now - self._started, 1e-6)
+        filled = int(self.WIDTH * event.percent / 100.0)
+        eta = elapsed * (100.0 - event.percent) / event.percent if event.percent > 0 else 0.0
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {event.percent:5.1f} %  "
+            f"{event.offset / 1e6:8.1f} MB  {event.offset / elapsed / 1e6:6.1f} MB/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+        )
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if not self._quiet:
+            sys.stderr.write("\n")
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Inspect or clear the cache."""
+    from .cache import Cache
+    from .catalog import Catalog, stream_id
+
+    cache = Cache(CacheOptions(dir=args.cache_dir) if args.cache_dir else CacheOptions())
+    try:
+        catalog = Catalog(cache)
+        if args.action == "size":
+            print(f"{cache.volume()} bytes in {cache.path}")
+        elif args.action == "ls":
+            wanted = stream_id(args.url) if args.url else None
+            for rec in catalog.streams():
+                if wanted is None or rec.stream_id == wanted:
+                    used = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.last_used))
+                    lease = "  (open)" if rec.leased else ""
+                    print(f"{rec.bytes:>12}  {rec.resources:>5} res  {used}  {rec.url}{lease}")
+        else:
+            catalog.clear(args.url)
+            print("cleared " + ("everything" if args.url is None else "one stream"))
+    finally:
+        cache.close()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a stream, serve it on loopback, play it through the library, replay offline."""
     from .demo import run_demo
@@ -182,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="WAV file to write")
     p.add_argument("--variant", type=int, help="variant index (default: ABR)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
+    p = add("download", cmd_download, "fill the cache with a whole stream for offline playback")
+    p.add_argument("--variant", type=int, help="variant index (default: the lowest)")
+    p.add_argument("--all-variants", action="store_true", help="fetch every variant")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p = add("cache", cmd_cache, "inspect or clear the cache: ls | size | clear [URL]", url=False)
+    p.add_argument("action", choices=["ls", "size", "clear"])
+    p.add_argument("url", nargs="?", help="one stream (ls, clear)")
+    p.add_argument("--cache-dir", help="cache folder (default: the user cache dir)")
     p = add("demo", cmd_demo, "serve a generated stream on loopback and play it", url=False)
     p.add_argument("--keep", action="store_true", help="keep the generated files")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")

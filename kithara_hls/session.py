@@ -13,6 +13,7 @@ import time
 
 from . import events as ev
 from .cache import Cache, digest
+from .catalog import Catalog
 from .errors import (
     HlsError,
     NetError,
@@ -31,6 +32,9 @@ from .playlist import MasterPlaylist, MediaPlaylist, Variant, looks_like_playlis
 from .store import SizeInfo, Store
 
 log = logging.getLogger(__name__)
+
+#: Bytes downloaded between two checks of the cache's size cap.
+EVICT_CHECK_BYTES = 32 * 2**20  # 32 MiB
 
 
 class Session:
@@ -52,6 +56,10 @@ class Session:
         self._reader_part = -1
         self.variant: int | None = None  # the variant the reader is in
         self._fetched_bytes = 0
+        self._unevicted_bytes = 0
+        self._playlist_keys: list[str] = []
+        self.catalog = Catalog(self.cache)
+        self._lease: tuple[str, str] | None = None
         try:
             self._open(url)
         except BaseException:
@@ -78,6 +86,9 @@ class Session:
         self.duration = media.duration
         self.store.on_size = self.layout.learn
         self._learn_byteranges(self.layout.parts())
+        self.url = url
+        sid = self._record(media, first)
+        self._lease = (sid, self.catalog.lease(sid))
         net = self.options.network
         self._pool = FetchPool(
             self.layout,
@@ -86,6 +97,8 @@ class Session:
             lookahead_s=net.lookahead,
             lookahead_bytes=net.lookahead_bytes,
         )
+        if not self.options.offline:
+            self._pool.submit(self._evict)
         if len(self.variants) > 1:
             self._abr = AbrDriver(
                 [v.bitrate for v in self.variants],
@@ -96,6 +109,17 @@ class Session:
                 manual=choice,
             )
 
+    def _record(self, media: MediaPlaylist, variant: int) -> str:
+        """Tell the catalog which resources and keys this stream uses (for `cache ls` and eviction)."""
+        parts = build_parts(media, variant)
+        keys = {f"key:{digest(p.key.uri)}" for p in parts if p.key is not None}
+        return self.catalog.record(self.url, (p.rid for p in parts), [*self._playlist_keys, *keys])
+
+    def _evict(self) -> None:
+        removed = self.catalog.evict(self.options.cache.max_bytes)
+        if removed:
+            log.info("cache over its cap: evicted %d stream(s)", removed)
+
     def _learn_byteranges(self, parts: list[Part]) -> None:
         for part in parts:
             if part.byterange is not None and part.key is None:
@@ -104,6 +128,7 @@ class Session:
     def load_playlist(self, url: str) -> MasterPlaylist | MediaPlaylist:
         """Fetch (or take from the cache) and parse the playlist at `url`."""
         key = f"pl:{digest(url)}"
+        self._playlist_keys.append(key)
         cached = self.cache.get(key)
         if self.options.offline:
             if cached is None:
@@ -207,15 +232,22 @@ class Session:
             bus.publish(ev.ThroughputSample(stats.bytes / stats.transfer))
         if bus.active:
             bus.publish(ev.SegmentComplete(part.variant, part.segment, stats.bytes, part.duration))
-            self._progress(stats.bytes)
+        self._progress(stats.bytes)
 
     def _progress(self, nbytes: int) -> None:
         with self._switch_lock:
             self._fetched_bytes += nbytes
+            self._unevicted_bytes += nbytes
             fetched = self._fetched_bytes
-        total = self.layout.total()
-        known = total if total else sum(self.layout.size_of(i) or 0 for i in range(self.layout.known_parts()))
-        percent = 100.0 * fetched / known if known else 0.0
+            evict = self._unevicted_bytes >= EVICT_CHECK_BYTES
+            if evict:
+                self._unevicted_bytes = 0
+        if evict and self._pool is not None:
+            self._pool.submit(self._evict)
+        if not self.bus.active:
+            return
+        assert self._pool is not None
+        percent = 100.0 * self._pool.done_count() / max(1, len(self.layout))
         self.bus.publish(ev.DownloadProgress(fetched, min(100.0, percent)))
 
     def _learn_pad_from_store(self, part: Part) -> None:
@@ -235,6 +267,11 @@ class Session:
         self.store.learn_size(part.rid, info.size, self.keys.padding(part, bytes(tail)))
 
     # -- adaptive bitrate ----------------------------------------------------------
+
+    @property
+    def reader_part(self) -> int:
+        """Index of the part the reader is in (-1 before the first read)."""
+        return self._reader_part
 
     def buffer_level(self) -> float:
         """Media seconds stored contiguously ahead of the read position."""
@@ -261,6 +298,7 @@ class Session:
         media = self.load_media(variant)
         self.keys.check(media)
         self.media.setdefault(variant, media)
+        self._record(media, variant)
         if self._abr is not None and self._abr.current == variant:
             self._switch(variant, reason)
 
@@ -401,6 +439,9 @@ class Session:
         if self._pool is not None:
             self._pool.close()
         self.client.close()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            self.catalog.release(*lease)
         self.bus.close()
         self.cache.close()
 

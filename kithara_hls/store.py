@@ -145,7 +145,7 @@ class Store:
                 self.on_size(rid, info)
             self._changed.notify_all()
         if changed and info is not None:
-            self.cache.set(f"size:{rid}", json.dumps({"size": info.size, "pad": info.pad}).encode())
+            self.cache.set(f"size:{rid}", json.dumps({"size": info.size, "pad": info.pad}).encode(), tag=rid)
 
     def tail(self, rid: str) -> bytes:
         """Bytes learnt by a tail probe (the resource's last bytes), or b""."""
@@ -297,7 +297,7 @@ class Store:
             if res.buf is None:
                 return
             data = bytes(memoryview(res.buf)[:length])
-        self.cache.set(block_key(res.rid, index), data)
+        self.cache.set(block_key(res.rid, index), data, tag=res.rid)
         with self._lock:
             res.blocks.add(index)
             self._remember(res.rid, index, data)
@@ -305,7 +305,7 @@ class Store:
             self._changed.notify_all()
 
     def _finish(self, res: _Res, size: int) -> None:
-        self.cache.set(f"done:{res.rid}", b"1")
+        self.cache.set(f"done:{res.rid}", b"1", tag=res.rid)
         with self._lock:
             res.size = size
             res.complete = True

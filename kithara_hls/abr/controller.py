@@ -1,0 +1,190 @@
+"""The ABR decision flow: a pure state machine over (time, buffer, estimate).
+
+Reading of `AbrOptions` (bitrates in bits/s, E the throughput estimate):
+
+- A variant *fits* when ``bitrate × throughput_safety_factor ≤ E``.
+- Urgent: when the buffer is nearly empty (below half of
+  ``down_switch_buffer_secs``) and the current variant does not fit, drop at once
+  to the highest variant that fits (the lowest if none), whatever the interval.
+- Down: when the buffer is below ``down_switch_buffer_secs`` and the current
+  variant misses the fit by the down margin, ``E < bitrate × safety ×
+  down_hysteresis_ratio``, switch to the highest variant that fits.
+- Up: when the buffer is at least ``min_buffer_for_up_switch_secs`` and the next
+  variant fits with the up margin, ``E ≥ next_bitrate × safety ×
+  up_hysteresis_ratio``, switch to the highest variant that meets that margin.
+- Between those two margins the current variant is kept: the hysteresis band.
+- At most one up or down switch per ``min_switch_interval`` seconds; urgent and
+  manual switches ignore the interval (an urgent one restarts it, a manual one
+  does not count).
+- ``max_bandwidth`` caps what ABR may choose (never below the lowest variant); a
+  manual pin may exceed it.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kithara_hls.events import AbrReason
+from kithara_hls.options import AbrOptions
+
+#: Switch decisions kept in `AbrController.decisions`.
+DECISIONS_KEPT = 256
+#: The buffer is "nearly empty" below this fraction of down_switch_buffer_secs.
+URGENT_BUFFER_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class AbrDecision:
+    """One outcome of the decision flow.
+
+    at: the caller's time. from_variant / to_variant: indices into the ladder.
+    reason: why it changed, None when it did not. buffer_s / estimate_bps: the
+    inputs. note: a short human explanation.
+    """
+
+    at: float
+    from_variant: int
+    to_variant: int
+    reason: AbrReason | None
+    buffer_s: float
+    estimate_bps: float
+    note: str
+
+    @property
+    def changed(self) -> bool:
+        """True when the variant changes."""
+        return self.to_variant != self.from_variant
+
+
+def _rate(bps: float) -> str:
+    if bps >= 1e6:
+        return f"{bps / 1e6:.1f} Mbit/s"
+    return f"{bps / 1e3:.0f} kbit/s"
+
+
+class AbrController:
+    """Chooses the variant from the buffer level and the throughput estimate.
+
+    bitrates: the ladder in bits/s, sorted ascending (variant i = bitrates[i]).
+    options: the thresholds (see the module docstring for how they are read).
+    initial_estimate_bps: when given, start at the highest variant that fits it
+    (bitrate × safety ≤ estimate) instead of the lowest. Pure: no thread, no clock.
+    """
+
+    def __init__(
+        self,
+        bitrates: Sequence[int],
+        options: AbrOptions = AbrOptions(),  # noqa: B008 - frozen, immutable
+        *,
+        initial_estimate_bps: float | None = None,
+    ) -> None:
+        if not bitrates:
+            raise ValueError("bitrates must not be empty")
+        if any(b <= 0 for b in bitrates) or list(bitrates) != sorted(bitrates):
+            raise ValueError("bitrates must be positive and sorted ascending")
+        if options.throughput_safety_factor <= 0:
+            raise ValueError("throughput_safety_factor must be positive")
+        self._bitrates = tuple(bitrates)
+        self._opts = options
+        cap = options.max_bandwidth
+        within = [i for i, b in enumerate(self._bitrates) if cap is None or b <= cap]
+        self._cap_index = within[-1] if within else 0
+        self._manual: int | None = None
+        self._last_switch_at = -math.inf
+        self._decisions: collections.deque[AbrDecision] = collections.deque(maxlen=DECISIONS_KEPT)
+        #: The variant in use now.
+        self.current = 0 if initial_estimate_bps is None else self._fit(initial_estimate_bps)
+
+    @property
+    def manual(self) -> int | None:
+        """The pinned variant, or None while ABR chooses."""
+        return self._manual
+
+    @property
+    def decisions(self) -> list[AbrDecision]:
+        """The last `DECISIONS_KEPT` switches (changed decisions only), oldest first."""
+        return list(self._decisions)
+
+    @property
+    def cap_index(self) -> int:
+        """The highest variant ABR may choose under max_bandwidth."""
+        return self._cap_index
+
+    def _fit(self, estimate_bps: float, margin: float = 1.0) -> int:
+        """The highest variant ≤ the cap with bitrate × safety × margin ≤ estimate, else 0."""
+        limit = estimate_bps / (self._opts.throughput_safety_factor * margin)
+        best = 0
+        for i in range(self._cap_index + 1):
+            if self._bitrates[i] <= limit:
+                best = i
+        return best
+
+    def _make(
+        self, now: float, to: int, reason: AbrReason | None, buffer_s: float, est: float, note: str
+    ) -> AbrDecision:
+        decision = AbrDecision(now, self.current, to, reason if to != self.current else None, buffer_s, est, note)
+        if decision.changed:
+            self._decisions.append(decision)
+            self.current = to
+        return decision
+
+    def decide(self, *, now: float, buffer_s: float, estimate_bps: float) -> AbrDecision:
+        """Apply the decision flow at time `now` and update `current`.
+
+        buffer_s: media seconds buffered ahead of the read position.
+        estimate_bps: the throughput estimate (`ThroughputEstimator.estimate()`).
+        """
+        opts, cur = self._opts, self.current
+        if self._manual is not None:
+            return self._make(now, cur, None, buffer_s, estimate_bps, f"manual pin on {cur}")
+        safety, bitrate = opts.throughput_safety_factor, self._bitrates[cur]
+        est, buf = _rate(estimate_bps), f"buffer {buffer_s:.1f}s"
+        urgent_buffer = opts.down_switch_buffer_secs * URGENT_BUFFER_FRACTION
+        if buffer_s < urgent_buffer and cur > 0 and estimate_bps < bitrate * safety:
+            note = f"{buf} < {urgent_buffer:.1f}s and {est} < {safety:g}×{_rate(bitrate)}"
+            self._last_switch_at = now
+            return self._make(now, min(self._fit(estimate_bps), cur - 1), AbrReason.URGENT, buffer_s,
+                              estimate_bps, note)
+        waited = now - self._last_switch_at
+        held = f"; held: {waited:.1f}s since the last switch < {opts.min_switch_interval:.1f}s"
+        down_margin = opts.down_hysteresis_ratio
+        if (buffer_s < opts.down_switch_buffer_secs and cur > 0
+                and estimate_bps < bitrate * safety * down_margin):
+            note = (f"{buf} < {opts.down_switch_buffer_secs:.1f}s and "
+                    f"{est} < {down_margin:g}×{safety:g}×{_rate(bitrate)}")
+            if waited < opts.min_switch_interval:
+                return self._make(now, cur, None, buffer_s, estimate_bps, note + held)
+            self._last_switch_at = now
+            return self._make(now, min(self._fit(estimate_bps), cur - 1), AbrReason.DOWN, buffer_s,
+                              estimate_bps, note)
+        up_margin = opts.up_hysteresis_ratio
+        if (buffer_s >= opts.min_buffer_for_up_switch_secs and cur < self._cap_index
+                and estimate_bps >= self._bitrates[cur + 1] * safety * up_margin):
+            note = (f"{buf} ≥ {opts.min_buffer_for_up_switch_secs:.1f}s and "
+                    f"{est} ≥ {up_margin:g}×{safety:g}×{_rate(self._bitrates[cur + 1])}")
+            if waited < opts.min_switch_interval:
+                return self._make(now, cur, None, buffer_s, estimate_bps, note + held)
+            self._last_switch_at = now
+            return self._make(now, max(self._fit(estimate_bps, up_margin), cur + 1), AbrReason.UP,
+                              buffer_s, estimate_bps, note)
+        return self._make(now, cur, None, buffer_s, estimate_bps, f"steady: {buf}, {est}")
+
+    def set_manual(self, variant: int | None, now: float) -> AbrDecision | None:
+        """Pin `variant` (ABR off), or give control back to ABR with None.
+
+        A pin switches at once, whatever the interval. Back to auto, a variant
+        above max_bandwidth drops to the cap. Returns the decision, or None when
+        the call changes nothing.
+        """
+        if variant is not None and not 0 <= variant < len(self._bitrates):
+            raise ValueError(f"variant {variant} not in 0..{len(self._bitrates) - 1}")
+        if variant == self._manual:
+            return None
+        self._manual = variant
+        if variant is None:
+            to = min(self.current, self._cap_index)
+            return self._make(now, to, AbrReason.MANUAL, math.nan, math.nan, "back to auto")
+        return self._make(now, variant, AbrReason.MANUAL, math.nan, math.nan, f"pinned to {variant}")

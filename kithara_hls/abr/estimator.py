@@ -1,0 +1,140 @@
+"""Throughput estimation: two time-weighted EWMAs, the more pessimistic one wins.
+
+The estimator is pure: the caller feeds it one sample per network body transfer
+(`add(nbytes, seconds, now)`) and asks for `estimate()`; it owns no thread and
+reads no clock. Only network transfers are fed: a segment served from the cache
+says nothing about the network and must never reach it.
+
+Each sample weighs its transfer time: after `w` seconds of transfer an EWMA keeps
+``0.5 ** (w / half_life)`` of its old value, as in Shaka Player and dash.js. The
+fast EWMA follows drops within a segment or two; the slow one keeps a short burst
+from inflating the estimate. Both start at zero and are divided by
+``1 - 0.5 ** (total_seconds / half_life)`` (zero-bias correction), so the first
+samples are not pulled towards zero.
+"""
+
+from __future__ import annotations
+
+from kithara_hls.options import DEFAULT_FAST_HALF_LIFE_S, DEFAULT_SLOW_HALF_LIFE_S
+
+#: Estimate before enough bytes were measured, bits per second (conservative, as hls.js).
+DEFAULT_INITIAL_BPS = 500_000.0
+#: Smaller transfers are ignored: their time is mostly latency, not bandwidth.
+DEFAULT_MIN_SAMPLE_BYTES = 16_000
+#: Bytes that must be measured before the EWMAs replace `initial_bps`.
+DEFAULT_MIN_TOTAL_BYTES = 128_000
+#: Half-life of the time-to-first-byte EWMA, in samples.
+DEFAULT_TTFB_HALF_LIFE_SAMPLES = 4.0
+
+
+class _Ewma:
+    """An exponentially weighted moving average whose weights are seconds."""
+
+    __slots__ = ("_half_life", "_total_weight", "_value")
+
+    def __init__(self, half_life: float) -> None:
+        if half_life <= 0:
+            raise ValueError("half_life must be positive")
+        self._half_life = half_life
+        self._value = 0.0
+        self._total_weight = 0.0
+
+    def add(self, weight: float, value: float) -> None:
+        keep = 0.5 ** (weight / self._half_life)
+        self._value = keep * self._value + (1.0 - keep) * value
+        self._total_weight += weight
+
+    def get(self) -> float:
+        # Zero-bias correction: the average started at 0, not at the first value.
+        zero_factor = 1.0 - 0.5 ** (self._total_weight / self._half_life)
+        return self._value / zero_factor if zero_factor > 0 else 0.0
+
+
+class ThroughputEstimator:
+    """Pure: fed samples, owns no thread or clock.
+
+    fast_half_life / slow_half_life: seconds of transfer time after which a
+    sample's weight halves. initial_bps: the estimate until min_total_bytes were
+    measured (then min(initial_bps, measured) is returned, so a slow network is
+    believed at once and a fast one only after enough data). min_sample_bytes:
+    smaller transfers are ignored. Only network transfers are to be fed: cache
+    hits never reach the estimator.
+    """
+
+    def __init__(
+        self,
+        *,
+        fast_half_life: float = DEFAULT_FAST_HALF_LIFE_S,
+        slow_half_life: float = DEFAULT_SLOW_HALF_LIFE_S,
+        initial_bps: float = DEFAULT_INITIAL_BPS,
+        min_sample_bytes: int = DEFAULT_MIN_SAMPLE_BYTES,
+        min_total_bytes: int = DEFAULT_MIN_TOTAL_BYTES,
+    ) -> None:
+        if initial_bps <= 0:
+            raise ValueError("initial_bps must be positive")
+        self._fast = _Ewma(fast_half_life)
+        self._slow = _Ewma(slow_half_life)
+        self._ttfb = _Ewma(DEFAULT_TTFB_HALF_LIFE_SAMPLES)
+        self._initial_bps = float(initial_bps)
+        self._min_sample_bytes = min_sample_bytes
+        self._min_total_bytes = min_total_bytes
+        self._total_bytes = 0
+        self._samples = 0
+        self._ttfb_samples = 0
+        self._last_sample_at: float | None = None
+
+    def add(self, nbytes: int, seconds: float, now: float) -> bool:
+        """Feed one body transfer: `nbytes` from first to last body byte in `seconds`.
+
+        `now` is the caller's monotonic time at the end of the transfer. Returns
+        False (and changes nothing) for transfers under min_sample_bytes or with a
+        non-positive duration.
+        """
+        if nbytes < self._min_sample_bytes or nbytes <= 0 or not seconds > 0:
+            return False
+        bps = nbytes * 8.0 / seconds
+        self._fast.add(seconds, bps)
+        self._slow.add(seconds, bps)
+        self._total_bytes += nbytes
+        self._samples += 1
+        self._last_sample_at = now
+        return True
+
+    def add_ttfb(self, seconds: float) -> None:
+        """Feed one time to first byte (request sent to first body byte), in seconds.
+
+        Tracked on its own, one sample one weight; it never enters the throughput.
+        """
+        if seconds < 0:
+            return
+        self._ttfb.add(1.0, seconds)
+        self._ttfb_samples += 1
+
+    def estimate(self) -> float:
+        """The throughput estimate, bits per second: min(fast EWMA, slow EWMA)."""
+        if self._samples == 0:
+            return self._initial_bps
+        measured = min(self._fast.get(), self._slow.get())
+        if self._total_bytes < self._min_total_bytes:
+            return min(self._initial_bps, measured)
+        return measured
+
+    @property
+    def ttfb(self) -> float | None:
+        """The smoothed time to first byte in seconds, or None before any sample."""
+        return self._ttfb.get() if self._ttfb_samples else None
+
+    @property
+    def samples(self) -> int:
+        """How many throughput samples were accepted."""
+        return self._samples
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the accepted samples."""
+        return self._total_bytes
+
+    @property
+    def last_sample_at(self) -> float | None:
+        """The `now` of the last accepted sample, or None."""
+        return self._last_sample_at
