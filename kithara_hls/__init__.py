@@ -4,6 +4,7 @@
         container = av.open(f)
 """
 
+from .download import DownloadResult, download
 from .errors import (
     AbrError,
     AssetsError,
@@ -49,6 +50,7 @@ __all__ = [
     "BufferLevel",
     "CacheOptions",
     "DownloadProgress",
+    "DownloadResult",
     "DriverError",
     "EndOfStream",
     "Error",
@@ -76,5 +78,6 @@ __all__ = [
     "Variant",
     "VariantApplied",
     "VariantNotFound",
+    "download",
     "open",
 ]

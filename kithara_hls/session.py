@@ -213,6 +213,10 @@ class Session:
         if self.options.offline:
             raise OfflineMiss("segment not in the cache", url=part.url, segment=part.segment)
         start = self.store.first_missing(part.rid)
+        info = self.store.size_info(part.rid)
+        if info is not None and start >= info.size > 0:
+            self.store.adopt(part.rid)
+            return
         bus = self.bus
         if bus.active:
             bus.publish(ev.SegmentStart(part.variant, part.segment, self.layout.start_of(index)))

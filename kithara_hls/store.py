@@ -154,13 +154,17 @@ class Store:
             return b"" if res is None else res.tail
 
     def first_missing(self, rid: str) -> int:
-        """Byte offset of the first block not on disk (resume point). Disk I/O."""
+        """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O."""
         with self._lock:
             res = self._get(rid)
             if res.complete and res.size is not None:
                 return res.size
             known = set(res.blocks)
             size = res.size
+        if size is None:
+            # Another process may be writing it: its size record precedes its blocks.
+            info, _ = self.load(rid)
+            size = None if info is None else info.size
         index = 0
         limit = None if size is None else -(-size // BLOCK_SIZE)
         while limit is None or index < limit:
@@ -169,7 +173,16 @@ class Store:
             index += 1
         with self._lock:
             res.blocks.update(range(index))
-        return index * BLOCK_SIZE
+        start = index * BLOCK_SIZE
+        return start if size is None else min(start, size)
+
+    def adopt(self, rid: str) -> None:
+        """Every block of `rid` is on disk (another process stored them): mark it complete."""
+        self.cache.set(f"done:{rid}", b"1", tag=rid)
+        with self._lock:
+            res = self._get(rid)
+            res.complete = res.size is not None
+            self._changed.notify_all()
 
     # -- failures ------------------------------------------------------------
 
@@ -220,7 +233,7 @@ class Store:
         Copies from one block at most: callers loop.
         """
         index, inner = divmod(offset, BLOCK_SIZE)
-        asked = False
+        asked = probed = False
         while True:
             with self._lock:
                 res = self._get(rid)
@@ -237,30 +250,35 @@ class Store:
                         return _copy(block, inner, out)
                     if res.buf_block == index and res.buf_len > inner and res.buf is not None:
                         return _copy(memoryview(res.buf)[: res.buf_len], inner, out)
-                    on_disk = res.complete or index in res.blocks
-                    if on_disk or not asked:
+                    known = res.complete or index in res.blocks
+                    if known or not asked:
                         break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise NetError(f"no data within the read deadline (offset {offset})")
                     self._changed.wait(remaining)
-            if on_disk:
-                block = self._load_block(rid, index)
+            if known or not probed:
+                # A block not known here may still be on disk: stored by an earlier
+                # run or another process.
+                probed = True
+                block = self._load_block(rid, index, known)
                 if block is not None:
                     return _copy(block, inner, out)
-            if need is not None:
+            if not asked and need is not None:
                 need()
             asked = True
 
-    def _load_block(self, rid: str, index: int) -> bytes | None:
+    def _load_block(self, rid: str, index: int, known: bool) -> bytes | None:
         data = self.cache.get(block_key(rid, index))
         with self._lock:
             res = self._get(rid)
             if data is None:
-                # Evicted or never completed: forget it so a fetch brings it back.
-                res.blocks.discard(index)
-                res.complete = False
+                if known:
+                    # Evicted: forget it so a fetch brings it back.
+                    res.blocks.discard(index)
+                    res.complete = False
                 return None
+            res.blocks.add(index)
             self._remember(rid, index, data)
             return data
 

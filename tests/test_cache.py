@@ -1,0 +1,217 @@
+"""The persistent cache: offline replay, crash safety, sharing, eviction, pre-caching."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import kithara_hls
+from kithara_hls import CacheOptions, HlsOptions, NetworkOptions
+from kithara_hls.cache import Cache
+from kithara_hls.catalog import Catalog, stream_id
+from kithara_hls.store import BLOCK_SIZE
+from kithara_hls.testing import Origin, StreamFixture, build_large
+
+SEGMENT_BYTES = 600_000  # more than two store blocks, so a segment can be half stored
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StreamFixture]:
+    root = tmp_path_factory.mktemp("big")
+    return {
+        name: build_large(root, name=name, segments=6, segment_bytes=SEGMENT_BYTES)
+        for name in ("a", "b", "c")
+    }
+
+
+@pytest.fixture
+def big_origin(big: dict[str, StreamFixture]) -> Iterator[Origin]:
+    with Origin(big["a"].root) as served:
+        yield served
+
+
+def opts(cache: Path, **kw: object) -> HlsOptions:
+    net = NetworkOptions(backoff=0.01, backoff_max=0.05, read_timeout=5.0, read_deadline=30.0)
+    return HlsOptions(cache=CacheOptions(dir=cache), network=net, **kw)  # type: ignore[arg-type]
+
+
+def read_all(url: str, options: HlsOptions) -> bytes:
+    with kithara_hls.open(url, options) as f:
+        return f.read()
+
+
+def segment_paths(fx: StreamFixture) -> list[str]:
+    media = fx.root / fx.media[0]
+    base = Path(fx.media[0]).parent
+    return [(base / ln).as_posix() for ln in media.read_text().splitlines() if ln and not ln.startswith("#")]
+
+
+def test_offline_replay_with_seeks(fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+    fx = fixtures["ts"]
+    url = origin.url(fx.entry)
+    expected = fx.expected(0)
+    assert read_all(url, opts(tmp_path, variant=0)) == expected
+    origin.reset_log()
+    with kithara_hls.open(url, opts(tmp_path, variant=0, offline=True)) as f:
+        assert f.seek(0, os.SEEK_END) == len(expected)
+        for pos in range(0, len(expected), 7919):
+            f.seek(pos)
+            assert f.read(500) == expected[pos : pos + 500]
+    assert origin.count() == 0
+
+
+def test_offline_miss_at_the_read_that_needs_it(big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path):
+    fx = big["a"]
+    url = big_origin.url(fx.entry)
+    online = opts(tmp_path).replace(network=NetworkOptions(workers=1, lookahead=0.0, read_deadline=30.0))
+    with kithara_hls.open(url, online) as f:
+        assert f.read(SEGMENT_BYTES + 1000) == fx.expected()[: SEGMENT_BYTES + 1000]
+    with kithara_hls.open(url, opts(tmp_path, offline=True)) as f:
+        assert f.read(1000) == fx.expected()[:1000]
+        f.seek(SEGMENT_BYTES * 4)
+        with pytest.raises(kithara_hls.OfflineMiss):
+            f.read(10)
+
+
+CHILD = textwrap.dedent(
+    """
+    import hashlib, sys
+    import kithara_hls
+    from kithara_hls import CacheOptions, HlsOptions
+    url, cache, stop = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    with kithara_hls.open(url, HlsOptions(cache=CacheOptions(dir=cache))) as f:
+        if stop:
+            assert len(f.read(stop)) == stop
+            print("READY", flush=True)
+            f.read(10**9)
+        else:
+            print(hashlib.sha256(f.read()).hexdigest(), flush=True)
+    """
+)
+
+
+def child(url: str, cache: Path, stop: int = 0) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, url, str(cache), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_sigkill_mid_segment_resumes_missing_blocks_only(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+):
+    fx = big["a"]
+    url = big_origin.url(fx.entry)
+    paths = segment_paths(fx)
+    stalled = big_origin.stall(paths[3], after_bytes=BLOCK_SIZE + 40_000)
+    # Reading one byte past the first block of segment 3 proves that block reached disk.
+    with child(url, tmp_path, stop=3 * SEGMENT_BYTES + BLOCK_SIZE + 1) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "READY"
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(30) == -signal.SIGKILL
+        finally:
+            proc.kill()
+            stalled.set()
+    big_origin.clear_faults()
+    big_origin.reset_log()
+    assert read_all(url, opts(tmp_path)) == fx.expected()
+    resumed = [r for r in big_origin.requests if r.path == paths[3]]
+    assert len(resumed) == 1
+    assert (resumed[0].range_header or "").startswith(f"bytes={BLOCK_SIZE}-")
+    # Whole blocks of the segments read before the kill are not fetched again (a
+    # final short block may have been in memory only).
+    again = [r for r in big_origin.requests if r.path in paths[:3]]
+    assert all(r.range_header and not r.range_header.startswith("bytes=0-") for r in again), again
+
+
+def test_two_processes_share_one_cache(big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path):
+    fx = big["b"]
+    url = big_origin.url(fx.entry)
+    procs = [child(url, tmp_path) for _ in range(2)]
+    digests = []
+    for proc in procs:
+        with proc:
+            digests.append(proc.communicate(timeout=60)[0].strip())
+    assert [p.returncode for p in procs] == [0, 0]
+    want = hashlib.sha256(fx.expected()).hexdigest()
+    assert digests == [want, want]
+    big_origin.reset_log()
+    assert read_all(url, opts(tmp_path, offline=True)) == fx.expected()
+
+
+def test_eviction_keeps_cap_and_spares_open_readers(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+):
+    urls = {name: big_origin.url(fx.entry) for name, fx in big.items()}
+    for name in ("a", "b"):
+        assert read_all(urls[name], opts(tmp_path)) == big[name].expected()
+    cache = Cache(CacheOptions(dir=tmp_path))
+    catalog = Catalog(cache)
+    try:
+        with kithara_hls.open(urls["b"], opts(tmp_path, offline=True)) as held:
+            leased = {r.stream_id for r in catalog.streams() if r.leased}
+            assert leased == {stream_id(urls["b"])}
+            cap = 4 * SEGMENT_BYTES * 6 // 3
+            assert cache.volume() > cap
+            assert catalog.evict(cap) == 1
+            assert cache.volume() <= cap
+            assert [r.url for r in catalog.streams()] == [urls["b"]]
+            assert held.read() == big["b"].expected()
+        with pytest.raises(kithara_hls.OfflineMiss):
+            read_all(urls["a"], opts(tmp_path, offline=True))
+        catalog.clear(urls["b"])
+        assert catalog.streams() == []
+    finally:
+        cache.close()
+
+
+def test_download_then_offline(fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+    fx = fixtures["ts"]
+    url = origin.url(fx.entry)
+    seen: list[float] = []
+    result = kithara_hls.download(url, opts(tmp_path), all_variants=True, progress=lambda e: seen.append(e.percent))
+    assert result.variants == (0, 1, 2)
+    assert seen[-1] == 100.0 and seen == sorted(seen)
+    origin.reset_log()
+    again = kithara_hls.download(url, opts(tmp_path), all_variants=True)
+    assert again.bytes == result.bytes
+    assert [r for r in origin.requests if not r.path.endswith(".m3u8")] == []
+    for variant in range(3):
+        assert read_all(url, opts(tmp_path, variant=variant, offline=True)) == fx.expected(variant)
+
+
+def test_cache_folder_is_private_and_keys_hide_urls(origin: Origin, fixtures: dict[str, StreamFixture], tmp_path: Path):
+    fx = fixtures["byterange"]
+    url = origin.url(fx.entry) + "?token=SECRET-TOKEN"
+    assert read_all(url, opts(tmp_path / "c")) == fx.expected()
+    mode = stat.S_IMODE((tmp_path / "c").stat().st_mode)
+    assert mode == 0o700
+    with sqlite3.connect(tmp_path / "c" / "cache.db") as db:
+        keys = [row[0] for row in db.execute("SELECT key FROM Cache")]
+    assert keys and not any("SECRET" in str(k) or "127.0.0.1" in str(k) for k in keys)
+
+
+def test_pickled_values_are_never_unpickled(tmp_path: Path):
+    import diskcache
+
+    raw = diskcache.Cache(str(tmp_path))
+    raw.set("size:x", {"size": 1})  # a pickle, as a hostile writer might leave
+    raw.close()
+    cache = Cache(CacheOptions(dir=tmp_path))
+    try:
+        assert cache.get("size:x") is None
+        with pytest.raises(TypeError):
+            cache.set("k", {"not": "bytes"})  # type: ignore[arg-type]
+    finally:
+        cache.close()
