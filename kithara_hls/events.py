@@ -128,6 +128,13 @@ Event = Union[
 _CLOSED = object()
 
 
+def _call(fn: Callable[[Event], None], event: Event) -> None:
+    try:
+        fn(event)
+    except Exception:
+        log.exception("event callback %r failed", fn)
+
+
 class Subscription:
     """One subscriber's view of the event stream: iterate, or call `get`."""
 
@@ -138,12 +145,15 @@ class Subscription:
         # Notified by EventBus.publish and by close.
         self._ready = threading.Condition(threading.Lock())
         self._ended = False
+        self._complete = False  # EndOfStream was queued: nothing after it
         self.lagged = 0
 
     def _push(self, item: Any) -> None:
         with self._ready:
-            if self._ended:
+            if self._ended or self._complete:
                 return
+            if isinstance(item, EndOfStream):
+                self._complete = True
             if len(self._items) >= self._maxlen:
                 self._items.popleft()
                 self.lagged += 1
@@ -154,7 +164,7 @@ class Subscription:
         """The next event; raises `queue.Empty` on timeout or once the stream has ended."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:
-            while not self._items:
+            while not self._items or self._ended:
                 if self._ended:
                     raise queue.Empty
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -162,12 +172,12 @@ class Subscription:
                     raise queue.Empty
                 self._ready.wait(remaining)
             item = self._items.popleft()
-            if item is _CLOSED:
+            if item is _CLOSED or isinstance(item, EndOfStream):
+                # Nothing is delivered after the end.
                 self._ended = True
                 self._items.clear()
+            if item is _CLOSED:
                 raise queue.Empty
-            if isinstance(item, EndOfStream):
-                self._ended = True
             return item  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[Event]:
@@ -195,21 +205,37 @@ class EventBus:
         self._callbacks: list[Callable[[Event], None]] = []
         self._maxlen = maxlen
         self._closed = False
+        # Events from before the first read, replayed to early subscribers: the
+        # fetch pool starts at open, before a caller can subscribe.
+        self._early: collections.deque[Event] | None = collections.deque(maxlen=maxlen)
 
     def subscribe(self) -> Subscription:
-        """A new subscription."""
+        """A new subscription (before the first read, it also gets the events since open)."""
         sub = Subscription(self, self._maxlen)
         with self._lock:
+            for event in self._early or ():
+                sub._push(event)
             if self._closed:
                 sub._push(_CLOSED)
             else:
                 self._subs.append(sub)
         return sub
 
-    def on_event(self, fn: Callable[[Event], None]) -> None:
-        """Call `fn(event)` on the publishing thread; exceptions are logged and ignored."""
+    def seal(self) -> None:
+        """Stop keeping early events (called at the first read)."""
         with self._lock:
+            self._early = None
+
+    def on_event(self, fn: Callable[[Event], None]) -> None:
+        """Call `fn(event)` on the publishing thread; exceptions are logged and ignored.
+
+        Registered before the first read, `fn` first gets the events since open.
+        """
+        with self._lock:
+            early = list(self._early or ())
             self._callbacks.append(fn)
+        for event in early:
+            _call(fn, event)
 
     def _unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
@@ -218,21 +244,20 @@ class EventBus:
 
     @property
     def active(self) -> bool:
-        """True when anybody listens (lets publishers skip building events)."""
-        return bool(self._subs or self._callbacks)
+        """True when anybody listens or may still subscribe early (lets publishers skip work)."""
+        return bool(self._subs or self._callbacks or self._early is not None)
 
     def publish(self, event: Event) -> None:
         """Deliver `event` to everybody; never blocks for long."""
         with self._lock:
+            if self._early is not None:
+                self._early.append(event)
             subs = list(self._subs)
             callbacks = list(self._callbacks)
         for sub in subs:
             sub._push(event)
         for fn in callbacks:
-            try:
-                fn(event)
-            except Exception:
-                log.exception("event callback %r failed", fn)
+            _call(fn, event)
 
     def close(self) -> None:
         """End every subscription's iteration."""

@@ -71,6 +71,9 @@ class FetchPool:
         self._done: set[str] = set()
         self._failed: set[str] = set()
         self._closed = False
+        #: Called on a worker, outside the lock, after each download ends:
+        #: on_finished(ok, parts stored so far, nothing left in flight).
+        self.on_finished: Callable[[bool, int, bool], None] | None = None
         ref = weakref.ref(self)
         self._threads = [
             threading.Thread(target=_worker, args=(ref,), name=f"{name}-{i}", daemon=True) for i in range(workers)
@@ -195,6 +198,15 @@ class FetchPool:
                 self._inflight.discard(task.part.rid)
                 (self._done if ok else self._failed).add(task.part.rid)
             self._work.notify_all()
+            idle = not self._inflight
+            done = len(self._done)
+        if task.part is not None and not task.probe and self.on_finished is not None:
+            self.on_finished(ok, done, idle)
+
+    def idle(self) -> bool:
+        """True when no download is in flight."""
+        with self._lock:
+            return not self._inflight
 
     def run(self, task: Task) -> bool:
         """Run one task through the runner; True on success."""

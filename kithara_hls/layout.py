@@ -100,10 +100,18 @@ class Layout:
         self._info: dict[str, SizeInfo] = {}
         self._offsets = [0]  # offsets[i]: start of part i, for i < len(offsets)
         self._starts = [p.start for p in self._parts]
+        self._resources: int | None = None
         self.committed = 0
 
     def __len__(self) -> int:
         return len(self._parts)
+
+    def resource_count(self) -> int:
+        """How many distinct resources the parts use."""
+        with self._lock:
+            if self._resources is None:
+                self._resources = len({p.rid for p in self._parts})
+            return self._resources
 
     def part(self, index: int) -> Part:
         """The part at `index`."""
@@ -201,6 +209,7 @@ class Layout:
                 return False
             self._parts[index:] = parts
             self._starts = [p.start for p in self._parts]
+            self._resources = None
             del self._offsets[index + 1 :]
             self._extend()
             return True

@@ -49,6 +49,7 @@ class Session:
         self.store = Store(self.cache, offline=options.offline)
         self.keys = KeyManager(self.client, self.cache, options.keys, offline=options.offline, bus=self.bus)
         self._ended = False
+        self._eos_sent = False
         self._pool: FetchPool | None = None
         self._abr: AbrDriver | None = None
         self._switch_lock = threading.Lock()
@@ -97,6 +98,7 @@ class Session:
             lookahead_s=net.lookahead,
             lookahead_bytes=net.lookahead_bytes,
         )
+        self._pool.on_finished = self._on_finished
         if not self.options.offline:
             self._pool.submit(self._evict)
         if len(self.variants) > 1:
@@ -209,6 +211,8 @@ class Session:
         if complete:
             if part.key is not None and (info is None or info.pad is None):
                 self._learn_pad_from_store(part)
+            if self.bus.active:
+                self.bus.publish(ev.SegmentComplete(part.variant, part.segment, 0, part.duration))
             return
         if self.options.offline:
             raise OfflineMiss("segment not in the cache", url=part.url, segment=part.segment)
@@ -242,17 +246,19 @@ class Session:
         with self._switch_lock:
             self._fetched_bytes += nbytes
             self._unevicted_bytes += nbytes
-            fetched = self._fetched_bytes
             evict = self._unevicted_bytes >= EVICT_CHECK_BYTES
             if evict:
                 self._unevicted_bytes = 0
         if evict and self._pool is not None:
             self._pool.submit(self._evict)
-        if not self.bus.active:
-            return
-        assert self._pool is not None
-        percent = 100.0 * self._pool.done_count() / max(1, len(self.layout))
-        self.bus.publish(ev.DownloadProgress(fetched, min(100.0, percent)))
+
+    def _on_finished(self, ok: bool, done: int, idle: bool) -> None:
+        """A download ended (on a worker): progress, and EndOfStream once the reader is done too."""
+        if ok and self.bus.active:
+            percent = min(100.0, 100.0 * done / max(1, self.layout.resource_count()))
+            self.bus.publish(ev.DownloadProgress(self._fetched_bytes, percent))
+        if idle:
+            self._end_of_stream()
 
     def _learn_pad_from_store(self, part: Part) -> None:
         info = self.store.size_info(part.rid)
@@ -359,6 +365,8 @@ class Session:
         deadline = time.monotonic() + self.options.network.read_deadline
         filled = 0
         layout = self.layout
+        if self._reader_part < 0:
+            self.bus.seal()
         while filled < len(out):
             index, off = layout.locate(pos + filled)
             if index >= len(layout):
@@ -427,9 +435,20 @@ class Session:
             raise
 
     def _end(self) -> None:
+        """The reader reached the end; EndOfStream follows once downloads in flight have finished."""
         if not self._ended:
             self._ended = True
-            self.bus.publish(ev.EndOfStream())
+            self.bus.publish(ev.PlaybackProgress(self.duration, 100.0))
+            assert self._pool is not None
+            if self._pool.idle():
+                self._end_of_stream()
+
+    def _end_of_stream(self) -> None:
+        with self._switch_lock:
+            if not self._ended or self._eos_sent:
+                return
+            self._eos_sent = True
+        self.bus.publish(ev.EndOfStream())
 
     # -- lifecycle ---------------------------------------------------------------
 

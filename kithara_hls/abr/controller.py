@@ -125,7 +125,8 @@ class AbrController:
     def _make(
         self, now: float, to: int, reason: AbrReason | None, buffer_s: float, est: float, note: str
     ) -> AbrDecision:
-        decision = AbrDecision(now, self.current, to, reason if to != self.current else None, buffer_s, est, note)
+        changed = to != self.current
+        decision = AbrDecision(now, self.current, to, reason if changed else None, buffer_s, est, note)
         if decision.changed:
             self._decisions.append(decision)
             self.current = to
@@ -137,40 +138,67 @@ class AbrController:
         buffer_s: media seconds buffered ahead of the read position.
         estimate_bps: the throughput estimate (`ThroughputEstimator.estimate()`).
         """
-        opts, cur = self._opts, self.current
         if self._manual is not None:
-            return self._make(now, cur, None, buffer_s, estimate_bps, f"manual pin on {cur}")
-        safety, bitrate = opts.throughput_safety_factor, self._bitrates[cur]
-        est, buf = _rate(estimate_bps), f"buffer {buffer_s:.1f}s"
-        urgent_buffer = opts.down_switch_buffer_secs * URGENT_BUFFER_FRACTION
-        if buffer_s < urgent_buffer and cur > 0 and estimate_bps < bitrate * safety:
-            note = f"{buf} < {urgent_buffer:.1f}s and {est} < {safety:g}×{_rate(bitrate)}"
-            self._last_switch_at = now
-            return self._make(now, min(self._fit(estimate_bps), cur - 1), AbrReason.URGENT, buffer_s,
-                              estimate_bps, note)
+            return self._make(
+                now, self.current, None, buffer_s, estimate_bps, f"manual pin on {self.current}"
+            )
+        for rule in (self._urgent, self._down, self._up):
+            decision = rule(now, buffer_s, estimate_bps)
+            if decision is not None:
+                return decision
+        note = f"steady: buffer {buffer_s:.1f}s, {_rate(estimate_bps)}"
+        return self._make(now, self.current, None, buffer_s, estimate_bps, note)
+
+    def _switch(
+        self, now: float, to: int, reason: AbrReason, buffer_s: float, est: float, note: str
+    ) -> AbrDecision:
+        """Switch unless the interval holds it (urgent switches are never held)."""
         waited = now - self._last_switch_at
-        held = f"; held: {waited:.1f}s since the last switch < {opts.min_switch_interval:.1f}s"
-        down_margin = opts.down_hysteresis_ratio
-        if (buffer_s < opts.down_switch_buffer_secs and cur > 0
-                and estimate_bps < bitrate * safety * down_margin):
-            note = (f"{buf} < {opts.down_switch_buffer_secs:.1f}s and "
-                    f"{est} < {down_margin:g}×{safety:g}×{_rate(bitrate)}")
-            if waited < opts.min_switch_interval:
-                return self._make(now, cur, None, buffer_s, estimate_bps, note + held)
-            self._last_switch_at = now
-            return self._make(now, min(self._fit(estimate_bps), cur - 1), AbrReason.DOWN, buffer_s,
-                              estimate_bps, note)
-        up_margin = opts.up_hysteresis_ratio
-        if (buffer_s >= opts.min_buffer_for_up_switch_secs and cur < self._cap_index
-                and estimate_bps >= self._bitrates[cur + 1] * safety * up_margin):
-            note = (f"{buf} ≥ {opts.min_buffer_for_up_switch_secs:.1f}s and "
-                    f"{est} ≥ {up_margin:g}×{safety:g}×{_rate(self._bitrates[cur + 1])}")
-            if waited < opts.min_switch_interval:
-                return self._make(now, cur, None, buffer_s, estimate_bps, note + held)
-            self._last_switch_at = now
-            return self._make(now, max(self._fit(estimate_bps, up_margin), cur + 1), AbrReason.UP,
-                              buffer_s, estimate_bps, note)
-        return self._make(now, cur, None, buffer_s, estimate_bps, f"steady: {buf}, {est}")
+        if reason is not AbrReason.URGENT and waited < self._opts.min_switch_interval:
+            note += f"; held: {waited:.1f}s since the last switch < {self._opts.min_switch_interval:.1f}s"
+            return self._make(now, self.current, None, buffer_s, est, note)
+        self._last_switch_at = now
+        return self._make(now, to, reason, buffer_s, est, note)
+
+    def _urgent(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
+        """Nearly empty buffer and the current variant does not fit: drop at once."""
+        cur, safety = self.current, self._opts.throughput_safety_factor
+        threshold = self._opts.down_switch_buffer_secs * URGENT_BUFFER_FRACTION
+        if cur == 0 or buffer_s >= threshold or est >= self._bitrates[cur] * safety:
+            return None
+        note = (
+            f"buffer {buffer_s:.1f}s < {threshold:.1f}s and "
+            f"{_rate(est)} < {safety:g}×{_rate(self._bitrates[cur])}"
+        )
+        return self._switch(now, min(self._fit(est), cur - 1), AbrReason.URGENT, buffer_s, est, note)
+
+    def _down(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
+        """Low buffer and the current variant misses the fit by the down margin."""
+        opts, cur = self._opts, self.current
+        margin, safety = opts.down_hysteresis_ratio, opts.throughput_safety_factor
+        if cur == 0 or buffer_s >= opts.down_switch_buffer_secs:
+            return None
+        if est >= self._bitrates[cur] * safety * margin:
+            return None
+        note = (
+            f"buffer {buffer_s:.1f}s < {opts.down_switch_buffer_secs:.1f}s and "
+            f"{_rate(est)} < {margin:g}×{safety:g}×{_rate(self._bitrates[cur])}"
+        )
+        return self._switch(now, min(self._fit(est), cur - 1), AbrReason.DOWN, buffer_s, est, note)
+
+    def _up(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
+        """Enough buffer and the next variant fits with the up margin: go as high as that margin allows."""
+        opts, nxt = self._opts, self.current + 1
+        margin, safety = opts.up_hysteresis_ratio, opts.throughput_safety_factor
+        if nxt > self._cap_index or buffer_s < opts.min_buffer_for_up_switch_secs:
+            return None
+        if est < self._bitrates[nxt] * safety * margin:
+            return None
+        note = (
+            f"buffer {buffer_s:.1f}s ≥ {opts.min_buffer_for_up_switch_secs:.1f}s and "
+            f"{_rate(est)} ≥ {margin:g}×{safety:g}×{_rate(self._bitrates[nxt])}"
+        )
+        return self._switch(now, max(self._fit(est, margin), nxt), AbrReason.UP, buffer_s, est, note)
 
     def set_manual(self, variant: int | None, now: float) -> AbrDecision | None:
         """Pin `variant` (ABR off), or give control back to ABR with None.

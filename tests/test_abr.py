@@ -1,0 +1,287 @@
+"""ThroughputEstimator and AbrController: plain values, no threads, no clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from kithara_hls.abr.controller import DECISIONS_KEPT, AbrController, AbrDecision
+from kithara_hls.abr.estimator import ThroughputEstimator
+from kithara_hls.events import AbrReason
+from kithara_hls.options import AbrOptions
+
+MBIT = 1_000_000
+LADDER = (500_000, 1 * MBIT, 2 * MBIT, 4 * MBIT, 8 * MBIT)
+# Explicit values, so the tests do not follow the tuned defaults.
+OPTS = AbrOptions(
+    min_buffer_for_up_switch_secs=10.0,
+    down_switch_buffer_secs=6.0,
+    throughput_safety_factor=1.5,
+    up_hysteresis_ratio=1.2,
+    down_hysteresis_ratio=0.8,
+    min_switch_interval=30.0,
+)
+
+
+def feed(est: ThroughputEstimator, bps: float, seconds: float, now: float = 0.0) -> bool:
+    """One transfer at `bps` lasting `seconds`."""
+    return est.add(int(bps * seconds / 8), seconds, now)
+
+
+def settled(fast: float = 2.0, slow: float = 10.0) -> ThroughputEstimator:
+    """An estimator with no start-up rules and 200 s of history at 8 Mbit/s."""
+    est = ThroughputEstimator(fast_half_life=fast, slow_half_life=slow, min_sample_bytes=0, min_total_bytes=0)
+    for i in range(200):
+        feed(est, 8 * MBIT, 1.0, float(i))
+    return est
+
+
+# -- estimator -----------------------------------------------------------------------------------
+
+
+def test_initial_estimate_until_enough_bytes() -> None:
+    est = ThroughputEstimator(initial_bps=300_000, min_sample_bytes=1_000, min_total_bytes=100_000)
+    assert est.estimate() == 300_000
+    assert est.samples == 0
+    assert feed(est, 2 * MBIT, 0.2)  # 50 kB at 2 Mbit/s: faster, but not enough bytes yet
+    assert est.estimate() == 300_000
+    assert feed(est, 2 * MBIT, 0.2)
+    assert est.estimate() == pytest.approx(2 * MBIT)
+
+
+def test_slow_network_is_believed_before_min_total_bytes() -> None:
+    est = ThroughputEstimator(initial_bps=1 * MBIT, min_sample_bytes=1_000, min_total_bytes=1_000_000)
+    feed(est, 200_000, 1.0)
+    assert est.estimate() == pytest.approx(200_000)
+
+
+def test_tiny_and_empty_samples_are_ignored() -> None:
+    est = ThroughputEstimator(initial_bps=500_000, min_sample_bytes=16_000, min_total_bytes=0)
+    assert est.add(15_999, 0.001, 1.0) is False
+    assert est.add(100_000, 0.0, 1.0) is False
+    assert est.add(100_000, -1.0, 1.0) is False
+    assert est.samples == 0
+    assert est.last_sample_at is None
+    assert est.estimate() == 500_000
+    assert est.add(16_000, 0.064, 2.0) is True
+    assert (est.samples, est.total_bytes) == (1, 16_000)
+    assert est.last_sample_at == 2.0
+
+
+def test_first_sample_is_exact_thanks_to_zero_bias_correction() -> None:
+    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
+    feed(est, 3 * MBIT, 0.5)
+    assert est.estimate() == pytest.approx(3 * MBIT)
+
+
+def test_fast_ewma_moves_halfway_in_one_half_life_of_transfer_time() -> None:
+    est = settled(fast=2.0, slow=10.0)
+    feed(est, 2 * MBIT, 2.0, 200.0)  # one fast half-life at 2 Mbit/s
+    # fast: halfway from 8 to 2 = 5; slow: 8 - 6 * (1 - 0.5 ** 0.2) ≈ 7.22; the estimate is the min.
+    assert est.estimate() == pytest.approx(5 * MBIT, rel=1e-6)
+
+
+def test_slow_ewma_holds_back_a_rise() -> None:
+    est = ThroughputEstimator(fast_half_life=2.0, slow_half_life=10.0, min_sample_bytes=0, min_total_bytes=0)
+    for i in range(100):
+        feed(est, 1 * MBIT, 1.0, float(i))
+    feed(est, 9 * MBIT, 10.0, 100.0)  # one slow half-life at 9 Mbit/s
+    # fast is nearly at 9; slow went halfway, to 5: the min wins.
+    assert est.estimate() == pytest.approx(5 * MBIT, rel=1e-3)
+
+
+def test_weight_is_transfer_time_not_sample_count() -> None:
+    one = settled()
+    feed(one, 2 * MBIT, 4.0, 200.0)
+    split = settled()
+    for i in range(4):
+        feed(split, 2 * MBIT, 1.0, 200.0 + i)
+    assert one.estimate() == pytest.approx(split.estimate())
+
+
+def test_ttfb_is_tracked_apart_from_throughput() -> None:
+    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
+    assert est.ttfb is None
+    feed(est, 4 * MBIT, 1.0)
+    before = est.estimate()
+    est.add_ttfb(0.3)
+    assert est.ttfb == pytest.approx(0.3)
+    est.add_ttfb(0.1)
+    assert 0.1 < est.ttfb < 0.3  # type: ignore[operator]
+    assert est.estimate() == before
+    assert est.samples == 1
+
+
+def test_invalid_half_life_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        ThroughputEstimator(fast_half_life=0.0)
+
+
+# -- controller ----------------------------------------------------------------------------------
+
+
+def up_threshold(variant: int) -> float:
+    """The estimate that lets ABR move up to `variant` under OPTS."""
+    return LADDER[variant] * OPTS.throughput_safety_factor * OPTS.up_hysteresis_ratio
+
+
+def test_starts_at_the_lowest_variant() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    assert ctl.current == 0
+    assert ctl.manual is None
+    assert ctl.decisions == []
+
+
+def test_starts_higher_only_when_the_initial_estimate_clearly_fits() -> None:
+    assert AbrController(LADDER, OPTS, initial_estimate_bps=3 * MBIT).current == 2  # 2 Mbit/s × 1.5 ≤ 3
+    assert AbrController(LADDER, OPTS, initial_estimate_bps=2.9 * MBIT).current == 1
+    assert AbrController(LADDER, OPTS, initial_estimate_bps=100_000).current == 0
+
+
+def test_up_needs_the_buffer_threshold() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    d = ctl.decide(now=0.0, buffer_s=9.9, estimate_bps=100 * MBIT)
+    assert not d.changed and d.reason is None
+    d = ctl.decide(now=0.0, buffer_s=10.0, estimate_bps=100 * MBIT)
+    assert (d.changed, d.reason, d.from_variant, d.to_variant) == (True, AbrReason.UP, 0, 4)
+    assert ctl.current == 4
+
+
+def test_up_needs_safety_times_hysteresis() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    # Fits with the safety factor alone, but not with the hysteresis on top: stay.
+    below = up_threshold(1) * 0.999
+    assert below >= LADDER[1] * OPTS.throughput_safety_factor
+    assert not ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=below).changed
+    d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=up_threshold(1))
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
+    assert "≥" in d.note
+
+
+def test_up_goes_to_the_highest_variant_meeting_the_margin() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=up_threshold(3))
+    assert d.to_variant == 3
+
+
+def test_down_only_below_the_buffer_threshold() -> None:
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT)
+    assert ctl.current == 4
+    low = 2.5 * MBIT  # fits variant 1 only (1 Mbit/s × 1.5)
+    assert not ctl.decide(now=100.0, buffer_s=6.0, estimate_bps=low).changed
+    d = ctl.decide(now=100.0, buffer_s=5.9, estimate_bps=low)
+    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 1)
+    assert "<" in d.note
+
+
+def test_down_keeps_the_current_variant_inside_the_hysteresis_band() -> None:
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT)
+    assert ctl.current == 3
+    fit = LADDER[3] * OPTS.throughput_safety_factor  # 6 Mbit/s
+    inside = fit * OPTS.down_hysteresis_ratio * 1.01  # misses the fit, but by less than the margin
+    assert not ctl.decide(now=100.0, buffer_s=4.0, estimate_bps=inside).changed
+    d = ctl.decide(now=100.0, buffer_s=4.0, estimate_bps=fit * OPTS.down_hysteresis_ratio * 0.99)
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)
+
+
+def test_urgent_ignores_the_interval() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    assert ctl.decide(now=0.0, buffer_s=12.0, estimate_bps=up_threshold(4)).to_variant == 4
+    # 1 s later the buffer is nearly empty and the network collapsed.
+    d = ctl.decide(now=1.0, buffer_s=2.0, estimate_bps=800_000)
+    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.URGENT, 4, 0)
+
+
+def test_urgent_drops_to_what_the_estimate_supports() -> None:
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT)
+    d = ctl.decide(now=0.0, buffer_s=1.0, estimate_bps=3.5 * MBIT)
+    assert (d.reason, d.to_variant) == (AbrReason.URGENT, 2)
+
+
+def test_urgent_needs_the_current_variant_to_miss_the_estimate() -> None:
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT)
+    # An empty buffer (a seek, the start) on a fast network is no reason to drop.
+    assert not ctl.decide(now=0.0, buffer_s=0.0, estimate_bps=100 * MBIT).changed
+
+
+def test_interval_blocks_a_second_normal_switch() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    assert ctl.decide(now=0.0, buffer_s=12.0, estimate_bps=up_threshold(1)).to_variant == 1
+    d = ctl.decide(now=29.9, buffer_s=12.0, estimate_bps=up_threshold(4))
+    assert not d.changed and "held" in d.note
+    d = ctl.decide(now=29.9, buffer_s=5.0, estimate_bps=900_000)  # a normal down is held too
+    assert not d.changed and "held" in d.note
+    d = ctl.decide(now=30.0, buffer_s=12.0, estimate_bps=up_threshold(4))
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 4)
+
+
+def test_manual_pin_and_back_to_auto() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    assert ctl.decide(now=0.0, buffer_s=12.0, estimate_bps=up_threshold(2)).to_variant == 2
+    d = ctl.set_manual(4, now=1.0)  # inside the interval: manual ignores it
+    assert d is not None and (d.reason, d.from_variant, d.to_variant) == (AbrReason.MANUAL, 2, 4)
+    assert ctl.manual == 4
+    assert ctl.set_manual(4, now=2.0) is None
+    d = ctl.decide(now=100.0, buffer_s=0.5, estimate_bps=100_000)  # ABR is off
+    assert not d.changed and ctl.current == 4
+    d = ctl.set_manual(None, now=101.0)
+    assert d is not None and not d.changed and ctl.manual is None
+    assert ctl.set_manual(None, now=101.0) is None
+    d = ctl.decide(now=102.0, buffer_s=0.5, estimate_bps=100_000)  # ABR again, at once
+    assert (d.reason, d.to_variant) == (AbrReason.URGENT, 0)
+
+
+def test_manual_rejects_unknown_variants() -> None:
+    with pytest.raises(ValueError):
+        AbrController(LADDER, OPTS).set_manual(len(LADDER), now=0.0)
+
+
+def test_max_bandwidth_caps_abr() -> None:
+    capped = dataclasses.replace(OPTS, max_bandwidth=3 * MBIT)
+    ctl = AbrController(LADDER, capped, initial_estimate_bps=100 * MBIT)
+    assert ctl.current == 2 and ctl.cap_index == 2
+    assert not ctl.decide(now=0.0, buffer_s=25.0, estimate_bps=100 * MBIT).changed
+    ctl.set_manual(4, now=1.0)  # a pin may exceed the cap ...
+    assert ctl.current == 4
+    d = ctl.set_manual(None, now=2.0)  # ... but back to auto it drops to the cap
+    assert d is not None and (d.reason, d.to_variant) == (AbrReason.MANUAL, 2)
+
+
+def test_max_bandwidth_below_the_ladder_keeps_the_lowest() -> None:
+    capped = dataclasses.replace(OPTS, max_bandwidth=1)
+    ctl = AbrController(LADDER, capped, initial_estimate_bps=100 * MBIT)
+    assert ctl.current == 0
+    assert not ctl.decide(now=0.0, buffer_s=25.0, estimate_bps=100 * MBIT).changed
+
+
+def test_decisions_keep_the_last_switches_only() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    for i in range(DECISIONS_KEPT + 10):
+        ctl.set_manual(i % 2 + 1, now=float(i))
+    kept = ctl.decisions
+    assert len(kept) == DECISIONS_KEPT
+    assert kept[-1].at == DECISIONS_KEPT + 9
+    assert all(isinstance(d, AbrDecision) and d.changed for d in kept)
+
+
+def test_steady_decisions_are_not_kept() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    d = ctl.decide(now=0.0, buffer_s=7.0, estimate_bps=1 * MBIT)
+    assert not d.changed and d.reason is None and d.note.startswith("steady")
+    assert ctl.decisions == []
+
+
+@pytest.mark.parametrize("bitrates", [(), (2, 1), (0, 1)])
+def test_bad_ladders_are_rejected(bitrates: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError):
+        AbrController(bitrates, OPTS)
+
+
+def test_decision_records_its_inputs() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    d = ctl.decide(now=3.0, buffer_s=12.5, estimate_bps=up_threshold(1))
+    assert (d.at, d.buffer_s, d.estimate_bps) == (3.0, 12.5, up_threshold(1))
+    manual = ctl.set_manual(0, now=4.0)
+    assert manual is not None and math.isnan(manual.buffer_s)
