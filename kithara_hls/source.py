@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from . import events as ev
+from .abr.controller import AbrDecision
 from .errors import HlsError
 from .options import HlsOptions
 from .playlist import Variant
@@ -40,9 +41,19 @@ class HlsSource(io.RawIOBase):
         return self._session.duration
 
     @property
-    def variant(self) -> int:
-        """Index of the variant being played."""
+    def variant(self) -> int | None:
+        """Index of the variant the reader is in (None before the first read)."""
         return self._session.variant
+
+    def set_variant(self, variant: int | None) -> None:
+        """Pin `variant` (ABR off) from the next segment not yet fetched; None lets ABR choose again."""
+        self._check_open()
+        self._session.set_variant(variant)
+
+    def abr_decisions(self) -> list[AbrDecision]:
+        """The ABR controller's recent decisions (what, when, why), oldest first."""
+        self._check_open()
+        return self._session.abr_decisions()
 
     def events(self) -> ev.Subscription:
         """A new subscription to this source's events."""

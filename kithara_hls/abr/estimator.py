@@ -20,7 +20,7 @@ from kithara_hls.options import DEFAULT_FAST_HALF_LIFE_S, DEFAULT_SLOW_HALF_LIFE
 #: Estimate before enough bytes were measured, bits per second (conservative, as hls.js).
 DEFAULT_INITIAL_BPS = 500_000.0
 #: Smaller transfers are ignored: their time is mostly latency, not bandwidth.
-DEFAULT_MIN_SAMPLE_BYTES = 16_000
+DEFAULT_MIN_SAMPLE_BYTES = 4_096
 #: Bytes that must be measured before the EWMAs replace `initial_bps`.
 DEFAULT_MIN_TOTAL_BYTES = 128_000
 #: Half-life of the time-to-first-byte EWMA, in samples.

@@ -1,0 +1,1 @@
+"""Benchmarks for kithara-hls (run as modules from the repo root)."""

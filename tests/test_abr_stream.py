@@ -1,0 +1,123 @@
+"""ABR in the stream: switches splice exactly and decode, and follow the bandwidth."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pytest
+
+import kithara_hls
+from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions
+from kithara_hls import events as ev
+from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
+
+#: Link speeds for the bandwidth test, bytes per second: all variants fit, then only the lowest.
+FAST = 400_000
+SLOW = 12_000
+
+
+@pytest.fixture(scope="module")
+def streams(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StreamFixture]:
+    pytest.importorskip("av")
+    root = tmp_path_factory.mktemp("abr")
+    return {
+        "ts": build_ts_variants(root, name="abr_ts", seconds=16.0, segment_seconds=1.0),
+        "fmp4": build_fmp4(root, name="abr_fmp4", seconds=16.0, segment_seconds=1.0),
+    }
+
+
+@pytest.fixture
+def abr_origin(streams: dict[str, StreamFixture]) -> Origin:
+    with Origin(streams["ts"].root) as served:
+        yield served
+
+
+def expected_for(f: kithara_hls.HlsSource, fx: StreamFixture) -> bytes:
+    """The stream the reader should have seen: each part's bytes, by the variant it was planned on."""
+    out = []
+    for part in f._session.layout.parts():
+        if part.is_init:
+            init = fx.init_bytes(part.variant)
+            assert init is not None
+            out.append(init)
+        else:
+            out.append(fx.segment_bytes(part.variant)[part.segment])
+    return b"".join(out)
+
+
+def decoded_seconds(data: bytes) -> float:
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return samples / stream.rate
+
+
+def options(tmp_path: Path, abr: AbrOptions | None = None, **net: object) -> HlsOptions:
+    network = NetworkOptions(backoff=0.01, read_deadline=60.0, **net)  # type: ignore[arg-type]
+    return HlsOptions(cache=CacheOptions(dir=tmp_path), network=network, abr=abr or AbrOptions())
+
+
+@pytest.mark.parametrize("name", ["ts", "fmp4"])
+def test_manual_switch_splices_exactly(
+    name: str, streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path
+):
+    fx = streams[name]
+    top = len(fx.media) - 1
+    with kithara_hls.open(abr_origin.url(fx.entry), options(tmp_path, lookahead=3.0)) as f:
+        sub = f.events()
+        head = f.read(len(fx.expected(0)) // 3)
+        f.set_variant(top)
+        data = head + f.read()
+        assert f.variant == top
+        assert data == expected_for(f, fx)
+        applied = [e for e in sub if isinstance(e, ev.VariantApplied)]
+    assert applied[0] == ev.VariantApplied(None, 0, AbrReason.INITIAL)
+    assert applied[-1] == ev.VariantApplied(0, top, AbrReason.MANUAL)
+    assert {p.variant for p in f._session.layout.parts()} == {0, top}
+    assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
+
+
+def test_abr_follows_the_bandwidth(streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path):
+    fx = streams["ts"]
+    abr = AbrOptions(
+        min_buffer_for_up_switch_secs=0.0,
+        down_switch_buffer_secs=100.0,
+        min_switch_interval=0.0,
+        throughput_safety_factor=1.0,
+        up_hysteresis_ratio=1.0,
+        down_hysteresis_ratio=1.0,
+        # Loopback transfers take milliseconds: short half-lives let the estimate recover within the test.
+        fast_half_life=0.01,
+        slow_half_life=0.02,
+    )
+    abr_origin.bandwidth = FAST
+    seen: list[ev.VariantApplied] = []
+    went_down = threading.Event()
+
+    def on_event(event: ev.Event) -> None:
+        # Runs on the reader's thread when it enters a segment of another variant.
+        if not isinstance(event, ev.VariantApplied):
+            return
+        seen.append(event)
+        if event.to_variant == 2 and not went_down.is_set():
+            abr_origin.bandwidth = SLOW
+        elif event.reason in (AbrReason.DOWN, AbrReason.URGENT):
+            went_down.set()
+            abr_origin.bandwidth = FAST
+
+    with kithara_hls.open(abr_origin.url(fx.entry), options(tmp_path, abr, lookahead=2.0)) as f:
+        f.on_event(on_event)
+        data = f.read()
+        assert data == expected_for(f, fx)
+        decisions = f.abr_decisions()
+    reasons = [e.reason for e in seen]
+    assert reasons[0] == AbrReason.INITIAL
+    first_down = next(i for i, r in enumerate(reasons) if r in (AbrReason.DOWN, AbrReason.URGENT))
+    assert AbrReason.UP in reasons[:first_down]
+    assert AbrReason.UP in reasons[first_down:]
+    assert any(d.changed for d in decisions)
+    assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
