@@ -93,7 +93,11 @@ def decode_to_wav(f: HlsSource, output: str | Path, *, status: bool = False) -> 
     state = _Status(f) if status else None
     samples = 0
     rate = 0
-    with av.open(f, "r") as src, av.open(str(output), "w", format="wav") as dst:
+    # ffmpeg's TS demuxer reads the end of a seekable input to estimate the
+    # duration; that read would pin every variant before it and stop ABR.
+    with av.open(f, "r", options={"skip_estimate_duration_from_pts": "1"}) as src, av.open(
+        str(output), "w", format="wav"
+    ) as dst:
         audio = src.streams.audio[0]
         rate = audio.rate or 44100
         out = dst.add_stream("pcm_s16le", rate=rate)

@@ -49,7 +49,7 @@ class FetchPool:
     def __init__(
         self,
         layout: Layout,
-        runner: Callable[[Task], bool],
+        runner: Callable[[Task], bool | None],
         *,
         workers: int,
         lookahead_s: float,
@@ -112,12 +112,12 @@ class FetchPool:
             self._jobs.append(job)
             self._work.notify()
 
-    def first_unstarted(self, start: int) -> int:
-        """The first part index from `start` on that is neither stored nor downloading."""
+    def first_unstarted(self, start: int, *, started_counts: bool = True) -> int:
+        """The first part index from `start` on that is not stored (nor, if `started_counts`, downloading)."""
         layout = self._layout
         with self._lock:
             for offset, part in enumerate(layout.parts(start)):
-                if part.rid not in self._done and part.rid not in self._inflight:
+                if part.rid not in self._done and (not started_counts or part.rid not in self._inflight):
                     return start + offset
             return len(layout)
 
@@ -191,25 +191,26 @@ class FetchPool:
             ahead += layout.size_of(first + offset) or 0
         return None
 
-    def finished(self, task: Task, ok: bool) -> None:
-        """Record the outcome of a task a worker claimed."""
+    def finished(self, task: Task, ok: bool | None) -> None:
+        """Record the outcome of a task a worker claimed (ok None: it was cancelled)."""
         with self._lock:
             if task.part is not None and not task.probe:
                 self._inflight.discard(task.part.rid)
-                (self._done if ok else self._failed).add(task.part.rid)
+                if ok is not None:
+                    (self._done if ok else self._failed).add(task.part.rid)
             self._work.notify_all()
             idle = not self._inflight
             done = len(self._done)
         if task.part is not None and not task.probe and self.on_finished is not None:
-            self.on_finished(ok, done, idle)
+            self.on_finished(bool(ok), done, idle)
 
     def idle(self) -> bool:
         """True when no download is in flight."""
         with self._lock:
             return not self._inflight
 
-    def run(self, task: Task) -> bool:
-        """Run one task through the runner; True on success."""
+    def run(self, task: Task) -> bool | None:
+        """Run one task through the runner: True on success, False on failure, None if cancelled."""
         return self._runner(task)
 
     @property
@@ -243,7 +244,7 @@ def _worker(ref: weakref.ReferenceType[FetchPool]) -> None:
         task = pool.claim()
         if task is None:
             return
-        ok = False
+        ok: bool | None = False
         try:
             ok = pool.run(task)
         except Exception:

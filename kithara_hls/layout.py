@@ -71,8 +71,16 @@ def build_parts(
     media: MediaPlaylist, variant: int, first_segment: int = 0, current_init: InitSection | None = None
 ) -> list[Part]:
     """Parts for `media`'s segments from `first_segment` on, with init sections where they change."""
+    return build_mixed([(media, variant, seg.index) for seg in media.segments[first_segment:]], current_init)
+
+
+def build_mixed(
+    choices: Iterable[tuple[MediaPlaylist, int, int]], current_init: InitSection | None = None
+) -> list[Part]:
+    """Parts for (media, variant, segment index) choices in order, with init sections where they change."""
     parts: list[Part] = []
-    for seg in media.segments[first_segment:]:
+    for media, variant, index in choices:
+        seg = media.segments[index]
         if seg.init is not None and seg.init != current_init:
             parts.append(_init_part(seg.init, variant, seg.index, seg.start))
             current_init = seg.init

@@ -25,11 +25,11 @@ from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
 from .fetch import PROBE_BATCH, FetchPool, Task
 from .keys import KeyManager, read_decrypted, tail_size
-from .layout import Layout, Part, build_parts
+from .layout import Layout, Part, build_mixed, build_parts
 from .net import Cancelled, HttpClient
 from .options import HlsOptions
 from .playlist import MasterPlaylist, MediaPlaylist, Variant, looks_like_playlist, parse
-from .store import SizeInfo, Store
+from .store import SizeInfo, Store, Writer
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Session:
         self._pool: FetchPool | None = None
         self._abr: AbrDriver | None = None
         self._switch_lock = threading.Lock()
-        self._reasons: dict[int, ev.AbrReason] = {}
+        self._reasons: dict[int, ev.AbrReason] = {}  # part index where a plan starts -> why
         self._reader_part = -1
         self.variant: int | None = None  # the variant the reader is in
         self._fetched_bytes = 0
@@ -61,6 +61,7 @@ class Session:
         self._playlist_keys: list[str] = []
         self.catalog = Catalog(self.cache)
         self._lease: tuple[str, str] | None = None
+        self._writers: dict[str, Writer] = {}  # downloads in flight, by resource id
         try:
             self._open(url)
         except BaseException:
@@ -79,11 +80,12 @@ class Session:
         if choice is not None and not 0 <= choice < len(self.variants):
             raise VariantNotFound(f"variant {choice} of {len(self.variants)}", url=url)
         first = choice if choice is not None else 0
-        self._reasons[first] = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
+        self._reasons[0] = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
         media = top if isinstance(top, MediaPlaylist) else self.load_media(first)
         self.media: dict[int, MediaPlaylist] = {first: media}
         self.keys.check(media)
-        self.layout = Layout(build_parts(media, first))
+        offline_abr = self.options.offline and choice is None and len(self.variants) > 1
+        self.layout = Layout(self._offline_plan(media, first) if offline_abr else build_parts(media, first))
         self.duration = media.duration
         self.store.on_size = self.layout.learn
         self._learn_byteranges(self.layout.parts())
@@ -101,7 +103,7 @@ class Session:
         self._pool.on_finished = self._on_finished
         if not self.options.offline:
             self._pool.submit(self._evict)
-        if len(self.variants) > 1:
+        if len(self.variants) > 1 and not self.options.offline:
             self._abr = AbrDriver(
                 [v.bitrate for v in self.variants],
                 self.options.abr,
@@ -110,6 +112,27 @@ class Session:
                 bus=self.bus,
                 manual=choice,
             )
+
+    def _offline_plan(self, base: MediaPlaylist, first: int) -> list[Part]:
+        """Offline with ABR: per segment, the best variant the cache holds whole."""
+        for variant in range(len(self.variants)):
+            if variant not in self.media:
+                try:
+                    self.media[variant] = self.load_media(variant)
+                except OfflineMiss:
+                    continue
+        order = sorted(self.media, reverse=True)  # highest bitrate first
+        choices = []
+        for seg in base.segments:
+            pick = (base, first, seg.index)
+            for variant in order:
+                media = self.media[variant]
+                index = media.segment_at(seg.start + 1e-3)
+                if self.store.load(build_mixed([(media, variant, index)])[-1].rid)[1]:
+                    pick = (media, variant, index)
+                    break
+            choices.append(pick)
+        return build_mixed(choices)
 
     def _record(self, media: MediaPlaylist, variant: int) -> str:
         """Tell the catalog which resources and keys this stream uses (for `cache ls` and eviction)."""
@@ -161,7 +184,7 @@ class Session:
     def _on_retry(self, error: BaseException, attempt: int) -> None:
         self.bus.publish(ev.Error(error, recoverable=True))
 
-    def _run(self, task: Task) -> bool:
+    def _run(self, task: Task) -> bool | None:
         part = task.part
         if part is None:
             return self._run_job(task)
@@ -172,7 +195,7 @@ class Session:
                 self._fetch(task.index, part)
             return True
         except Cancelled:
-            return False
+            return None
         except HlsError as exc:
             if self._cancel.is_set():
                 return False
@@ -226,12 +249,17 @@ class Session:
             bus.publish(ev.SegmentStart(part.variant, part.segment, self.layout.start_of(index)))
         writer = self.store.writer(part.rid, start)
         limit = self.options.network.max_init_bytes if part.is_init else self.options.network.max_segment_bytes
+        with self._switch_lock:
+            self._writers[part.rid] = writer
         try:
             stats = self.client.fetch(part.url, writer, start=start, base=part.base, max_bytes=limit)
             writer.finish()
         except BaseException:
             writer.abandon()
             raise
+        finally:
+            with self._switch_lock:
+                self._writers.pop(part.rid, None)
         if part.key is not None:
             self._learn_pad_from_store(part)
         if self._abr is not None:
@@ -316,9 +344,11 @@ class Session:
         """Re-plan the parts the reader has not reached (nor the pool started) on `variant`."""
         pool, layout, media = self._pool, self.layout, self.media[variant]
         assert pool is not None
+        urgent = reason == ev.AbrReason.URGENT
         with self._switch_lock:
             for _ in range(8):
-                index = pool.first_unstarted(layout.committed)
+                # Urgent: also re-plan (and abandon) downloads in flight.
+                index = pool.first_unstarted(layout.committed, started_counts=not urgent)
                 if index >= len(layout) or layout.part(index).variant == variant:
                     return
                 old = layout.part(index)
@@ -326,8 +356,15 @@ class Session:
                 before = layout.part(index - 1) if index else None
                 current_init = None if before is None else self.media[before.variant].segments[before.segment].init
                 parts = build_parts(media, variant, first, current_init)
+                dropped = {p.rid for p in layout.parts(index)} - {p.rid for p in parts}
                 if layout.replace_from(index, parts):
-                    self._reasons[variant] = reason
+                    for rid in dropped:
+                        writer = self._writers.get(rid)
+                        if writer is not None:
+                            writer.cancel()
+                    for start in [k for k in self._reasons if k >= index]:
+                        del self._reasons[start]
+                    self._reasons[index] = reason
                     self._learn_byteranges(parts)
                     pool.invalidate()
                     log.debug("switch to variant %d (%s) from part %d", variant, reason.value, index)
@@ -351,7 +388,7 @@ class Session:
         self._pool.set_reader(index)
         if part.variant != self.variant:
             previous, self.variant = self.variant, part.variant
-            reason = self._reasons.get(part.variant, ev.AbrReason.INITIAL)
+            reason = self._reasons[max(k for k in self._reasons if k <= index)]
             self.bus.publish(ev.VariantApplied(previous, part.variant, reason))
         if self.duration > 0:
             self.bus.publish(ev.PlaybackProgress(part.start, min(100.0, 100.0 * part.start / self.duration)))
@@ -429,7 +466,9 @@ class Session:
     def _wait_size(self, index: int, deadline: float) -> None:
         part = self.layout.part(index)
         try:
-            self.store.wait_size(part.rid, part.key is not None, deadline)
+            info = self.store.wait_size(part.rid, part.key is not None, deadline)
+            # The layout may have been built after the store learnt this size.
+            self.layout.learn(part.rid, info)
         except HlsError:
             self.store.clear_error(part.rid)
             raise

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .cache import Cache
 from .errors import HlsError, NetError
+from .net import Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,10 @@ class Store:
         with self._lock:
             res = self._get(rid)
             if res.complete:
-                return self._info(res), True
+                info = self._info(res)
+                if info is not None and self.on_size is not None:
+                    self.on_size(rid, info)
+                return info, True
         meta = self.cache.get(f"size:{rid}")
         done = self.cache.contains(f"done:{rid}")
         info = None
@@ -366,6 +370,11 @@ class Writer:
         self._res = res
         self.position = start
         self._start = start
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Stop this download at its next chunk (an ABR switch dropped the part)."""
+        self._cancelled = True
 
     def on_size(self, size: int) -> None:
         """Total raw size, learnt from the response headers."""
@@ -373,6 +382,8 @@ class Writer:
 
     def on_data(self, offset: int, data: memoryview) -> None:
         """Contiguous bytes at `offset` of the resource."""
+        if self._cancelled:
+            raise Cancelled("download abandoned")
         if offset != self.position:
             raise HlsError(f"store writer expected offset {self.position}, got {offset}")
         while len(data):

@@ -57,7 +57,7 @@ CONTENT_TYPES = {
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 _ACTIONS = ("fail", "redirect", "reset", "truncate", "stall")
-_MODIFIERS = ("ignore_range", "gzip")
+_MODIFIERS = ("ignore_range", "gzip", "lie_length")
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -79,6 +79,7 @@ class _Fault:
     retry_after: float | None = None
     location: str = ""
     event: threading.Event | None = None
+    delta: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,17 @@ class Origin:
 
     Action faults (`fail`, `redirect`, `reset`, `truncate`, `stall`) queue per path
     in the order they were set; each request takes at most one. Modifiers
-    (`ignore_range`, `gzip`) apply alongside. `latency` and `bandwidth` may be
-    changed while serving. Use as a context manager, or call `start`/`stop`.
+    (`ignore_range`, `gzip`, `lie_length`) apply alongside. `latency` and `bandwidth`
+    may be changed while serving. `port` 0 binds a free port; a fixed port lets a
+    new origin stand in for a stopped one. Use as a context manager, or call
+    `start`/`stop`.
     """
 
-    def __init__(self, root: str | Path, *, latency: float = 0.0, bandwidth: float | None = None) -> None:
+    def __init__(
+        self, root: str | Path, *, latency: float = 0.0, bandwidth: float | None = None, port: int = 0
+    ) -> None:
         self.root = Path(root).resolve()
+        self.port = port
         self.latency = latency
         self.bandwidth = bandwidth
         self.requests: list[RequestRecord] = []
@@ -161,7 +167,7 @@ class Origin:
             if self._server is not None:
                 raise RuntimeError("origin is already running")
             self._stopping.clear()
-            self._server = _Server(self)
+            self._server = _Server(self, self.port)
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": SERVE_POLL_S},
@@ -224,6 +230,14 @@ class Origin:
         """Redirect requests for `path` to `to_url` (absolute or relative)."""
         self._add(path, _Fault("redirect", times, status=status, location=to_url))
 
+    def lie_length(self, path: str, delta: int, *, times: int = FOREVER) -> None:
+        """Announce a Content-Length `delta` bytes off the truth on 200/206 answers for `path`.
+
+        The real body is sent whole, then the connection is closed, so the lie
+        does not spill into the next response on a kept-alive connection.
+        """
+        self._add(path, _Fault("lie_length", times, delta=delta))
+
     def gzip(self, path: str, *, times: int = FOREVER) -> None:
         """Serve `path` gzip-encoded (Content-Encoding: gzip); such responses ignore Range."""
         self._add(path, _Fault("gzip", times))
@@ -254,17 +268,17 @@ class Origin:
         with self._lock:
             self._faults.setdefault(path.lstrip("/"), []).append(fault)
 
-    def _take_faults(self, path: str) -> tuple[_Fault | None, set[str]]:
+    def _take_faults(self, path: str) -> tuple[_Fault | None, dict[str, _Fault]]:
         """Consume one use of the first queued action and of each modifier for `path`."""
         action: _Fault | None = None
-        modifiers: set[str] = set()
+        modifiers: dict[str, _Fault] = {}
         with self._lock:
             queue = self._faults.get(path, [])
             for fault in queue:
                 if fault.kind in _ACTIONS and action is None:
                     action = fault
                 elif fault.kind in _MODIFIERS and fault.kind not in modifiers:
-                    modifiers.add(fault.kind)
+                    modifiers[fault.kind] = fault
                 else:
                     continue
                 fault.times -= 1
@@ -292,7 +306,12 @@ class Origin:
         handler.send_response(response.status)
         for name, value in response.headers.items():
             handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(response.body)))
+        length = len(response.body)
+        lie = modifiers.get("lie_length")
+        if lie is not None and response.status in (200, 206):
+            length = max(0, length + lie.delta)
+            handler.send_header("Connection", "close")  # also sets handler.close_connection
+        handler.send_header("Content-Length", str(length))
         handler.end_headers()
         if method != "HEAD":
             self._deliver(handler, response.body, action)
@@ -329,7 +348,7 @@ class Origin:
 
 
 def _plan(
-    root: Path, path: str, range_header: str | None, action: _Fault | None, modifiers: set[str]
+    root: Path, path: str, range_header: str | None, action: _Fault | None, modifiers: dict[str, _Fault]
 ) -> _Response:
     """Decide status, headers and body of a response (no I/O but reading the file)."""
     if action is not None and action.kind == "fail":
@@ -405,9 +424,9 @@ def _abort_connection(handler: _Handler) -> None:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, origin: Origin) -> None:
+    def __init__(self, origin: Origin, port: int = 0) -> None:
         self.origin = origin
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup that can take seconds.
