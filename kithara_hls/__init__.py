@@ -1,7 +1,7 @@
 """kithara_hls: an HLS VOD stream as a seekable binary file.
 
-    with kithara_hls.open(url) as f:
-        container = av.open(f)
+with kithara_hls.open(url) as f:
+    container = av.open(f)
 """
 
 from .download import DownloadResult, download

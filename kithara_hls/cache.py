@@ -90,7 +90,12 @@ class Cache:
             return False
 
     def set(
-        self, key: str, value: bytes | bytearray | memoryview, *, tag: str | None = None, expire: float | None = None
+        self,
+        key: str,
+        value: bytes | bytearray | memoryview,
+        *,
+        tag: str | None = None,
+        expire: float | None = None,
     ) -> None:
         """Store `value` at `key` (tagged with a resource id, for eviction); StorageError on failure."""
         try:

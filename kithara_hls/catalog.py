@@ -84,7 +84,9 @@ class Catalog:
             merged_rids = sorted(set(old_rids).union(rids))
             merged_keys = sorted(set(old_keys).union(keys))
             if merged_rids != sorted(old_rids) or merged_keys != sorted(old_keys):
-                self.cache.set(f"stream:{sid}", json.dumps({"rids": merged_rids, "keys": merged_keys}).encode())
+                self.cache.set(
+                    f"stream:{sid}", json.dumps({"rids": merged_rids, "keys": merged_keys}).encode()
+                )
             index = self._index()
             entry = index.setdefault(sid, {"url": redact_url(url), "leases": {}})
             entry["last_used"] = time.time()
@@ -140,7 +142,7 @@ class Catalog:
             return 0
 
     def evict(self, max_bytes: int) -> int:
-        """Remove least recently used, unleased streams until the cache fits `max_bytes`. Returns streams removed."""
+        """Remove least recently used, unleased streams until the cache fits `max_bytes`; returns how many."""
         removed = 0
         if self.cache.volume() <= max_bytes:
             return 0

@@ -95,9 +95,10 @@ def decode_to_wav(f: HlsSource, output: str | Path, *, status: bool = False) -> 
     rate = 0
     # ffmpeg's TS demuxer reads the end of a seekable input to estimate the
     # duration; that read would pin every variant before it and stop ABR.
-    with av.open(f, "r", options={"skip_estimate_duration_from_pts": "1"}) as src, av.open(
-        str(output), "w", format="wav"
-    ) as dst:
+    with (
+        av.open(f, "r", options={"skip_estimate_duration_from_pts": "1"}) as src,
+        av.open(str(output), "w", format="wav") as dst,
+    ):
         audio = src.streams.audio[0]
         rate = audio.rate or 44100
         out = dst.add_stream("pcm_s16le", rate=rate)
@@ -129,7 +130,7 @@ class _Status:
         self._last = 0.0
 
     def show(self, position: float) -> None:
-        for event in self._drain():
+        for event in self._sub.drain():
             if isinstance(event, ev.BufferLevel):
                 self._buffer = event.level_seconds
             elif isinstance(event, ev.ThroughputSample):
@@ -145,14 +146,6 @@ class _Status:
         sys.stderr.write(line)
         sys.stderr.flush()
 
-    def _drain(self) -> list[ev.Event]:
-        events = []
-        while True:
-            try:
-                events.append(self._sub.get(timeout=0))
-            except Exception:
-                return events
-
     def done(self) -> None:
         sys.stderr.write("\n")
         self._sub.close()
@@ -166,8 +159,11 @@ def cmd_download(args: argparse.Namespace) -> int:
     result = download(args.url, _options(args), all_variants=args.all_variants, progress=bar)
     bar.done()
     rate = result.bytes / result.seconds / 1e6 if result.seconds > 0 else 0.0
-    print(f"cached {result.bytes} bytes of variant(s) {list(result.variants)} in {result.seconds:.2f} s "
-          f"({rate:.1f} MB/s)", file=sys.stderr)
+    print(
+        f"cached {result.bytes} bytes of variant(s) {list(result.variants)} in {result.seconds:.2f} s "
+        f"({rate:.1f} MB/s)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -188,10 +184,11 @@ class _ProgressBar:
         self._last = now
         elapsed = max(now - self._started, 1e-6)
         filled = int(self.WIDTH * event.percent / 100.0)
-        eta = elapsed * (100.0 - event.percent) / event.percent if event.percent > 0 else 0.0
+        eta = int(elapsed * (100.0 - event.percent) / event.percent) if event.percent > 0 else 0
         sys.stderr.write(
             f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {event.percent:5.1f} %  "
-            f"{event.offset / 1e6:8.1f} MB  {event.offset / elapsed / 1e6:6.1f} MB/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            f"{event.offset / 1e6:8.1f} MB  {event.offset / elapsed / 1e6:6.1f} MB/s  "
+            f"ETA {eta // 60}:{eta % 60:02d}"
         )
         sys.stderr.flush()
 
@@ -235,7 +232,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `kithara-hls`."""
     parser = argparse.ArgumentParser(prog="kithara-hls", description="Play HLS VOD streams as files.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging; tracebacks on errors")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging; tracebacks on errors"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Any, help_: str, url: bool = True) -> argparse.ArgumentParser:

@@ -26,9 +26,7 @@ SLOW_LINK = 20_000
 #: Per-request latency of the demo origin.
 DEMO_LATENCY_S = 0.02
 #: ABR tuned for a 24-second stream: short buffers and intervals, so switches show.
-DEMO_ABR = AbrOptions(
-    min_buffer_for_up_switch_secs=2.0, down_switch_buffer_secs=5.0, min_switch_interval=2.0
-)
+DEMO_ABR = AbrOptions(min_buffer_for_up_switch_secs=2.0, down_switch_buffer_secs=5.0, min_switch_interval=2.0)
 DEMO_NETWORK = NetworkOptions(lookahead=6.0)
 
 
@@ -78,8 +76,10 @@ def run_demo(*, keep: bool = False, quiet: bool = False, workdir: Path | None = 
         print("origin stopped: replaying offline from the cache", flush=True)
         second = _play(url, HlsOptions(cache=cache, offline=True), root / "offline.wav", quiet, None)
         same = abs(first - second) < 0.05
-        print(f"offline replay: {second:.2f} s of audio {'as' if same else 'UNLIKE'} online, 0 requests "
-              f"(online run made {requests_online})")
+        print(
+            f"offline replay: {second:.2f} s of audio {'as' if same else 'UNLIKE'} online, 0 requests "
+            f"(online run made {requests_online})"
+        )
         return 0 if same else 1
     finally:
         if keep:
@@ -104,8 +104,10 @@ def _play(url: str, options: HlsOptions, wav: Path, quiet: bool, origin: object 
     print(f"decoded {seconds:.2f} s of audio from {size} stream bytes in {elapsed:.2f} s -> {wav.name}")
     print(f"events: {counts}")
     if printer.switches:
-        print("variant switches: " + "; ".join(
-            f"{s.from_variant}->{s.to_variant} ({s.reason.value})" for s in printer.switches))
+        print(
+            "variant switches: "
+            + "; ".join(f"{s.from_variant}->{s.to_variant} ({s.reason.value})" for s in printer.switches)
+        )
     for decision in decisions:
         print(f"abr decided {decision.from_variant}->{decision.to_variant}: {decision.note}")
     sys.stdout.flush()

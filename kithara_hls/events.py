@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +112,18 @@ class EndOfStream:
     """The reader reached the end of the stream (published once)."""
 
 
-Event = Union[
-    VariantApplied,
-    SegmentStart,
-    SegmentComplete,
-    KeyFetch,
-    BufferLevel,
-    ThroughputSample,
-    DownloadProgress,
-    PlaybackProgress,
-    Error,
-    EndOfStream,
-]
+Event = (
+    VariantApplied
+    | SegmentStart
+    | SegmentComplete
+    | KeyFetch
+    | BufferLevel
+    | ThroughputSample
+    | DownloadProgress
+    | PlaybackProgress
+    | Error
+    | EndOfStream
+)
 
 _CLOSED = object()
 
@@ -162,30 +162,38 @@ class Subscription:
 
     def get(self, timeout: float | None = None) -> Event:
         """The next event; raises `queue.Empty` on timeout or once the stream has ended."""
+        item = self._take(timeout)
+        if item is None:
+            raise queue.Empty
+        return item
+
+    def drain(self) -> list[Event]:
+        """The events queued now, without waiting."""
+        events = []
+        while (item := self._take(0.0)) is not None:
+            events.append(item)
+        return events
+
+    def __iter__(self) -> Iterator[Event]:
+        while (item := self._take(None)) is not None:
+            yield item
+
+    def _take(self, timeout: float | None) -> Event | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:
             while not self._items or self._ended:
                 if self._ended:
-                    raise queue.Empty
+                    return None
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise queue.Empty
+                    return None
                 self._ready.wait(remaining)
             item = self._items.popleft()
             if item is _CLOSED or isinstance(item, EndOfStream):
                 # Nothing is delivered after the end.
                 self._ended = True
                 self._items.clear()
-            if item is _CLOSED:
-                raise queue.Empty
-            return item  # type: ignore[no-any-return]
-
-    def __iter__(self) -> Iterator[Event]:
-        while True:
-            try:
-                yield self.get()
-            except queue.Empty:
-                return
+            return None if item is _CLOSED else item
 
     def close(self) -> None:
         """Stop receiving events."""

@@ -76,7 +76,8 @@ class FetchPool:
         self.on_finished: Callable[[bool, int, bool], None] | None = None
         ref = weakref.ref(self)
         self._threads = [
-            threading.Thread(target=_worker, args=(ref,), name=f"{name}-{i}", daemon=True) for i in range(workers)
+            threading.Thread(target=_worker, args=(ref,), name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
         ]
         for thread in self._threads:
             thread.start()
@@ -248,7 +249,7 @@ def _worker(ref: weakref.ReferenceType[FetchPool]) -> None:
         try:
             ok = pool.run(task)
         except Exception:
-            log.error("fetch worker crashed on %s", task.label, exc_info=True)
+            log.exception("fetch worker crashed on %s", task.label)
         finally:
             pool.finished(task, ok)
         del pool

@@ -67,7 +67,9 @@ class KeyManager:
         """Refuse playlists whose encryption we cannot decrypt (the parser already rejects SAMPLE-AES)."""
         for seg in media.segments:
             if seg.key is not None and seg.key.method != "AES-128":
-                raise KeyProcessingError(f"{seg.key.method} is not supported", url=media.url, segment=seg.index)
+                raise KeyProcessingError(
+                    f"{seg.key.method} is not supported", url=media.url, segment=seg.index
+                )
 
     def key_for(self, part: Part, deadline: float) -> bytes:
         """The 16-byte key of `part`."""
@@ -116,8 +118,9 @@ class KeyManager:
             raw, _ = self._client.get(url, max_bytes=MAX_KEY_RESPONSE_BYTES, headers=self._options.headers)
         except HlsError as exc:
             self._publish(uri, False, cached=False)
-            raise KeyProcessingError(f"key request failed: {exc.message}", url=uri, status=exc.status,
-                                     segment=segment) from exc
+            raise KeyProcessingError(
+                f"key request failed: {exc.message}", url=uri, status=exc.status, segment=segment
+            ) from exc
         processor = self._options.key_processor
         if processor is not None:
             try:
@@ -153,7 +156,9 @@ class KeyManager:
         if deadline is None:
             deadline = time.monotonic() + 60.0
         if len(tail) < BLOCK or len(tail) % BLOCK:
-            raise KeyProcessingError("ciphertext length is not a multiple of 16", url=part.url, segment=part.segment)
+            raise KeyProcessingError(
+                "ciphertext length is not a multiple of 16", url=part.url, segment=part.segment
+            )
         iv = tail[-2 * BLOCK : -BLOCK] if len(tail) >= 2 * BLOCK else part.iv
         assert iv is not None
         last = AES.new(self.key_for(part, deadline), AES.MODE_CBC, iv).decrypt(tail[-BLOCK:])
@@ -192,7 +197,9 @@ def read_decrypted(
     raw = _read_raw(store, part.rid, raw_start, len(out) + off % BLOCK + _SLACK, deadline, need)
     info = store.wait_size(part.rid, False, deadline)
     if info.size % BLOCK:
-        raise KeyProcessingError("ciphertext length is not a multiple of 16", url=part.url, segment=part.segment)
+        raise KeyProcessingError(
+            "ciphertext length is not a multiple of 16", url=part.url, segment=part.segment
+        )
     if first:
         if len(raw) < 2 * BLOCK:
             return 0  # off is at (or past) the end of the plaintext

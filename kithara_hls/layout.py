@@ -63,7 +63,16 @@ def _init_part(init: InitSection, variant: int, segment: int, start: float) -> P
     if key is not None:
         iv = key.iv if key.iv is not None else bytes(16)
     return Part(
-        resource_id(init.uri, init.byterange), init.uri, init.byterange, key, iv, variant, segment, True, 0.0, start
+        resource_id(init.uri, init.byterange),
+        init.uri,
+        init.byterange,
+        key,
+        iv,
+        variant,
+        segment,
+        True,
+        0.0,
+        start,
     )
 
 
@@ -86,7 +95,9 @@ def build_mixed(
             current_init = seg.init
         iv = seg.iv if seg.key is not None else None
         rid = resource_id(seg.uri, seg.byterange)
-        parts.append(Part(rid, seg.uri, seg.byterange, seg.key, iv, variant, seg.index, False, seg.duration, seg.start))
+        parts.append(
+            Part(rid, seg.uri, seg.byterange, seg.key, iv, variant, seg.index, False, seg.duration, seg.start)
+        )
     return parts
 
 
@@ -191,7 +202,9 @@ class Layout:
             stop = min(stop, len(self._parts))
             first = max(start, len(self._offsets) - 1)
             return [
-                i for i in range(first, stop) if plain_size(self._parts[i], self._info.get(self._parts[i].rid)) is None
+                i
+                for i in range(first, stop)
+                if plain_size(self._parts[i], self._info.get(self._parts[i].rid)) is None
             ]
 
     def index_at_time(self, t: float) -> int:
@@ -201,7 +214,9 @@ class Layout:
             while i < len(self._parts) - 1 and self._parts[i].is_init:
                 i += 1
             # Several parts may share a start (init + media): take the media one.
-            while i > 0 and self._parts[i - 1].start == self._parts[i].start and not self._parts[i - 1].is_init:
+            while (
+                i > 0 and self._parts[i - 1].start == self._parts[i].start and not self._parts[i - 1].is_init
+            ):
                 i -= 1
             return i
 

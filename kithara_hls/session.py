@@ -12,6 +12,8 @@ import threading
 import time
 
 from . import events as ev
+from .abr.controller import AbrDecision
+from .abr.driver import AbrDriver
 from .cache import Cache, digest
 from .catalog import Catalog
 from .errors import (
@@ -21,8 +23,6 @@ from .errors import (
     PlaylistParseError,
     VariantNotFound,
 )
-from .abr.controller import AbrDecision
-from .abr.driver import AbrDriver
 from .fetch import PROBE_BATCH, FetchPool, Task
 from .keys import KeyManager, read_decrypted, tail_size
 from .layout import Layout, Part, build_mixed, build_parts
@@ -75,7 +75,9 @@ class Session:
         if isinstance(top, MasterPlaylist):
             self.variants: list[Variant] = list(top.variants)
         else:
-            self.variants = [Variant(uri=url, bandwidth=0, average_bandwidth=None, codecs=None, resolution=None)]
+            self.variants = [
+                Variant(uri=url, bandwidth=0, average_bandwidth=None, codecs=None, resolution=None)
+            ]
         choice = self.options.variant
         if choice is not None and not 0 <= choice < len(self.variants):
             raise VariantNotFound(f"variant {choice} of {len(self.variants)}", url=url)
@@ -248,7 +250,9 @@ class Session:
         if bus.active:
             bus.publish(ev.SegmentStart(part.variant, part.segment, self.layout.start_of(index)))
         writer = self.store.writer(part.rid, start)
-        limit = self.options.network.max_init_bytes if part.is_init else self.options.network.max_segment_bytes
+        limit = (
+            self.options.network.max_init_bytes if part.is_init else self.options.network.max_segment_bytes
+        )
         with self._switch_lock:
             self._writers[part.rid] = writer
         try:
@@ -354,7 +358,9 @@ class Session:
                 old = layout.part(index)
                 first = media.segment_at(old.start + 1e-3)
                 before = layout.part(index - 1) if index else None
-                current_init = None if before is None else self.media[before.variant].segments[before.segment].init
+                current_init = (
+                    None if before is None else self.media[before.variant].segments[before.segment].init
+                )
                 parts = build_parts(media, variant, first, current_init)
                 dropped = {p.rid for p in layout.parts(index)} - {p.rid for p in parts}
                 if layout.replace_from(index, parts):
@@ -520,4 +526,3 @@ class Session:
 def _parse_cached(blob: bytes, url: str, max_segments: int) -> MasterPlaylist | MediaPlaylist:
     final, _, body = blob.partition(b"\n")
     return parse(body, final.decode(), max_segments=max_segments)
-

@@ -151,6 +151,6 @@ class HlsSource(io.RawIOBase):
         return f"<HlsSource {state}>"
 
 
-def open(url: str, options: HlsOptions | None = None) -> HlsSource:  # noqa: A001
+def open(url: str, options: HlsOptions | None = None) -> HlsSource:
     """Open the HLS VOD at `url` (master or media playlist) as a seekable binary file."""
     return HlsSource(url, options)

@@ -358,7 +358,9 @@ class Store:
 
 def _copy(block: bytes | memoryview, inner: int, out: memoryview) -> int:
     n = min(len(out), len(block) - inner)
-    out[:n] = block[inner : inner + n] if isinstance(block, memoryview) else memoryview(block)[inner : inner + n]
+    out[:n] = (
+        block[inner : inner + n] if isinstance(block, memoryview) else memoryview(block)[inner : inner + n]
+    )
     return n
 
 

@@ -70,7 +70,9 @@ def test_offline_replay_with_seeks(fixtures: dict[str, StreamFixture], origin: O
     assert origin.count() == 0
 
 
-def test_offline_miss_at_the_read_that_needs_it(big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path):
+def test_offline_miss_at_the_read_that_needs_it(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+):
     fx = big["a"]
     url = big_origin.url(fx.entry)
     online = opts(tmp_path).replace(network=NetworkOptions(workers=1, lookahead=0.0, read_deadline=30.0))
@@ -180,7 +182,9 @@ def test_download_then_offline(fixtures: dict[str, StreamFixture], origin: Origi
     fx = fixtures["ts"]
     url = origin.url(fx.entry)
     seen: list[float] = []
-    result = kithara_hls.download(url, opts(tmp_path), all_variants=True, progress=lambda e: seen.append(e.percent))
+    result = kithara_hls.download(
+        url, opts(tmp_path), all_variants=True, progress=lambda e: seen.append(e.percent)
+    )
     assert result.variants == (0, 1, 2)
     assert seen[-1] == 100.0 and seen == sorted(seen)
     origin.reset_log()
@@ -191,7 +195,9 @@ def test_download_then_offline(fixtures: dict[str, StreamFixture], origin: Origi
         assert read_all(url, opts(tmp_path, variant=variant, offline=True)) == fx.expected(variant)
 
 
-def test_cache_folder_is_private_and_keys_hide_urls(origin: Origin, fixtures: dict[str, StreamFixture], tmp_path: Path):
+def test_cache_folder_is_private_and_keys_hide_urls(
+    origin: Origin, fixtures: dict[str, StreamFixture], tmp_path: Path
+):
     fx = fixtures["byterange"]
     url = origin.url(fx.entry) + "?token=SECRET-TOKEN"
     assert read_all(url, opts(tmp_path / "c")) == fx.expected()

@@ -19,7 +19,9 @@ def opts(tmp_path: Path, **kw: object) -> HlsOptions:
     return HlsOptions(variant=0, cache=CacheOptions(dir=tmp_path), network=net, **kw)  # type: ignore[arg-type]
 
 
-def test_two_subscribers_get_the_whole_story(fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+def test_two_subscribers_get_the_whole_story(
+    fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
     fx = fixtures["ts"]
     segments = len(fx.segment_bytes(0))
     with kithara_hls.open(origin.url(fx.entry), opts(tmp_path)) as f:
@@ -36,7 +38,9 @@ def test_two_subscribers_get_the_whole_story(fixtures: dict[str, StreamFixture],
     assert starts == done == list(range(segments))
     for e in story:
         if isinstance(e, ev.SegmentComplete):
-            first = next(s for s in story if isinstance(s, ev.SegmentStart) and s.segment_index == e.segment_index)
+            first = next(
+                s for s in story if isinstance(s, ev.SegmentStart) and s.segment_index == e.segment_index
+            )
             assert story.index(first) < story.index(e)
     assert max(e.percent for e in story if isinstance(e, ev.DownloadProgress)) == 100.0
     playback = [e.percent for e in story if isinstance(e, ev.PlaybackProgress)]
@@ -46,7 +50,9 @@ def test_two_subscribers_get_the_whole_story(fixtures: dict[str, StreamFixture],
     assert all(sub.lagged == 0 for sub in subs)
 
 
-def test_slow_subscriber_lags_and_never_blocks(fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+def test_slow_subscriber_lags_and_never_blocks(
+    fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
     fx = fixtures["fmp4"]
     with kithara_hls.open(origin.url(fx.entry), opts(tmp_path, events_queue=3)) as f:
         idle = f.events()  # never read while the stream plays
@@ -98,7 +104,7 @@ def test_retried_failures_are_recoverable_error_events(
 ):
     fx = fixtures["ts"]
     media = Path(fx.media[0])
-    first = [ln for ln in (fx.root / media).read_text().splitlines() if ln and not ln.startswith("#")][0]
+    first = next(ln for ln in (fx.root / media).read_text().splitlines() if ln and not ln.startswith("#"))
     origin.fail((media.parent / first).as_posix(), status=503, times=2)
     with kithara_hls.open(origin.url(fx.entry), opts(tmp_path)) as f:
         sub = f.events()

@@ -31,7 +31,9 @@ def read_all(f: io.RawIOBase, size: int = 10_000) -> bytes:
 
 
 @pytest.mark.parametrize("name", CLEAR + ENCRYPTED)
-def test_whole_read_is_byte_exact(name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+def test_whole_read_is_byte_exact(
+    name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
     fx = fixtures[name]
     with kithara_hls.open(origin.url(fx.entry), opts(tmp_path)) as f:
         assert f.readable() and f.seekable()
@@ -40,7 +42,9 @@ def test_whole_read_is_byte_exact(name: str, fixtures: dict[str, StreamFixture],
 
 
 @pytest.mark.parametrize("name", ["ts", "fmp4", "byterange", "aes", "aes_manual", "aes_fmp4"])
-def test_random_seeks_are_byte_exact(name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+def test_random_seeks_are_byte_exact(
+    name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
     fx = fixtures[name]
     expected = fx.expected(0)
     rng = random.Random(name)
@@ -54,7 +58,9 @@ def test_random_seeks_are_byte_exact(name: str, fixtures: dict[str, StreamFixtur
 
 
 @pytest.mark.parametrize("name", ["ts", "aes", "aes_fmp4"])
-def test_seek_end_before_any_read(name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+def test_seek_end_before_any_read(
+    name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
     fx = fixtures[name]
     expected = fx.expected(0)
     with kithara_hls.open(origin.url(fx.entry), opts(tmp_path)) as f:
@@ -68,7 +74,9 @@ def test_seek_end_before_any_read(name: str, fixtures: dict[str, StreamFixture],
             f.seek(-1)
 
 
-def test_pinned_variant_and_variants_sorted(fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+def test_pinned_variant_and_variants_sorted(
+    fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
     fx = fixtures["ts"]
     options = opts(tmp_path).replace(variant=2)
     with kithara_hls.open(origin.url(fx.entry), options) as f:
@@ -95,7 +103,9 @@ def test_seek_time_lands_on_segment_start(fixtures: dict[str, StreamFixture], or
 
 
 @pytest.mark.parametrize("name", ["ts", "fmp4"])
-def test_pyav_decodes_to_duration(name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+def test_pyav_decodes_to_duration(
+    name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
     av = pytest.importorskip("av")
     fx = fixtures[name]
     with kithara_hls.open(origin.url(fx.entry), opts(tmp_path)) as f, av.open(f) as container:
@@ -150,17 +160,22 @@ def test_missing_segment_raises(fixtures: dict[str, StreamFixture], origin: Orig
         assert f.tell() == good  # nothing was skipped
 
 
-def test_exhausted_retries_raise_net_error(fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+def test_exhausted_retries_raise_net_error(
+    fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
     fx = fixtures["ts"]
     path = _segment_path(fx, 0)
     origin.fail(path, status=500, times=10**6)
-    with kithara_hls.open(origin.url(fx.entry), opts(tmp_path, retries=2)) as f, pytest.raises(
-        kithara_hls.NetError
+    with (
+        kithara_hls.open(origin.url(fx.entry), opts(tmp_path, retries=2)) as f,
+        pytest.raises(kithara_hls.NetError),
     ):
         f.read(10)
 
 
-def test_close_mid_download_stops_every_thread(fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
+def test_close_mid_download_stops_every_thread(
+    fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
     fx = fixtures["ts"]
     release = origin.stall(_segment_path(fx, 0), after_bytes=1000)
     f = kithara_hls.open(origin.url(fx.entry), opts(tmp_path))

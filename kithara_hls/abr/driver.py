@@ -134,7 +134,7 @@ def _run(ref: weakref.ReferenceType[AbrDriver]) -> None:
             if not driver._step():
                 return
         except Exception:
-            log.error("abr thread crashed", exc_info=True)
+            log.exception("abr thread crashed")
             return
         del driver
 
