@@ -62,12 +62,14 @@ _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class RequestRecord(NamedTuple):
-    """One request the origin answered: path is relative, without query."""
+    """One request the origin answered: path is relative, without its query (kept in `query`)."""
 
     method: str
     path: str
     range_header: str | None
     status: int
+    query: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -302,7 +304,9 @@ class Origin:
             raise _Aborted
         response = _plan(self.root, path, range_header, action, modifiers)
         with self._lock:
-            self.requests.append(RequestRecord(method, path, range_header, response.status))
+            query = urlsplit(handler.path).query
+            headers = tuple(handler.headers.items())
+            self.requests.append(RequestRecord(method, path, range_header, response.status, query, headers))
         handler.send_response(response.status)
         for name, value in response.headers.items():
             handler.send_header(name, value)
