@@ -74,6 +74,8 @@ class FetchPool:
         #: Called on a worker, outside the lock, after each download ends:
         #: on_finished(ok, parts stored so far, nothing left in flight).
         self.on_finished: Callable[[bool, int, bool], None] | None = None
+        #: Called on each worker as it exits (to close its per-thread cache connection).
+        self.on_exit: Callable[[], None] | None = None
         ref = weakref.ref(self)
         self._threads = [
             threading.Thread(target=_worker, args=(ref,), name=f"{name}-{i}", daemon=True)
@@ -244,6 +246,8 @@ def _worker(ref: weakref.ReferenceType[FetchPool]) -> None:
             return
         task = pool.claim()
         if task is None:
+            if pool.on_exit is not None:
+                pool.on_exit()
             return
         ok: bool | None = False
         try:

@@ -103,6 +103,7 @@ class Session:
             lookahead_bytes=net.lookahead_bytes,
         )
         self._pool.on_finished = self._on_finished
+        self._pool.on_exit = self.cache.close
         if not self.options.offline:
             self._pool.submit(self._evict)
         if len(self.variants) > 1 and not self.options.offline:
