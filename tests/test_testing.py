@@ -18,7 +18,6 @@ from kithara_hls.testing import (
     AES_MANUAL_SEQUENCE,
     CONTENT_TYPES,
     Origin,
-    RequestRecord,
     StreamFixture,
     build_all,
     build_large,
@@ -118,7 +117,7 @@ def test_missing_or_outside_root_is_404(plain: Origin, path: str) -> None:
 def test_query_is_not_part_of_the_path(plain: Origin) -> None:
     r = requests.get(plain.url("data.bin?token=1"), timeout=10)
     assert r.content == DATA
-    assert plain.requests[-1] == RequestRecord("GET", "data.bin", None, 200)
+    assert plain.requests[-1][:4] == ("GET", "data.bin", None, 200)
 
 
 def test_latency_and_bandwidth_can_change_while_serving(plain: Origin) -> None:
@@ -227,7 +226,7 @@ def test_request_log(plain: Origin) -> None:
         session.head(plain.url("data.bin"), timeout=10)
         session.get(plain.url("a/list.m3u8"), timeout=10)
         session.get(plain.url("a/missing"), timeout=10)
-    assert plain.requests[0] == RequestRecord("GET", "data.bin", "bytes=0-1", 206)
+    assert plain.requests[0][:4] == ("GET", "data.bin", "bytes=0-1", 206)
     assert plain.count() == 4
     assert plain.count("data.bin") == 2
     assert plain.count("/data.bin", method="HEAD") == 1
