@@ -151,11 +151,11 @@ class KeyManager:
         if self._bus is not None:
             self._bus.publish(ev.KeyFetch(uri, success, cached))
 
-    def padding(self, part: Part, tail: bytes, deadline: float | None = None) -> int:
-        """PKCS#7 padding length of `part`, from its last raw bytes (one or two AES blocks)."""
+    def padding(self, part: Part, tail: bytes, size: int, deadline: float | None = None) -> int:
+        """PKCS#7 padding length of `part`, from its last raw bytes (one or two AES blocks) and raw size."""
         if deadline is None:
             deadline = time.monotonic() + 60.0
-        if len(tail) < BLOCK or len(tail) % BLOCK:
+        if size % BLOCK or len(tail) < BLOCK or len(tail) % BLOCK:
             raise KeyProcessingError(
                 "ciphertext length is not a multiple of 16", url=part.url, segment=part.segment
             )

@@ -23,13 +23,14 @@ from .errors import (
     PlaylistParseError,
     VariantNotFound,
 )
-from .fetch import PROBE_BATCH, FetchPool, Task
-from .keys import KeyManager, read_decrypted, tail_size
+from .fetch import PROBE_BATCH, FetchPool
+from .keys import KeyManager, read_decrypted
 from .layout import Layout, Part, build_mixed, build_parts
-from .net import Cancelled, HttpClient
+from .net import HttpClient
 from .options import HlsOptions
 from .playlist import MasterPlaylist, MediaPlaylist, Variant, looks_like_playlist, parse
-from .store import SizeInfo, Store, Writer
+from .store import SizeInfo, Store
+from .tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,14 @@ class Session:
         self.bus = ev.EventBus(options.events_queue)
         self._cancel = threading.Event()
         self.cache = Cache(options.cache)
-        self.client = HttpClient(options.network, cancel=self._cancel, on_retry=self._on_retry)
+        self.tasks = TaskRunner(self)
+        self.client = HttpClient(options.network, cancel=self._cancel, on_retry=self.tasks.on_retry)
         self.store = Store(self.cache, offline=options.offline)
         self.keys = KeyManager(self.client, self.cache, options.keys, offline=options.offline, bus=self.bus)
         self._ended = False
         self._eos_sent = False
         self._pool: FetchPool | None = None
-        self._abr: AbrDriver | None = None
+        self.abr_driver: AbrDriver | None = None
         self._switch_lock = threading.Lock()
         self._reasons: dict[int, ev.AbrReason] = {}  # part index where a plan starts -> why
         self._reader_part = -1
@@ -61,7 +63,6 @@ class Session:
         self._playlist_keys: list[str] = []
         self.catalog = Catalog(self.cache)
         self._lease: tuple[str, str] | None = None
-        self._writers: dict[str, Writer] = {}  # downloads in flight, by resource id
         try:
             self._open(url)
         except BaseException:
@@ -97,7 +98,7 @@ class Session:
         net = self.options.network
         self._pool = FetchPool(
             self.layout,
-            self._run,
+            self.tasks.run,
             workers=net.workers,
             lookahead_s=net.lookahead,
             lookahead_bytes=net.lookahead_bytes,
@@ -107,7 +108,7 @@ class Session:
         if not self.options.offline:
             self._pool.submit(self._evict)
         if len(self.variants) > 1 and not self.options.offline:
-            self._abr = AbrDriver(
+            self.abr_driver = AbrDriver(
                 [v.bitrate for v in self.variants],
                 self.options.abr,
                 buffer_level=self.buffer_level,
@@ -184,97 +185,6 @@ class Session:
 
     # -- background work ---------------------------------------------------------
 
-    def _on_retry(self, error: BaseException, attempt: int) -> None:
-        self.bus.publish(ev.Error(error, recoverable=True))
-
-    def _run(self, task: Task) -> bool | None:
-        part = task.part
-        if part is None:
-            return self._run_job(task)
-        try:
-            if task.probe:
-                self._probe(part)
-            else:
-                self._fetch(task.index, part)
-            return True
-        except Cancelled:
-            return None
-        except HlsError as exc:
-            if self._cancel.is_set():
-                return False
-            log.debug("%s failed: %s", part.label, exc)
-            self.store.fail(part.rid, exc)
-            self.bus.publish(ev.Error(exc, recoverable=False))
-            return False
-
-    def _run_job(self, task: Task) -> bool:
-        assert task.job is not None
-        try:
-            task.job()
-            return True
-        except Cancelled:
-            return False
-        except HlsError as exc:
-            log.debug("background job failed: %s", exc)
-            self.bus.publish(ev.Error(exc, recoverable=True))
-            return False
-
-    def _probe(self, part: Part) -> None:
-        info, complete = self.store.load(part.rid)
-        if info is not None and (part.key is None or info.pad is not None):
-            return
-        if complete:
-            self._learn_pad_from_store(part)
-            return
-        if self.options.offline:
-            raise OfflineMiss("segment size not in the cache", url=part.url, segment=part.segment)
-        size, tail = self.client.probe(part.url, base=part.base, tail=tail_size(part))
-        pad = self.keys.padding(part, tail) if part.key is not None else None
-        self.store.learn_size(part.rid, size, pad, tail)
-
-    def _fetch(self, index: int, part: Part) -> None:
-        info, complete = self.store.load(part.rid)
-        if complete:
-            if part.key is not None and (info is None or info.pad is None):
-                self._learn_pad_from_store(part)
-            if self.bus.active:
-                self.bus.publish(ev.SegmentComplete(part.variant, part.segment, 0, part.duration))
-            return
-        if self.options.offline:
-            raise OfflineMiss("segment not in the cache", url=part.url, segment=part.segment)
-        start = self.store.first_missing(part.rid)
-        info = self.store.size_info(part.rid)
-        if info is not None and start >= info.size > 0:
-            self.store.adopt(part.rid)
-            return
-        bus = self.bus
-        if bus.active:
-            bus.publish(ev.SegmentStart(part.variant, part.segment, self.layout.start_of(index)))
-        writer = self.store.writer(part.rid, start)
-        limit = (
-            self.options.network.max_init_bytes if part.is_init else self.options.network.max_segment_bytes
-        )
-        with self._switch_lock:
-            self._writers[part.rid] = writer
-        try:
-            stats = self.client.fetch(part.url, writer, start=start, base=part.base, max_bytes=limit)
-            writer.finish()
-        except BaseException:
-            writer.abandon()
-            raise
-        finally:
-            with self._switch_lock:
-                self._writers.pop(part.rid, None)
-        if part.key is not None:
-            self._learn_pad_from_store(part)
-        if self._abr is not None:
-            self._abr.sample(stats.bytes, stats.transfer, stats.ttfb)
-        elif bus.active and stats.transfer > 0 and stats.bytes > 0:
-            bus.publish(ev.ThroughputSample(stats.bytes / stats.transfer))
-        if bus.active:
-            bus.publish(ev.SegmentComplete(part.variant, part.segment, stats.bytes, part.duration))
-        self._progress(stats.bytes)
-
     def _progress(self, nbytes: int) -> None:
         with self._switch_lock:
             self._fetched_bytes += nbytes
@@ -292,22 +202,6 @@ class Session:
             self.bus.publish(ev.DownloadProgress(self._fetched_bytes, percent))
         if idle:
             self._end_of_stream()
-
-    def _learn_pad_from_store(self, part: Part) -> None:
-        info = self.store.size_info(part.rid)
-        if info is None or info.size < 16:
-            return
-        tail = bytearray(min(32, info.size))
-        start = info.size - len(tail)
-        view = memoryview(tail)
-        got = 0
-        deadline = time.monotonic() + self.options.network.read_deadline
-        while got < len(tail):
-            n = self.store.read_into(part.rid, start + got, view[got:], deadline)
-            if n == 0:
-                break
-            got += n
-        self.store.learn_size(part.rid, info.size, self.keys.padding(part, bytes(tail)))
 
     # -- adaptive bitrate ----------------------------------------------------------
 
@@ -342,7 +236,7 @@ class Session:
         self.keys.check(media)
         self.media.setdefault(variant, media)
         self._record(media, variant)
-        if self._abr is not None and self._abr.current == variant:
+        if self.abr_driver is not None and self.abr_driver.current == variant:
             self._switch(variant, reason)
 
     def _switch(self, variant: int, reason: ev.AbrReason) -> None:
@@ -365,10 +259,7 @@ class Session:
                 parts = build_parts(media, variant, first, current_init)
                 dropped = {p.rid for p in layout.parts(index)} - {p.rid for p in parts}
                 if layout.replace_from(index, parts):
-                    for rid in dropped:
-                        writer = self._writers.get(rid)
-                        if writer is not None:
-                            writer.cancel()
+                    self.tasks.abandon(dropped)
                     for start in [k for k in self._reasons if k >= index]:
                         del self._reasons[start]
                     self._reasons[index] = reason
@@ -381,12 +272,12 @@ class Session:
         """Pin `variant` (ABR off) or, with None, let ABR choose again."""
         if variant is not None and not 0 <= variant < len(self.variants):
             raise VariantNotFound(f"variant {variant} of {len(self.variants)}")
-        if self._abr is not None:
-            self._abr.set_manual(variant)
+        if self.abr_driver is not None:
+            self.abr_driver.set_manual(variant)
 
     def abr_decisions(self) -> list[AbrDecision]:
         """What ABR decided, and why (oldest first)."""
-        return [] if self._abr is None else self._abr.decisions()
+        return [] if self.abr_driver is None else self.abr_driver.decisions()
 
     def _entered(self, index: int, part: Part) -> None:
         """The reader moved into part `index`: events, look-ahead and ABR follow."""
@@ -399,8 +290,8 @@ class Session:
             self.bus.publish(ev.VariantApplied(previous, part.variant, reason))
         if self.duration > 0:
             self.bus.publish(ev.PlaybackProgress(part.start, min(100.0, 100.0 * part.start / self.duration)))
-        if self._abr is not None:
-            self._abr.poke()
+        if self.abr_driver is not None:
+            self.abr_driver.poke()
 
     # -- reading -----------------------------------------------------------------
 
@@ -436,8 +327,8 @@ class Session:
 
         def need() -> None:
             pool.demand(index)
-            if self._abr is not None:
-                self._abr.poke()
+            if self.abr_driver is not None:
+                self.abr_driver.poke()
 
         try:
             if part.key is None:
@@ -454,7 +345,7 @@ class Session:
             return
         info = self.store.size_info(part.rid)
         if part.key is not None and (info is None or info.pad is None):
-            self._learn_pad_from_store(part)
+            self.tasks.learn_pad(part)
             info = self.store.size_info(part.rid)
         if info is None or self.layout.size_of(index) is None:
             raise HlsError("size of a finished part is unknown", url=part.url, segment=part.segment)
@@ -503,8 +394,8 @@ class Session:
         self._cancel.set()
         self.client.abort()
         self.store.close()
-        if self._abr is not None:
-            self._abr.close()
+        if self.abr_driver is not None:
+            self.abr_driver.close()
         if self._pool is not None:
             self._pool.close()
         self.client.close()
@@ -517,7 +408,7 @@ class Session:
     def threads(self) -> list[threading.Thread]:
         """Background threads started by this session (for tests)."""
         threads = [] if self._pool is None else self._pool.threads()
-        return threads + ([] if self._abr is None else [self._abr.thread])
+        return threads + ([] if self.abr_driver is None else [self.abr_driver.thread])
 
     def time_to_index(self, t: float) -> int:
         """The part holding media time `t`."""

@@ -1,0 +1,154 @@
+"""What a fetch worker does with a task: download a part, probe a size, run a job.
+
+Downloads go into the store through a `Writer` (registered here, so an ABR
+switch can abandon the ones its new plan drops); failures are handed to the
+store, which raises them in the reader that needs the bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from . import events as ev
+from .errors import HlsError, OfflineMiss
+from .fetch import Task
+from .keys import tail_size
+from .layout import Part
+from .net import Cancelled
+from .store import Writer
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = logging.getLogger(__name__)
+
+
+class TaskRunner:
+    """Runs fetch-pool tasks for one session."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+        self._lock = threading.Lock()
+        self._writers: dict[str, Writer] = {}  # downloads in flight, by resource id
+
+    def abandon(self, rids: set[str]) -> None:
+        """Stop the downloads of these resources at their next chunk."""
+        with self._lock:
+            writers = [self._writers[rid] for rid in rids if rid in self._writers]
+        for writer in writers:
+            writer.cancel()
+
+    def on_retry(self, error: BaseException, attempt: int) -> None:
+        """A request is retried: a recoverable Error event."""
+        self._s.bus.publish(ev.Error(error, recoverable=True))
+
+    def run(self, task: Task) -> bool | None:
+        """Run one task: True when done, False if it failed (the store keeps the error), None if cancelled."""
+        part = task.part
+        if part is None:
+            return self._run_job(task)
+        try:
+            if task.probe:
+                self._probe(part)
+            else:
+                self._fetch(task.index, part)
+            return True
+        except Cancelled:
+            return None
+        except HlsError as exc:
+            if self._s._cancel.is_set():
+                return False
+            log.debug("%s failed: %s", part.label, exc)
+            self._s.store.fail(part.rid, exc)
+            self._s.bus.publish(ev.Error(exc, recoverable=False))
+            return False
+
+    def _run_job(self, task: Task) -> bool:
+        assert task.job is not None
+        try:
+            task.job()
+            return True
+        except Cancelled:
+            return False
+        except HlsError as exc:
+            log.debug("background job failed: %s", exc)
+            self._s.bus.publish(ev.Error(exc, recoverable=True))
+            return False
+
+    def _probe(self, part: Part) -> None:
+        info, complete = self._s.store.load(part.rid)
+        if info is not None and (part.key is None or info.pad is not None):
+            return
+        if complete:
+            self.learn_pad(part)
+            return
+        if self._s.options.offline:
+            raise OfflineMiss("segment size not in the cache", url=part.url, segment=part.segment)
+        size, tail = self._s.client.probe(part.url, base=part.base, tail=tail_size(part))
+        pad = self._s.keys.padding(part, tail, size) if part.key is not None else None
+        self._s.store.learn_size(part.rid, size, pad, tail)
+
+    def _fetch(self, index: int, part: Part) -> None:
+        info, complete = self._s.store.load(part.rid)
+        if complete:
+            if part.key is not None and (info is None or info.pad is None):
+                self.learn_pad(part)
+            if self._s.bus.active:
+                self._s.bus.publish(ev.SegmentComplete(part.variant, part.segment, 0, part.duration))
+            return
+        if self._s.options.offline:
+            raise OfflineMiss("segment not in the cache", url=part.url, segment=part.segment)
+        start = self._s.store.first_missing(part.rid)
+        info = self._s.store.size_info(part.rid)
+        if info is not None and start >= info.size > 0:
+            self._s.store.adopt(part.rid)
+            return
+        bus = self._s.bus
+        if bus.active:
+            bus.publish(ev.SegmentStart(part.variant, part.segment, self._s.layout.start_of(index)))
+        writer = self._s.store.writer(part.rid, start)
+        limit = (
+            self._s.options.network.max_init_bytes
+            if part.is_init
+            else self._s.options.network.max_segment_bytes
+        )
+        with self._lock:
+            self._writers[part.rid] = writer
+        try:
+            stats = self._s.client.fetch(part.url, writer, start=start, base=part.base, max_bytes=limit)
+            writer.finish()
+        except BaseException:
+            writer.abandon()
+            raise
+        finally:
+            with self._lock:
+                self._writers.pop(part.rid, None)
+        if part.key is not None:
+            self.learn_pad(part)
+        if self._s.abr_driver is not None:
+            self._s.abr_driver.sample(stats.bytes, stats.transfer, stats.ttfb)
+        elif bus.active and stats.transfer > 0 and stats.bytes > 0:
+            bus.publish(ev.ThroughputSample(stats.bytes / stats.transfer))
+        if bus.active:
+            bus.publish(ev.SegmentComplete(part.variant, part.segment, stats.bytes, part.duration))
+        self._s._progress(stats.bytes)
+
+    def learn_pad(self, part: Part) -> None:
+        """Learn an AES part's padding from its stored last blocks."""
+        info = self._s.store.size_info(part.rid)
+        if info is None or info.size < 16:
+            return
+        tail = bytearray(min(32, info.size))
+        start = info.size - len(tail)
+        view = memoryview(tail)
+        got = 0
+        deadline = time.monotonic() + self._s.options.network.read_deadline
+        while got < len(tail):
+            n = self._s.store.read_into(part.rid, start + got, view[got:], deadline)
+            if n == 0:
+                break
+            got += n
+        self._s.store.learn_size(part.rid, info.size, self._s.keys.padding(part, bytes(tail), info.size))
