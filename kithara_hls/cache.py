@@ -8,6 +8,7 @@ anything else and refuses to unpickle what another writer may have left.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import sqlite3
@@ -35,6 +36,10 @@ class BytesDisk(diskcache.Disk):  # type: ignore[misc]
             raise TypeError(f"kithara_hls cache stores bytes only, not {type(value).__name__}")
         if isinstance(value, (bytearray, memoryview)):
             value = bytes(value)
+        if not read and len(value) >= self.min_file_size:
+            # diskcache writes a bytes value by iterating a BytesIO (line by line);
+            # as a file-like it copies in large chunks.
+            return super().store(io.BytesIO(value), True, key)
         return super().store(value, read, key)
 
     def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: A worker with nothing to do re-checks the pool this often (it is woken on every change anyway).
 IDLE_WAIT_S = 30.0
-#: Parts probed together when a seek needs sizes.
+#: Parts probed ahead when a read lands beyond the known offsets.
 PROBE_BATCH = 64
 
 
@@ -54,6 +54,7 @@ class FetchPool:
         workers: int,
         lookahead_s: float,
         lookahead_bytes: int,
+        probe_workers: int = 0,
         name: str = "kithara-fetch",
     ) -> None:
         self._layout = layout
@@ -68,6 +69,7 @@ class FetchPool:
         self._probes: collections.deque[int] = collections.deque()
         self._jobs: collections.deque[Callable[[], None]] = collections.deque()
         self._inflight: set[str] = set()
+        self._probing: set[str] = set()
         self._done: set[str] = set()
         self._failed: set[str] = set()
         self._closed = False
@@ -76,11 +78,14 @@ class FetchPool:
         self.on_finished: Callable[[bool, int, bool], None] | None = None
         #: Called on each worker as it exits (to close its per-thread cache connection).
         self.on_exit: Callable[[], None] | None = None
-        ref = weakref.ref(self)
+        self._ref = weakref.ref(self)
         self._threads = [
-            threading.Thread(target=_worker, args=(ref,), name=f"{name}-{i}", daemon=True)
+            threading.Thread(target=_worker, args=(self._ref, False), name=f"{name}-{i}", daemon=True)
             for i in range(workers)
         ]
+        # Probes are tiny requests: they get threads of their own, started at the
+        # first probe, so a seek's sizes arrive many at a time beside downloads.
+        self._probe_workers = probe_workers
         for thread in self._threads:
             thread.start()
 
@@ -108,6 +113,16 @@ class FetchPool:
         with self._lock:
             self._probes.extendleft(reversed(indices))
             self._work.notify_all()
+            if self._closed or not self._probe_workers:
+                return
+            count, self._probe_workers = self._probe_workers, 0
+            threads = [
+                threading.Thread(target=_worker, args=(self._ref, True), name=f"kithara-probe-{i}", daemon=True)
+                for i in range(count)
+            ]
+            self._threads.extend(threads)
+        for thread in threads:
+            thread.start()
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run `job()` on a worker, before look-ahead (playlist loads for ABR)."""
@@ -141,14 +156,14 @@ class FetchPool:
 
     # -- what workers ask ----------------------------------------------------
 
-    def claim(self) -> Task | None:
-        """The next task, waiting while there is none; None once closed."""
+    def claim(self, probes_only: bool = False) -> Task | None:
+        """The next task (only size probes if `probes_only`), waiting while there is none; None once closed."""
         with self._lock:
             while not self._closed:
-                task = self._pick()
+                task = self._pick_probe() if probes_only else self._pick()
                 if task is not None:
-                    if task.part is not None and not task.probe:
-                        self._inflight.add(task.part.rid)
+                    if task.part is not None:
+                        (self._probing if task.probe else self._inflight).add(task.part.rid)
                     return task
                 self._work.wait(IDLE_WAIT_S)
             return None
@@ -167,13 +182,17 @@ class FetchPool:
             return Task(index, part, urgent=True)
         if self._jobs:
             return Task(-1, None, job=self._jobs.popleft())
+        return self._pick_probe() or self._next_ahead()
+
+    def _pick_probe(self) -> Task | None:
+        layout = self._layout
         while self._probes:
             index = self._probes.popleft()
             if index < len(layout) and layout.size_of(index) is None:
                 part = layout.part(index)
-                if part.rid not in self._inflight:
+                if part.rid not in self._inflight and part.rid not in self._probing:
                     return Task(index, part, probe=True)
-        return self._next_ahead()
+        return None
 
     def _next_ahead(self) -> Task | None:
         layout = self._layout
@@ -197,7 +216,9 @@ class FetchPool:
     def finished(self, task: Task, ok: bool | None) -> None:
         """Record the outcome of a task a worker claimed (ok None: it was cancelled)."""
         with self._lock:
-            if task.part is not None and not task.probe:
+            if task.part is not None and task.probe:
+                self._probing.discard(task.part.rid)
+            elif task.part is not None:
                 self._inflight.discard(task.part.rid)
                 if ok is not None:
                     (self._done if ok else self._failed).add(task.part.rid)
@@ -239,12 +260,12 @@ class FetchPool:
         return list(self._threads)
 
 
-def _worker(ref: weakref.ReferenceType[FetchPool]) -> None:
+def _worker(ref: weakref.ReferenceType[FetchPool], probes_only: bool) -> None:
     while True:
         pool = ref()
         if pool is None:
             return
-        task = pool.claim()
+        task = pool.claim(probes_only)
         if task is None:
             if pool.on_exit is not None:
                 pool.on_exit()

@@ -25,7 +25,9 @@ DEFAULT_BACKOFF_S = 0.2
 #: Ceiling of one retry delay, and of an honoured Retry-After.
 DEFAULT_BACKOFF_MAX_S = 5.0
 #: Fetch worker threads (and HTTP connections kept alive).
-DEFAULT_WORKERS = 6
+DEFAULT_WORKERS = 8
+#: Threads that only probe segment sizes (for seeks before the data is there).
+DEFAULT_PROBE_WORKERS = 16
 #: Media seconds fetched ahead of the read position.
 DEFAULT_LOOKAHEAD_S = 60.0
 #: Bytes fetched ahead of the read position, whatever the duration.
@@ -82,7 +84,8 @@ class NetworkOptions:
     connection errors, timeouts, 408, 429 and 5xx. backoff / backoff_max: jittered
     exponential backoff, and the cap on an honoured Retry-After. headers: sent with
     every request. verify: TLS verification (a CA bundle path is accepted).
-    workers: fetch threads, and the size of the connection pool.
+    workers: fetch threads; probe_workers: threads that only learn sizes (a seek
+    far ahead probes many segments at once); the connection pool fits both.
     lookahead / lookahead_bytes: how far ahead of the reader to fetch.
     read_deadline: the longest a read waits for data before raising `NetError`.
     max_playlist_bytes / max_segments / max_init_bytes / max_segment_bytes: limits.
@@ -96,6 +99,7 @@ class NetworkOptions:
     headers: Mapping[str, str] = field(default_factory=dict)
     verify: bool | str = True
     workers: int = DEFAULT_WORKERS
+    probe_workers: int = DEFAULT_PROBE_WORKERS
     lookahead: float = DEFAULT_LOOKAHEAD_S
     lookahead_bytes: int = DEFAULT_LOOKAHEAD_BYTES
     read_deadline: float = DEFAULT_READ_DEADLINE_S

@@ -102,6 +102,7 @@ class Session:
             workers=net.workers,
             lookahead_s=net.lookahead,
             lookahead_bytes=net.lookahead_bytes,
+            probe_workers=net.probe_workers,
         )
         self._pool.on_finished = self._on_finished
         self._pool.on_exit = self.cache.close
@@ -312,7 +313,7 @@ class Session:
             if index != self._reader_part:
                 self._entered(index, part)
             if off > 0 and layout.size_of(index) is None and not self.store.is_writing(part.rid):
-                self.resolve_sizes(index, index + 1, deadline)
+                self.resolve_sizes(index, index + 1, deadline, ahead=PROBE_BATCH)
                 continue
             n = self._read_part(index, part, off, out[filled:], deadline)
             if n == 0:
@@ -350,16 +351,21 @@ class Session:
         if info is None or self.layout.size_of(index) is None:
             raise HlsError("size of a finished part is unknown", url=part.url, segment=part.segment)
 
-    def resolve_sizes(self, start: int, stop: int, deadline: float) -> None:
-        """Wait until parts [start, stop) have known sizes, probing what is missing in parallel."""
+    def prefetch(self, index: int) -> None:
+        """Start downloading part `index` now (a seek is about to read it)."""
+        assert self._pool is not None
+        self._pool.demand(index)
+
+    def resolve_sizes(self, start: int, stop: int, deadline: float, ahead: int = 0) -> None:
+        """Wait until parts [start, stop) have known sizes; probes them (and `ahead` more) in parallel."""
         layout = self.layout
         assert self._pool is not None
-        unknown = layout.unknown(start, stop)
-        while unknown:
-            batch = layout.unknown(unknown[0], len(layout))[: max(PROBE_BATCH, stop - unknown[0])]
-            self._pool.probe(batch)
-            self._wait_size(unknown[0], deadline)
-            unknown = layout.unknown(start, stop)
+        unknown = layout.unknown(start, stop + ahead)
+        if unknown:
+            self._pool.probe(unknown)
+        for index in unknown:
+            if index < stop:
+                self._wait_size(index, deadline)
 
     def _wait_size(self, index: int, deadline: float) -> None:
         part = self.layout.part(index)

@@ -124,6 +124,7 @@ class HlsSource(io.RawIOBase):
         session = self._session
         index = session.time_to_index(float(seconds))
         deadline = time.monotonic() + session.options.network.read_deadline
+        session.prefetch(index)  # its download starts while earlier sizes are probed
         session.resolve_sizes(0, index, deadline)
         start = session.layout.start_of(index)
         if start is None:

@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -122,15 +123,22 @@ class Origin:
     in the order they were set; each request takes at most one. Modifiers
     (`ignore_range`, `gzip`, `lie_length`) apply alongside. `latency` and `bandwidth`
     may be changed while serving. `port` 0 binds a free port; a fixed port lets a
-    new origin stand in for a stopped one. Use as a context manager, or call
-    `start`/`stop`.
+    new origin stand in for a stopped one. `tls`, a server-side context, serves
+    https instead. Use as a context manager, or call `start`/`stop`.
     """
 
     def __init__(
-        self, root: str | Path, *, latency: float = 0.0, bandwidth: float | None = None, port: int = 0
+        self,
+        root: str | Path,
+        *,
+        latency: float = 0.0,
+        bandwidth: float | None = None,
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.port = port
+        self.tls = tls
         self.latency = latency
         self.bandwidth = bandwidth
         self.requests: list[RequestRecord] = []
@@ -154,10 +162,11 @@ class Origin:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/``; only while serving."""
+        """``http://127.0.0.1:PORT/`` (https with `tls`); only while serving."""
         if self._server is None:
             raise RuntimeError("origin is not running")
-        return f"http://127.0.0.1:{self._server.server_port}/"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self._server.server_port}/"
 
     def url(self, path: str) -> str:
         """The URL of `path`, relative to the served root."""
@@ -437,6 +446,18 @@ class _Server(ThreadingHTTPServer):
         TCPServer.server_bind(self)
         self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        tls = self.origin.tls
+        if tls is None:
+            super().finish_request(request, client_address)
+            return
+        # The handshake runs here, on the connection's thread, not in the accept loop.
+        conn = tls.wrap_socket(request, server_side=True)
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], OSError):
             log.error("origin handler failed for %s", client_address, exc_info=True)
@@ -445,6 +466,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kithara-origin/1"
+    # Headers and body go out in separate writes: with Nagle's algorithm on, each
+    # small response would wait ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
