@@ -116,8 +116,9 @@ class FetchPool:
             if self._closed or not self._probe_workers:
                 return
             count, self._probe_workers = self._probe_workers, 0
+            ref = self._ref
             threads = [
-                threading.Thread(target=_worker, args=(self._ref, True), name=f"kithara-probe-{i}", daemon=True)
+                threading.Thread(target=_worker, args=(ref, True), name=f"kithara-probe-{i}", daemon=True)
                 for i in range(count)
             ]
             self._threads.extend(threads)
@@ -157,7 +158,7 @@ class FetchPool:
     # -- what workers ask ----------------------------------------------------
 
     def claim(self, probes_only: bool = False) -> Task | None:
-        """The next task (only size probes if `probes_only`), waiting while there is none; None once closed."""
+        """The next task (only probes if `probes_only`), waiting while there is none; None once closed."""
         with self._lock:
             while not self._closed:
                 task = self._pick_probe() if probes_only else self._pick()
