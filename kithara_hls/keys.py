@@ -200,17 +200,22 @@ def read_decrypted(
         raise KeyProcessingError(
             "ciphertext length is not a multiple of 16", url=part.url, segment=part.segment
         )
+    iv: bytes | memoryview = part.iv
     if first:
         if len(raw) < 2 * BLOCK:
             return 0  # off is at (or past) the end of the plaintext
         iv, raw = raw[:BLOCK], raw[BLOCK:]
-    else:
-        iv = part.iv
     usable = len(raw) - len(raw) % BLOCK
     if usable == 0:
         return 0
-    plain = AES.new(key, AES.MODE_CBC, iv).decrypt(raw[:usable])
+    cipher = AES.new(key, AES.MODE_CBC, iv)
     end = first * BLOCK + usable
+    direct = min(usable, len(out) - len(out) % BLOCK)
+    if off % BLOCK == 0 and direct and first * BLOCK + direct < info.size:
+        # The common case: whole blocks, not the last one: decrypt straight into the caller's buffer.
+        cipher.decrypt(raw[:direct], output=out[:direct])
+        return direct
+    plain = cipher.decrypt(raw[:usable])
     if end == info.size:
         plain = plain[: len(plain) - _pad_length(plain[-BLOCK:], part)]
     skip = off % BLOCK
@@ -221,14 +226,13 @@ def read_decrypted(
 
 def _read_raw(
     store: Store, rid: str, start: int, want: int, deadline: float, need: Callable[[], None]
-) -> bytes:
+) -> memoryview:
     """Raw bytes [start, start+want), fewer only at the resource's end."""
-    buf = bytearray(want)
-    view = memoryview(buf)
+    view = memoryview(bytearray(want))
     got = 0
     while got < want:
         n = store.read_into(rid, start + got, view[got:], deadline, need)
         if n == 0:
             break
         got += n
-    return bytes(buf[:got])
+    return view[:got]
