@@ -15,11 +15,12 @@ ignored in a master and refused as media playlists.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import m3u8
 from m3u8.parser import get_segment_custom_value, save_segment_custom_value
@@ -45,6 +46,7 @@ _DECIMAL = re.compile(r"\d{1,20}")
 _RESOLUTION = re.compile(r"\d{1,9}x\d{1,9}")
 _ATTRIBUTE = re.compile(r'([^=,"]+)=("[^"]*"|[^,"]*)')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_~\-][A-Za-z0-9._~\-/]*")
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,11 @@ def _split(url: str) -> SplitResult:
 
 
 def _resolve(ref: str, base: str) -> str:
+    framed = f"/{ref}/"
+    if _PLAIN_NAME.fullmatch(ref) and "//" not in framed and "/./" not in framed and "/../" not in framed:
+        # A plain relative path (the common case): urljoin would give the base's
+        # folder plus the name, on the base's (already checked) scheme and host.
+        return _base_folder(base) + ref
     if _CONTROL.search(ref):
         raise InvalidUrl("URI holds control characters", url=ref)
     try:
@@ -260,6 +267,13 @@ def _resolve(ref: str, base: str) -> str:
     except ValueError as exc:
         raise InvalidUrl("malformed URI", url=ref) from exc
     return check_url(joined, parent=base)
+
+
+@functools.lru_cache(maxsize=64)
+def _base_folder(base: str) -> str:
+    parts = urlsplit(base)
+    path = parts.path or "/"
+    return urlunsplit((parts.scheme, parts.netloc, path[: path.rfind("/") + 1], "", ""))
 
 
 def _decode(text: str | bytes, url: str) -> tuple[str, int]:
