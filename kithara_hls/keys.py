@@ -196,6 +196,7 @@ def read_decrypted(
     raw_start = (first - 1) * BLOCK if first else 0
     raw = _read_raw(store, part.rid, raw_start, len(out) + off % BLOCK + _SLACK, deadline, need)
     info = store.wait_size(part.rid, False, deadline)
+    assert info is not None
     if info.size % BLOCK:
         raise KeyProcessingError(
             "ciphertext length is not a multiple of 16", url=part.url, segment=part.segment

@@ -261,6 +261,7 @@ class Session:
                 dropped = {p.rid for p in layout.parts(index)} - {p.rid for p in parts}
                 if layout.replace_from(index, parts):
                     self.tasks.abandon(dropped)
+                    self.store.poke()
                     for start in [k for k in self._reasons if k >= index]:
                         del self._reasons[start]
                     self._reasons[index] = reason
@@ -357,22 +358,33 @@ class Session:
         self._pool.demand(index)
 
     def resolve_sizes(self, start: int, stop: int, deadline: float, ahead: int = 0) -> None:
-        """Wait until parts [start, stop) have known sizes; probes them (and `ahead` more) in parallel."""
-        layout = self.layout
-        assert self._pool is not None
-        unknown = layout.unknown(start, stop + ahead)
-        if unknown:
-            self._pool.probe(unknown)
-        for index in unknown:
-            if index < stop:
-                self._wait_size(index, deadline)
+        """Wait until parts [start, stop) have known sizes; probes them (and `ahead` more) in parallel.
 
-    def _wait_size(self, index: int, deadline: float) -> None:
+        An ABR switch may replace parts meanwhile: the wait then starts over on
+        the new plan, so no part is waited for that nobody will fetch.
+        """
+        layout, pool = self.layout, self._pool
+        assert pool is not None
+        asked: set[str] = set()
+        while True:
+            generation = self.store.generation
+            unknown = layout.unknown(start, stop + ahead)
+            todo = [i for i in unknown if layout.part(i).rid not in asked]
+            if todo:
+                pool.probe(todo)
+                asked.update(layout.part(i).rid for i in todo)
+            waiting = [i for i in unknown if i < stop]
+            if not waiting:
+                return
+            self._wait_size(waiting[0], deadline, generation)
+
+    def _wait_size(self, index: int, deadline: float, generation: int) -> None:
         part = self.layout.part(index)
         try:
-            info = self.store.wait_size(part.rid, part.key is not None, deadline)
-            # The layout may have been built after the store learnt this size.
-            self.layout.learn(part.rid, info)
+            info = self.store.wait_size(part.rid, part.key is not None, deadline, generation)
+            if info is not None:
+                # The layout may have been built after the store learnt this size.
+                self.layout.learn(part.rid, info)
         except HlsError:
             self.store.clear_error(part.rid)
             raise

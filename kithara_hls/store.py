@@ -71,6 +71,7 @@ class Store:
         self._res: dict[str, _Res] = {}
         self._recent: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
         self._closed = False
+        self._generation = 0
         #: Called (outside the lock) with (rid, SizeInfo) whenever a size or padding is learnt.
         self.on_size: Callable[[str, SizeInfo], None] | None = None
 
@@ -205,8 +206,14 @@ class Store:
             if res is not None:
                 res.error = None
 
-    def wait_size(self, rid: str, need_pad: bool, deadline: float) -> SizeInfo:
-        """Wait until the size (and padding, if `need_pad`) of `rid` is known."""
+    def wait_size(
+        self, rid: str, need_pad: bool, deadline: float, generation: int | None = None
+    ) -> SizeInfo | None:
+        """Wait until the size (and padding, if `need_pad`) of `rid` is known.
+
+        With `generation`, returns None as soon as `poke()` moved past it (the
+        caller's plan changed and `rid` may no longer be wanted).
+        """
         with self._lock:
             res = self._get(rid)
             while res.size is None or (need_pad and res.pad is None):
@@ -214,11 +221,24 @@ class Store:
                     raise ValueError(_CLOSED_MSG)
                 if res.error is not None:
                     raise res.error
+                if generation is not None and generation != self._generation:
+                    return None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise NetError("size unknown within the read deadline")
                 self._changed.wait(remaining)
             return SizeInfo(res.size, res.pad)
+
+    @property
+    def generation(self) -> int:
+        """Counts `poke()` calls."""
+        return self._generation
+
+    def poke(self) -> None:
+        """Wake every waiter: what they wait for may have changed (an ABR switch)."""
+        with self._lock:
+            self._generation += 1
+            self._changed.notify_all()
 
     # -- reading -------------------------------------------------------------
 
