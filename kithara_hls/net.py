@@ -358,6 +358,11 @@ class _Transfer:
         if first == asked_first and last is not None and not self.sliced and total is not None:
             self.learn_size(total)
         asked_last = last if self.end is None else self.base_offset + self.end - 1
+        if self.sliced and total is not None and asked_last is not None and asked_last >= total:
+            # A BYTERANGE past the resource's end: asking again cannot help.
+            raise AssetsError(
+                f"byte range ends at {asked_last}, beyond the resource ({total} bytes)", url=self.url
+            )
         if first != asked_first or last is None or last != asked_last:
             raise _TransientError(
                 f"server sent range {header!r}, asked bytes {asked_first}-{asked_last}",
@@ -400,7 +405,7 @@ class HttpClient:
         self._closed = False
         adapter = _TrackingAdapter(
             pool_connections=DEFAULT_POOL_HOSTS,
-            pool_maxsize=net.workers + EXTRA_CONNECTIONS,
+            pool_maxsize=net.workers + net.probe_workers + EXTRA_CONNECTIONS,
             max_retries=0,
         )
         self._pools = cast(_TrackingPoolManager, adapter.poolmanager)
@@ -486,6 +491,8 @@ class HttpClient:
             headers["Range"] = wanted
         with self._open(t.url, headers) as resp:
             t.ttfb = resp.elapsed.total_seconds()
+            if resp.status_code == 416 and t.sliced:
+                raise AssetsError("byte range starts beyond the resource", url=t.url, status=416)
             _check_status(resp, t.url, (200, 206), SegmentNotFound)
             skip, want = self._plan(resp, t)
             began = time.monotonic()
@@ -576,6 +583,8 @@ class HttpClient:
                 and _parse_content_range(content_range) == (None, None, 0)
             ):
                 return 0, b""
+            if resp.status_code == 416 and base is not None:
+                raise AssetsError("byte range starts beyond the resource", url=url, status=416)
             _check_status(resp, url, (200, 206), SegmentNotFound)
             skip = 0
             if resp.status_code == 206:
@@ -678,6 +687,10 @@ def _probe_range(header: str | None, url: str, base: tuple[int, int] | None, tai
     if base is not None:
         size = base[1]
         expected = (base[0] + size - tail, base[0] + size - 1)
+        if total is not None and expected[1] >= total:
+            raise AssetsError(
+                f"byte range ends at {expected[1]}, beyond the resource ({total} bytes)", url=url
+            )
     elif total is None:
         raise NetError("the server does not tell the resource size", url=url, status=206)
     else:
