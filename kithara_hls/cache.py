@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 FILE_THRESHOLD_BYTES = 32 * 1024
 #: How long a writer waits for SQLite's lock before failing.
 SQLITE_TIMEOUT_S = 30.0
+#: Attempts, and the backoff step between them, when SQLite reports a locked database.
+LOCKED_RETRIES = 8
+LOCKED_BACKOFF_S = 0.05
 
 
 class BytesDisk(diskcache.Disk):  # type: ignore[misc]
@@ -48,6 +52,29 @@ class BytesDisk(diskcache.Disk):  # type: ignore[misc]
         return super().fetch(mode, filename, value, read)
 
 
+def _open_diskcache(path: Path) -> diskcache.Cache:
+    # Opening runs schema statements that fail with "database is locked" while
+    # another process opens the same folder: retry a few times.
+    for attempt in range(LOCKED_RETRIES):
+        try:
+            return diskcache.Cache(
+                str(path),
+                disk=BytesDisk,
+                timeout=SQLITE_TIMEOUT_S,
+                eviction_policy="none",
+                size_limit=2**62,
+                disk_min_file_size=FILE_THRESHOLD_BYTES,
+                tag_index=True,
+            )
+        except (sqlite3.OperationalError, diskcache.Timeout) as exc:  # noqa: PERF203 (a retry loop)
+            if attempt == LOCKED_RETRIES - 1:
+                raise StorageError(f"cannot open the cache: {exc}") from exc
+            time.sleep(LOCKED_BACKOFF_S * (attempt + 1))
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the cache: {exc}") from exc
+    raise StorageError("cannot open the cache")
+
+
 def digest(*parts: object) -> str:
     """A stable hex digest of `parts`: resource ids and cache keys."""
     h = hashlib.sha256()
@@ -65,17 +92,9 @@ class Cache:
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(path, 0o700)
-            self._dc = diskcache.Cache(
-                str(path),
-                disk=BytesDisk,
-                timeout=SQLITE_TIMEOUT_S,
-                eviction_policy="none",
-                size_limit=2**62,
-                disk_min_file_size=FILE_THRESHOLD_BYTES,
-                tag_index=True,
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open cache folder: {exc}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot create cache folder: {exc}") from exc
+        self._dc = _open_diskcache(path)
         self.path = Path(path)
 
     def get(self, key: str) -> bytes | None:
@@ -88,11 +107,15 @@ class Cache:
         return value if isinstance(value, bytes) else None
 
     def contains(self, key: str) -> bool:
-        """True when `key` holds a value."""
-        try:
-            return key in self._dc
-        except sqlite3.Error:
-            return False
+        """True when `key` holds a value; StorageError if the database stays locked."""
+        for attempt in range(LOCKED_RETRIES):
+            try:
+                return key in self._dc
+            except (sqlite3.OperationalError, diskcache.Timeout) as exc:  # noqa: PERF203 (a retry loop)
+                if attempt == LOCKED_RETRIES - 1:
+                    raise StorageError(f"cache lookup failed: {exc}") from exc
+                time.sleep(LOCKED_BACKOFF_S * (attempt + 1))
+        return False
 
     def set(
         self,

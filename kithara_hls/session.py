@@ -17,6 +17,7 @@ from .abr.driver import AbrDriver
 from .cache import Cache, digest
 from .catalog import Catalog
 from .errors import (
+    AssetsError,
     HlsError,
     NetError,
     OfflineMiss,
@@ -305,6 +306,8 @@ class Session:
         if self._reader_part < 0:
             self.bus.seal()
         while filled < len(out):
+            if time.monotonic() > deadline:
+                raise NetError("no data within the read deadline")
             index, off = layout.locate(pos + filled)
             if index >= len(layout):
                 self._end()
@@ -318,7 +321,7 @@ class Session:
                 continue
             n = self._read_part(index, part, off, out[filled:], deadline)
             if n == 0:
-                self._settle_size(index, part, deadline)
+                self._settle_size(index, part, off)
                 continue
             filled += n
         return filled
@@ -341,9 +344,13 @@ class Session:
             self.store.clear_error(part.rid)
             raise
 
-    def _settle_size(self, index: int, part: Part, deadline: float) -> None:
+    def _settle_size(self, index: int, part: Part, off: int) -> None:
         """A part read to its end: make sure the layout knows its size, or the loop would spin."""
-        if self.layout.size_of(index) is not None:
+        size = self.layout.size_of(index)
+        if size is not None:
+            if off < size:
+                message = f"ended at {off} of {size} bytes (the resource changed?)"
+                raise AssetsError(message, url=part.url, segment=part.segment)
             return
         info = self.store.size_info(part.rid)
         if part.key is not None and (info is None or info.pad is None):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .cache import Cache
-from .errors import HlsError, NetError
+from .errors import AssetsError, HlsError, NetError
 from .net import Cancelled
 
 log = logging.getLogger(__name__)
@@ -135,9 +135,16 @@ class Store:
             return res is not None and res.writing
 
     def learn_size(self, rid: str, size: int, pad: int | None = None, tail: bytes = b"") -> None:
-        """Record a size (from headers or a probe), in memory and in the cache."""
+        """Record a size (from headers or a probe), in memory and in the cache.
+
+        A size that contradicts the one known raises `AssetsError`: the resource
+        changed under us (or a header lies), and offsets already handed out
+        depend on the old size.
+        """
         with self._lock:
             res = self._get(rid)
+            if res.size is not None and res.size != size:
+                raise AssetsError(f"resource changed size: {res.size} bytes before, {size} now")
             changed = res.size != size or (pad is not None and res.pad != pad)
             res.size = size
             if pad is not None:
@@ -176,10 +183,16 @@ class Store:
             if index not in known and not self.cache.contains(block_key(rid, index)):
                 break
             index += 1
+        if size is None:
+            # Blocks appeared while the size was unknown: another writer finished
+            # meanwhile, and its size record came before its blocks.
+            info, _ = self.load(rid)
+            size = None if info is None else info.size
+            if size is None:
+                return 0
         with self._lock:
             res.blocks.update(range(index))
-        start = index * BLOCK_SIZE
-        return start if size is None else min(start, size)
+        return min(index * BLOCK_SIZE, size)
 
     def adopt(self, rid: str) -> None:
         """Every block of `rid` is on disk (another process stored them): mark it complete."""

@@ -58,6 +58,10 @@ class TaskRunner:
             return True
         except Cancelled:
             return None
+        except ValueError:
+            if self._s.store.closed:  # the source closed under this task
+                return None
+            raise
         except HlsError as exc:
             if self._s._cancel.is_set():
                 return False
@@ -104,7 +108,10 @@ class TaskRunner:
         start = self._s.store.first_missing(part.rid)
         info = self._s.store.size_info(part.rid)
         if info is not None and start >= info.size > 0:
+            # Another process (or source) stored it all meanwhile.
             self._s.store.adopt(part.rid)
+            if part.key is not None and info.pad is None:
+                self.learn_pad(part)
             return
         bus = self._s.bus
         if bus.active:

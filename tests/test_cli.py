@@ -92,6 +92,7 @@ def test_play_writes_a_wav(fixtures: dict[str, StreamFixture], origin: Origin, t
     assert len(data) / rate == pytest.approx(fx.duration, abs=0.3)
 
 
+@pytest.mark.timeout(400)
 def test_demo_runs_to_completion():
     pytest.importorskip("av")
     done = run("demo", "-q", timeout=300)

@@ -416,12 +416,6 @@ def test_sixteen_sources_under_faults(fixtures: Fixtures, origin: Origin, tmp_pa
     assert origin.count() > 16 * 3  # every source fetched for itself
 
 
-@pytest.mark.xfail(
-    reason="sources sharing one cache folder race: store.first_missing counts blocks another store "
-    "wrote before it sees their size record, and asks past the end (416); other rounds end in "
-    "'size of a finished part is unknown' or the read deadline (see the test below)",
-    strict=True,
-)
 def test_sixteen_sources_share_one_cache_under_faults(
     fixtures: Fixtures, origin: Origin, tmp_path: Path
 ) -> None:
@@ -432,11 +426,6 @@ def test_sixteen_sources_share_one_cache_under_faults(
         assert sixteen_readers(fixtures, origin, lambda n, r=round_: tmp_path / f"shared{r}") == [], round_
 
 
-@pytest.mark.xfail(
-    reason="store.first_missing: a resource another store finished between our size lookup and our "
-    "block scan resumes at BLOCK_SIZE, past its end; re-read the size after the scan, 0 if unknown",
-    strict=True,
-)
 def test_resume_point_when_another_store_finishes_meanwhile(tmp_path: Path) -> None:
     folder = CacheOptions(dir=tmp_path / "shared")
     ours, theirs = Store(Cache(folder)), Store(Cache(folder))

@@ -257,12 +257,6 @@ def test_lying_content_length(
             assert isinstance(fails_after(f, fx.expected(0), len(fx.segment_bytes(0)[0])), error)
 
 
-@pytest.mark.xfail(
-    reason="a Content-Length contradicting a size learnt by a probe silently changes the store's size; "
-    "session.read_into then spins forever (store.learn_size must refuse a changed size; "
-    "read_into must check its deadline)",
-    strict=True,
-)
 def test_content_length_contradicting_a_probed_size(
     fixtures: Fixtures, origin: Origin, tmp_path: Path
 ) -> None:
