@@ -156,8 +156,8 @@ class Session:
             if part.byterange is not None and part.key is None:
                 self.layout.learn(part.rid, SizeInfo(part.byterange.length))
 
-    def load_playlist(self, url: str) -> MasterPlaylist | MediaPlaylist:
-        """Fetch (or take from the cache) and parse the playlist at `url`."""
+    def load_playlist(self, url: str, *, fresh: bool = False) -> MasterPlaylist | MediaPlaylist:
+        """Fetch (or take from the cache) and parse the playlist at `url`; `fresh`: no cached fallback."""
         key = f"pl:{digest(url)}"
         self._playlist_keys.append(key)
         cached = self.cache.get(key)
@@ -168,7 +168,7 @@ class Session:
         try:
             body, final = self.client.get(url, max_bytes=self.options.network.max_playlist_bytes)
         except NetError:
-            if cached is None:
+            if cached is None or fresh:
                 raise
             log.warning("playlist unreachable, playing the cached copy")
             return _parse_cached(cached, url, self.options.network.max_segments)
@@ -178,9 +178,9 @@ class Session:
         self.cache.set(key, final.encode() + b"\n" + body)
         return playlist
 
-    def load_media(self, variant: int) -> MediaPlaylist:
+    def load_media(self, variant: int, *, fresh: bool = False) -> MediaPlaylist:
         """The media playlist of `variant` (one master→media level only)."""
-        playlist = self.load_playlist(self.variants[variant].uri)
+        playlist = self.load_playlist(self.variants[variant].uri, fresh=fresh)
         if not isinstance(playlist, MediaPlaylist):
             raise PlaylistParseError("a variant points to another master playlist", url=playlist.url)
         return playlist

@@ -13,17 +13,20 @@ import time
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .errors import HlsError, OfflineMiss
+from .errors import HlsError, NetError, OfflineMiss
 from .fetch import Task
 from .keys import tail_size
-from .layout import Part
-from .net import Cancelled
+from .layout import Part, build_parts
+from .net import Cancelled, FetchStats
 from .store import Writer
 
 if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
+
+#: Statuses that mean "this signed URL expired": the media playlist is reloaded once.
+EXPIRED_STATUSES = (401, 403)
 
 
 class TaskRunner:
@@ -33,6 +36,8 @@ class TaskRunner:
         self._s = session
         self._lock = threading.Lock()
         self._writers: dict[str, Writer] = {}  # downloads in flight, by resource id
+        self._urls: dict[str, str] = {}  # resource id -> URL from a refreshed playlist
+        self._refreshed: set[str] = set()  # resources that already had their one refresh
 
     def abandon(self, rids: set[str]) -> None:
         """Stop the downloads of these resources at their next chunk."""
@@ -116,23 +121,15 @@ class TaskRunner:
         bus = self._s.bus
         if bus.active:
             bus.publish(ev.SegmentStart(part.variant, part.segment, self._s.layout.start_of(index)))
-        writer = self._s.store.writer(part.rid, start)
-        limit = (
-            self._s.options.network.max_init_bytes
-            if part.is_init
-            else self._s.options.network.max_segment_bytes
-        )
-        with self._lock:
-            self._writers[part.rid] = writer
         try:
-            stats = self._s.client.fetch(part.url, writer, start=start, base=part.base, max_bytes=limit)
-            writer.finish()
-        except BaseException:
-            writer.abandon()
-            raise
-        finally:
-            with self._lock:
-                self._writers.pop(part.rid, None)
+            stats = self._download(part, start)
+        except NetError as exc:
+            if exc.status not in EXPIRED_STATUSES or part.rid in self._refreshed:
+                raise
+            # Signed URLs expire: reload the media playlist once and try its new URL.
+            self._refreshed.add(part.rid)
+            self._refresh(part)
+            stats = self._download(part, self._s.store.first_missing(part.rid))
         if part.key is not None:
             self.learn_pad(part)
         if self._s.abr_driver is not None:
@@ -142,6 +139,40 @@ class TaskRunner:
         if bus.active:
             bus.publish(ev.SegmentComplete(part.variant, part.segment, stats.bytes, part.duration))
         self._s._progress(stats.bytes)
+
+    def _download(self, part: Part, start: int) -> FetchStats:
+        writer = self._s.store.writer(part.rid, start)
+        net = self._s.options.network
+        limit = net.max_init_bytes if part.is_init else net.max_segment_bytes
+        with self._lock:
+            self._writers[part.rid] = writer
+            url = self._urls.get(part.rid, part.url)
+        try:
+            stats = self._s.client.fetch(url, writer, start=start, base=part.base, max_bytes=limit)
+            writer.finish()
+        except BaseException:
+            writer.abandon()
+            raise
+        finally:
+            with self._lock:
+                self._writers.pop(part.rid, None)
+        return stats
+
+    def _refresh(self, part: Part) -> None:
+        """Reload `part`'s media playlist; its resources keep their ids but take the new URLs."""
+        old = self._s.media[part.variant]
+        fresh = self._s.load_media(part.variant, fresh=True)
+        if len(fresh.segments) != len(old.segments):
+            raise NetError("the refreshed playlist has other segments", url=fresh.url, segment=part.segment)
+        now = {(p.segment, p.is_init): p.url for p in build_parts(fresh, part.variant)}
+        urls = {}
+        for before in build_parts(old, part.variant):
+            after = now.get((before.segment, before.is_init))
+            if after is not None and after != before.url:
+                urls[before.rid] = after
+        with self._lock:
+            self._urls.update(urls)
+        log.debug("refreshed the playlist of variant %d: %d new URLs", part.variant, len(urls))
 
     def learn_pad(self, part: Part) -> None:
         """Learn an AES part's padding from its stored last blocks."""

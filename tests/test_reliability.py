@@ -337,11 +337,6 @@ def test_refused_segment_fails_clearly(
 # --- expiring URLs, and an origin that goes away --------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="a 403 on a segment does not refresh the media playlist (signed URLs expire): "
-    "TaskRunner._fetch (tasks.py) should reload the media playlist once and retry with the new URL",
-    strict=True,
-)
 @pytest.mark.parametrize("times", [1, FOREVER])
 def test_403_refreshes_the_media_playlist_once(
     times: int, fixtures: Fixtures, origin: Origin, tmp_path: Path
