@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import gzip
-import ipaddress
 import random
 import re
 import socket
@@ -23,6 +21,7 @@ from kithara_hls import net
 from kithara_hls.errors import AssetsError, InvalidUrl, NetError, RetryExhausted, SegmentNotFound
 from kithara_hls.net import Cancelled, HttpClient, RetryPolicy, is_retryable_status, parse_retry_after
 from kithara_hls.options import NetworkOptions
+from kithara_hls.testing import self_signed_tls
 
 BODY = bytes(random.Random(7).randrange(256) for _ in range(1000))
 MOCK_URL = "http://origin.test/seg.ts"
@@ -592,37 +591,8 @@ def test_abort_interrupts_a_wait_for_headers(make_client: Callable[..., HttpClie
 @pytest.fixture
 def tls(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
     """A server context with a fresh self-signed certificate for 127.0.0.1, and the CA file to trust."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return context, str(cert_file)
+    pytest.importorskip("cryptography.x509")
+    return self_signed_tls(tmp_path)
 
 
 def test_tls_resume_and_abort(
