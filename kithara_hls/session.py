@@ -275,6 +275,12 @@ class Session:
         """Pin `variant` (ABR off) or, with None, let ABR choose again."""
         if variant is not None and not 0 <= variant < len(self.variants):
             raise VariantNotFound(f"variant {variant} of {len(self.variants)}")
+        if variant is not None and variant not in self.media:
+            # Loaded on the caller's thread, so the switch is planned before this returns.
+            media = self.load_media(variant)
+            self.keys.check(media)
+            self.media.setdefault(variant, media)
+            self._record(media, variant)
         if self.abr_driver is not None:
             self.abr_driver.set_manual(variant)
 
