@@ -362,6 +362,8 @@ class Session:
         if part.key is not None and (info is None or info.pad is None):
             self.tasks.learn_pad(part)
             info = self.store.size_info(part.rid)
+        if info is not None:
+            self.layout.learn(part.rid, info)  # the store may have learnt it from another writer
         if info is None or self.layout.size_of(index) is None:
             raise HlsError("size of a finished part is unknown", url=part.url, segment=part.segment)
 

@@ -153,7 +153,7 @@ class Store:
                 res.tail = tail
             info = self._info(res)
             # The layout learns under this lock, so a woken waiter finds its offsets.
-            if changed and info is not None and self.on_size is not None:
+            if info is not None and self.on_size is not None:
                 self.on_size(rid, info)
             self._changed.notify_all()
         if changed and info is not None:
