@@ -81,6 +81,9 @@ def test_manual_switch_splices_exactly(
     assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
 
 
+# The origin's link really slows down and speeds up: under a loaded machine the
+# switches can land too late in a 16-second stream. Byte-exactness never varies.
+@pytest.mark.flaky(reruns=2)
 def test_abr_follows_the_bandwidth(streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path):
     fx = streams["ts"]
     abr = AbrOptions(
