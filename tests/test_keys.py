@@ -164,18 +164,6 @@ def test_keys_not_persisted_means_no_offline(aes_copy: tuple[Origin, StreamFixtu
         f.read(100)
 
 
-@pytest.mark.parametrize("name", ["aes", "aes_manual", "aes_fmp4"])
-def test_pyav_decodes_encrypted_streams(
-    name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
-):
-    av = pytest.importorskip("av")
-    fx = fixtures[name]
-    with kithara_hls.open(origin.url(fx.entry), opts(tmp_path)) as f, av.open(f) as container:
-        stream = container.streams.audio[0]
-        samples = sum(frame.samples for frame in container.decode(stream))
-    assert samples / stream.rate == pytest.approx(fx.duration, abs=0.3)
-
-
 def test_sample_aes_is_refused_at_open(origin: Origin, fixtures: dict[str, StreamFixture], tmp_path: Path):
     folder = fixtures["aes"].root / "sample_aes"
     folder.mkdir(exist_ok=True)

@@ -102,7 +102,7 @@ def test_seek_time_lands_on_segment_start(fixtures: dict[str, StreamFixture], or
         assert f.read(1000) == expected[offset : offset + 1000]
 
 
-@pytest.mark.parametrize("name", ["ts", "fmp4"])
+@pytest.mark.parametrize("name", ["ts", "fmp4", "aes", "aes_manual", "aes_fmp4"])
 def test_pyav_decodes_to_duration(
     name: str, fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
 ):
