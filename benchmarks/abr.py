@@ -23,12 +23,15 @@ picks is replayed exactly: column "path" is that replay's n-QoE, a lower bound o
 the true optimum's, so the bound is within (1 - path) of the true optimum.
 
 Columns: "kithara" uses the DEFAULT_* of `kithara_hls.options`; "kit@issue" the
-values the issue started from (safety 1.5, hysteresis 1.3 / 0.8, buffers 10 / 5 s,
-interval 30 s), for comparison.
+same flow with the values the issue started from (safety 1.5, hysteresis 1.3 /
+0.8, buffers 10 / 5 s, interval 30 s), for comparison. Both are told the buffer
+the player fills up to, ``buffer_target_secs`` = cap − one segment, as the
+runtime's look-ahead would be.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import statistics
@@ -202,7 +205,9 @@ class Kithara:
     """kithara-hls: `ThroughputEstimator` feeding `AbrController`, as the runtime wires them."""
 
     def __init__(self, bitrates: Sequence[int], segment_s: float, options: AbrOptions | None = None) -> None:
-        opts = options or AbrOptions()
+        # The player stops fetching once the next segment would overflow the cap:
+        # that is the buffer it fills up to, its look-ahead.
+        opts = dataclasses.replace(options or AbrOptions(), buffer_target_secs=BUFFER_CAP_S - segment_s)
         self._est = ThroughputEstimator(
             fast_half_life=opts.fast_half_life, slow_half_life=opts.slow_half_life
         )

@@ -91,7 +91,7 @@ class HlsJs:
     def __init__(self, bitrates: Sequence[int], segment_s: float) -> None:
         self._bitrates = bitrates
         self._est = ThroughputEstimator(
-            fast_half_life=3.0, slow_half_life=9.0, min_sample_bytes=0, min_total_bytes=0
+            fast_half_life=3.0, slow_half_life=9.0, min_sample_bytes=0, min_total_bytes=0, min_weight_s=0.0
         )
         self._current = 0
 

@@ -44,15 +44,17 @@ DEFAULT_MAX_INIT_BYTES = 16 * 2**20  # 16 MiB
 DEFAULT_MAX_SEGMENT_BYTES = 1 * 2**30  # 1 GiB
 #: Size cap of the on-disk cache.
 DEFAULT_CACHE_BYTES = 2**30  # 1 GiB
-#: ABR defaults (see `AbrOptions`).
-DEFAULT_MIN_BUFFER_FOR_UP_SWITCH_S = 10.0
-DEFAULT_DOWN_SWITCH_BUFFER_S = 8.0
-DEFAULT_THROUGHPUT_SAFETY_FACTOR = 1.25
+#: ABR defaults (see `AbrOptions`), tuned with ``python -m benchmarks.abr``.
+DEFAULT_MIN_BUFFER_FOR_UP_SWITCH_S = 8.0
+DEFAULT_DOWN_SWITCH_BUFFER_S = 10.0
+DEFAULT_THROUGHPUT_SAFETY_FACTOR = 1.15
 DEFAULT_UP_HYSTERESIS_RATIO = 1.1
-DEFAULT_DOWN_HYSTERESIS_RATIO = 0.8
-DEFAULT_MIN_SWITCH_INTERVAL_S = 10.0
-DEFAULT_FAST_HALF_LIFE_S = 2.0
-DEFAULT_SLOW_HALF_LIFE_S = 10.0
+DEFAULT_DOWN_HYSTERESIS_RATIO = 0.9
+DEFAULT_MIN_SWITCH_INTERVAL_S = 4.0
+DEFAULT_FAST_HALF_LIFE_S = 3.0
+DEFAULT_SLOW_HALF_LIFE_S = 6.0
+DEFAULT_BUFFER_RULE_S = 16.0
+DEFAULT_BUFFER_TARGET_S = DEFAULT_LOOKAHEAD_S
 
 
 def seconds(value: float | datetime.timedelta | None) -> float | None:
@@ -169,6 +171,10 @@ class AbrOptions:
     up_hysteresis_ratio / down_hysteresis_ratio: margins against flapping.
     min_switch_interval: seconds between two non-urgent switches.
     fast_half_life / slow_half_life: the throughput EWMAs' half-lives, seconds.
+    buffer_rule_secs: from this buffer on, the buffer level chooses the variant
+    (until the buffer falls below min_buffer_for_up_switch_secs again).
+    buffer_target_secs: the buffer the player fills up to (the look-ahead); the
+    buffer rule reaches the top variant there.
     max_bandwidth: optional cap in bits per second.
     """
 
@@ -180,6 +186,8 @@ class AbrOptions:
     min_switch_interval: float = DEFAULT_MIN_SWITCH_INTERVAL_S
     fast_half_life: float = DEFAULT_FAST_HALF_LIFE_S
     slow_half_life: float = DEFAULT_SLOW_HALF_LIFE_S
+    buffer_rule_secs: float = DEFAULT_BUFFER_RULE_S
+    buffer_target_secs: float = DEFAULT_BUFFER_TARGET_S
     max_bandwidth: int | None = None
 
     def __post_init__(self) -> None:
@@ -191,6 +199,8 @@ class AbrOptions:
                 "min_switch_interval",
                 "fast_half_life",
                 "slow_half_life",
+                "buffer_rule_secs",
+                "buffer_target_secs",
             ),
         )
 

@@ -7,6 +7,7 @@ at virtual offsets into store reads, decrypting AES-128 parts on the way.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -110,9 +111,13 @@ class Session:
         if not self.options.offline:
             self._pool.submit(self._evict)
         if len(self.variants) > 1 and not self.options.offline:
+            abr = self.options.abr
+            if abr.buffer_target_secs > net.lookahead:
+                # The buffer can never hold more than the look-ahead window.
+                abr = dataclasses.replace(abr, buffer_target_secs=net.lookahead)
             self.abr_driver = AbrDriver(
                 [v.bitrate for v in self.variants],
-                self.options.abr,
+                abr,
                 buffer_level=self.buffer_level,
                 apply=self._apply_decision,
                 bus=self.bus,

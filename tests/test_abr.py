@@ -7,8 +7,15 @@ import math
 
 import pytest
 
-from kithara_hls.abr.controller import DECISIONS_KEPT, AbrController, AbrDecision
-from kithara_hls.abr.estimator import ThroughputEstimator
+from kithara_hls.abr.controller import (
+    BUFFER_SPEND_S,
+    DECISIONS_KEPT,
+    DOWN_LAG_S,
+    UP_LAG_S,
+    AbrController,
+    AbrDecision,
+)
+from kithara_hls.abr.estimator import DEFAULT_MIN_WEIGHT_S, ThroughputEstimator
 from kithara_hls.events import AbrReason
 from kithara_hls.options import AbrOptions
 
@@ -22,6 +29,8 @@ OPTS = AbrOptions(
     up_hysteresis_ratio=1.2,
     down_hysteresis_ratio=0.8,
     min_switch_interval=30.0,
+    buffer_rule_secs=20.0,
+    buffer_target_secs=40.0,
 )
 
 
@@ -30,9 +39,15 @@ def feed(est: ThroughputEstimator, bps: float, seconds: float, now: float = 0.0)
     return est.add(int(bps * seconds / 8), seconds, now)
 
 
-def settled(fast: float = 2.0, slow: float = 10.0) -> ThroughputEstimator:
+def settled(fast: float = 2.0, slow: float = 10.0, min_weight: float = 0.0) -> ThroughputEstimator:
     """An estimator with no start-up rules and 200 s of history at 8 Mbit/s."""
-    est = ThroughputEstimator(fast_half_life=fast, slow_half_life=slow, min_sample_bytes=0, min_total_bytes=0)
+    est = ThroughputEstimator(
+        fast_half_life=fast,
+        slow_half_life=slow,
+        min_sample_bytes=0,
+        min_total_bytes=0,
+        min_weight_s=min_weight,
+    )
     for i in range(200):
         feed(est, 8 * MBIT, 1.0, float(i))
     return est
@@ -84,7 +99,9 @@ def test_fast_ewma_moves_halfway_in_one_half_life_of_transfer_time() -> None:
 
 
 def test_slow_ewma_holds_back_a_rise() -> None:
-    est = ThroughputEstimator(fast_half_life=2.0, slow_half_life=10.0, min_sample_bytes=0, min_total_bytes=0)
+    est = ThroughputEstimator(
+        fast_half_life=2.0, slow_half_life=10.0, min_sample_bytes=0, min_total_bytes=0, min_weight_s=0.0
+    )
     for i in range(100):
         feed(est, 1 * MBIT, 1.0, float(i))
     feed(est, 9 * MBIT, 10.0, 100.0)  # one slow half-life at 9 Mbit/s
@@ -92,13 +109,39 @@ def test_slow_ewma_holds_back_a_rise() -> None:
     assert est.estimate() == pytest.approx(5 * MBIT, rel=1e-3)
 
 
-def test_weight_is_transfer_time_not_sample_count() -> None:
-    one = settled()
+def test_weight_is_transfer_time_above_the_floor() -> None:
+    one = settled(min_weight=1.0)
     feed(one, 2 * MBIT, 4.0, 200.0)
-    split = settled()
+    split = settled(min_weight=1.0)
     for i in range(4):
         feed(split, 2 * MBIT, 1.0, 200.0 + i)
     assert one.estimate() == pytest.approx(split.estimate())
+
+
+def test_short_samples_weigh_the_floor() -> None:
+    floored = settled(min_weight=1.0)
+    feed(floored, 2 * MBIT, 0.1, 200.0)
+    full = settled(min_weight=0.0)
+    feed(full, 2 * MBIT, 1.0, 200.0)  # the same weight as the floored 0.1 s sample
+    assert floored.estimate() == pytest.approx(full.estimate())
+
+
+def test_small_segments_on_a_fast_link_ramp_up_within_a_few_samples() -> None:
+    def ramp(min_weight: float) -> float:
+        est = ThroughputEstimator(min_weight_s=min_weight)
+        for i in range(10):  # 30 s of history at 1 Mbit/s
+            feed(est, 1 * MBIT, 3.0, float(i))
+        for i in range(6):  # then 32 kB audio segments at 50 Mbit/s: 5 ms each
+            assert est.add(32_000, 32_000 * 8 / (50 * MBIT), 10.0 + i)
+        return est.estimate()
+
+    assert ramp(DEFAULT_MIN_WEIGHT_S) > 25 * MBIT
+    assert ramp(0.0) < 2 * MBIT  # weighed by transfer time alone, they barely count
+
+
+def test_negative_min_weight_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        ThroughputEstimator(min_weight_s=-1.0)
 
 
 def test_ttfb_is_tracked_apart_from_throughput() -> None:
@@ -154,15 +197,15 @@ def test_up_needs_safety_times_hysteresis() -> None:
     # Fits with the safety factor alone, but not with the hysteresis on top: stay.
     below = up_threshold(1) * 0.999
     assert below >= LADDER[1] * OPTS.throughput_safety_factor
-    assert not ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=below).changed
-    d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=up_threshold(1))
+    assert not ctl.decide(now=0.0, buffer_s=15.0, estimate_bps=below).changed
+    d = ctl.decide(now=0.0, buffer_s=15.0, estimate_bps=up_threshold(1))
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
     assert "≥" in d.note
 
 
 def test_up_goes_to_the_highest_variant_meeting_the_margin() -> None:
     ctl = AbrController(LADDER, OPTS)
-    d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=up_threshold(3))
+    d = ctl.decide(now=0.0, buffer_s=15.0, estimate_bps=up_threshold(3))
     assert d.to_variant == 3
 
 
@@ -215,6 +258,75 @@ def test_interval_blocks_a_second_normal_switch() -> None:
     assert not d.changed and "held" in d.note
     d = ctl.decide(now=30.0, buffer_s=12.0, estimate_bps=up_threshold(4))
     assert (d.reason, d.to_variant) == (AbrReason.UP, 4)
+
+
+# Under OPTS the buffer rule maps 10 s of buffer to 0.5 Mbit/s and 40 s to 8 Mbit/s,
+# 0.25 Mbit/s per second of buffer, with UP_LAG_S = 3 and DOWN_LAG_S = 4 s of lag,
+# and pays up to E × (1 + (buffer - 10) / BUFFER_SPEND_S) with BUFFER_SPEND_S = 8.
+assert (UP_LAG_S, DOWN_LAG_S, BUFFER_SPEND_S) == (3.0, 4.0, 8.0)
+
+
+def test_buffer_rule_takes_over_at_buffer_rule_secs() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    est = 1.6 * MBIT  # under up_threshold(1): the throughput rules stay on the lowest
+    assert not ctl.decide(now=0.0, buffer_s=19.9, estimate_bps=est).changed
+    d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=est)
+    # The map at 20 - 3 s asks 2.25 Mbit/s; the buffer pays 1.6 × (1 + 10 / 8) = 3.6 Mbit/s.
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 2)
+    assert "maps up" in d.note
+
+
+def test_buffer_rule_is_bounded_by_what_the_buffer_pays_for() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    # The map at 25 - 3 s asks 3.5 Mbit/s, but 0.6 Mbit/s × (1 + 15 / 8) pays 1.7 only.
+    d = ctl.decide(now=0.0, buffer_s=25.0, estimate_bps=600_000)
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
+    assert "payable 1.7 Mbit/s" in d.note
+
+
+def test_buffer_rule_never_chooses_less_than_the_throughput_rules() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=up_threshold(4))  # the map alone: 2
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 4)
+
+
+def test_buffer_rule_spends_the_buffer_then_steps_down() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    est = 3 * MBIT
+    assert ctl.decide(now=0.0, buffer_s=40.0, estimate_bps=est).to_variant == 4  # full: the top
+    # Draining: the map at 30 + 4 s still asks 6.5 Mbit/s, above the 4 Mbit/s below: keep.
+    assert not ctl.decide(now=100.0, buffer_s=30.0, estimate_bps=est).changed
+    # At 20 + 4 s it asks 4 Mbit/s: one step down, though the throughput rules would drop to 1.
+    d = ctl.decide(now=200.0, buffer_s=20.0, estimate_bps=est)
+    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 3)
+    assert "maps down" in d.note
+
+
+def test_buffer_rule_holds_until_the_buffer_falls_below_min_buffer_for_up() -> None:
+    est = 3 * MBIT
+    rising = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT)
+    fresh = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT)
+    assert rising.current == fresh.current == 3
+    assert not rising.decide(now=0.0, buffer_s=24.0, estimate_bps=est).changed  # buffer rule now
+    # 10.5 s: still the buffer rule for the one that went above 20 s; it maps down to 2.
+    d = rising.decide(now=100.0, buffer_s=10.5, estimate_bps=est)
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)
+    # The throughput rules keep the variant above down_switch_buffer_secs (6 s).
+    assert not fresh.decide(now=100.0, buffer_s=10.5, estimate_bps=est).changed
+    # Below 10 s the throughput rules are back (the buffer rule would pay 1 Mbit/s only) ...
+    assert not rising.decide(now=200.0, buffer_s=9.9, estimate_bps=1.6 * MBIT).changed
+    # ... until the buffer reaches 20 s again (where it pays 0.6 × (1 + 10 / 8) = 1.35 Mbit/s).
+    assert not rising.decide(now=300.0, buffer_s=19.9, estimate_bps=600_000).changed
+    d = rising.decide(now=300.0, buffer_s=20.0, estimate_bps=600_000)
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 1)
+
+
+def test_buffer_rule_switches_wait_for_the_interval() -> None:
+    ctl = AbrController(LADDER, OPTS)
+    assert ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=1.6 * MBIT).to_variant == 2
+    d = ctl.decide(now=29.9, buffer_s=40.0, estimate_bps=20 * MBIT)
+    assert not d.changed and "held" in d.note
+    assert ctl.decide(now=30.0, buffer_s=40.0, estimate_bps=20 * MBIT).to_variant == 4
 
 
 def test_manual_pin_and_back_to_auto() -> None:

@@ -1,18 +1,35 @@
 """The ABR decision flow: a pure state machine over (time, buffer, estimate).
 
-Reading of `AbrOptions` (bitrates in bits/s, E the throughput estimate):
+Reading of `AbrOptions` (bitrates in bits/s, E the throughput estimate, B the
+buffer). Two rule sets share the flow, as in dash.js's "dynamic" strategy: the
+throughput rules while the buffer is low, the buffer rule once it is high.
 
 - A variant *fits* when ``bitrate × throughput_safety_factor ≤ E``.
-- Urgent: when the buffer is nearly empty (below half of
-  ``down_switch_buffer_secs``) and the current variant does not fit, drop at once
-  to the highest variant that fits (the lowest if none), whatever the interval.
-- Down: when the buffer is below ``down_switch_buffer_secs`` and the current
-  variant misses the fit by the down margin, ``E < bitrate × safety ×
+- Urgent, in either mode: when B is nearly empty (below `URGENT_BUFFER_FRACTION`
+  of ``down_switch_buffer_secs``) and the current variant does not fit, drop at
+  once to the highest variant that fits (the lowest if none), whatever the
+  interval.
+- Throughput rules, until B first reaches ``buffer_rule_secs`` and again once it
+  falls below ``min_buffer_for_up_switch_secs``:
+  Down: when B is below ``down_switch_buffer_secs`` and the current variant
+  misses the fit by the down margin, ``E < bitrate × safety ×
   down_hysteresis_ratio``, switch to the highest variant that fits.
-- Up: when the buffer is at least ``min_buffer_for_up_switch_secs`` and the next
-  variant fits with the up margin, ``E ≥ next_bitrate × safety ×
-  up_hysteresis_ratio``, switch to the highest variant that meets that margin.
-- Between those two margins the current variant is kept: the hysteresis band.
+  Up: when B is at least ``min_buffer_for_up_switch_secs`` and the next variant
+  fits with the up margin, ``E ≥ next_bitrate × safety × up_hysteresis_ratio``,
+  switch to the highest variant that meets that margin. Between those two
+  margins the current variant is kept: the hysteresis band.
+- Buffer rule, from B ≥ ``buffer_rule_secs`` until B falls below
+  ``min_buffer_for_up_switch_secs``: a BBA-0 rate map (Huang et al., 2014) turns
+  B into a bitrate, linear from the lowest variant at
+  ``min_buffer_for_up_switch_secs`` to the top one (under the cap) at
+  ``buffer_target_secs``. It moves up once the map of ``B - UP_LAG_S`` reaches
+  the next variant (a full buffer asks for the top at once), and down once the
+  map of ``B + DOWN_LAG_S`` falls to the previous one, so the buffer swings
+  widely between switches: filled on the lower variant, spent on the higher one.
+  Throughput bounds it both ways: never below the variant the up margin allows,
+  nor below the current one while the down margin holds; never above what the
+  buffer can pay for, ``E × (1 + (B - min_buffer_for_up_switch_secs) /
+  BUFFER_SPEND_S)``.
 - At most one up or down switch per ``min_switch_interval`` seconds; urgent and
   manual switches ignore the interval (an urgent one restarts it, a manual one
   does not count).
@@ -34,6 +51,14 @@ from kithara_hls.options import AbrOptions
 DECISIONS_KEPT = 256
 #: The buffer is "nearly empty" below this fraction of down_switch_buffer_secs.
 URGENT_BUFFER_FRACTION = 0.5
+#: Buffer seconds the rate map lags behind on the way up ...
+UP_LAG_S = 3.0
+#: ... and on the way down.
+DOWN_LAG_S = 4.0
+#: Media seconds over which the buffer rule may spend the buffer above
+#: min_buffer_for_up_switch_secs on a bitrate above the estimate: a segment of up to
+#: this length, fetched at the estimate, still leaves that much buffered.
+BUFFER_SPEND_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,7 @@ class AbrController:
         self._cap_index = within[-1] if within else 0
         self._manual: int | None = None
         self._last_switch_at = -math.inf
+        self._buffer_mode = False
         self._decisions: collections.deque[AbrDecision] = collections.deque(maxlen=DECISIONS_KEPT)
         #: The variant in use now.
         self.current = 0 if initial_estimate_bps is None else self._fit(initial_estimate_bps)
@@ -115,10 +141,13 @@ class AbrController:
 
     def _fit(self, estimate_bps: float, margin: float = 1.0) -> int:
         """The highest variant ≤ the cap with bitrate × safety × margin ≤ estimate, else 0."""
-        limit = estimate_bps / (self._opts.throughput_safety_factor * margin)
+        return self._below(estimate_bps / (self._opts.throughput_safety_factor * margin))
+
+    def _below(self, limit_bps: float) -> int:
+        """The highest variant ≤ the cap whose bitrate is at most limit_bps, else 0."""
         best = 0
         for i in range(self._cap_index + 1):
-            if self._bitrates[i] <= limit:
+            if self._bitrates[i] <= limit_bps:
                 best = i
         return best
 
@@ -142,7 +171,12 @@ class AbrController:
             return self._make(
                 now, self.current, None, buffer_s, estimate_bps, f"manual pin on {self.current}"
             )
-        for rule in (self._urgent, self._down, self._up):
+        if buffer_s >= self._opts.buffer_rule_secs:
+            self._buffer_mode = True
+        elif buffer_s < self._opts.min_buffer_for_up_switch_secs:
+            self._buffer_mode = False
+        rules = (self._urgent, self._by_buffer) if self._buffer_mode else (self._urgent, self._down, self._up)
+        for rule in rules:
             decision = rule(now, buffer_s, estimate_bps)
             if decision is not None:
                 return decision
@@ -199,6 +233,46 @@ class AbrController:
             f"{_rate(est)} ≥ {margin:g}×{safety:g}×{_rate(self._bitrates[nxt])}"
         )
         return self._switch(now, max(self._fit(est, margin), nxt), AbrReason.UP, buffer_s, est, note)
+
+    def _mapped_rate(self, buffer_s: float) -> float:
+        """The BBA-0 rate map: bits/s for a buffer level."""
+        low, high = self._opts.min_buffer_for_up_switch_secs, self._opts.buffer_target_secs
+        share = min(max((buffer_s - low) / max(high - low, 1e-9), 0.0), 1.0)
+        bottom, top = self._bitrates[0], self._bitrates[self._cap_index]
+        return bottom + (top - bottom) * share
+
+    def _mapped(self, buffer_s: float) -> int:
+        """The variant the rate map asks for, the current one inside its stay band."""
+        cur, top = self.current, self._cap_index
+        if buffer_s >= self._opts.buffer_target_secs:
+            return top
+        up = self._mapped_rate(buffer_s - UP_LAG_S)
+        if cur < top and up >= self._bitrates[cur + 1]:
+            return self._below(up)
+        down = self._mapped_rate(buffer_s + DOWN_LAG_S)
+        if cur > 0 and down <= self._bitrates[cur - 1]:
+            return min(i for i in range(top + 1) if self._bitrates[i] >= down)
+        return min(cur, top)
+
+    def _by_buffer(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
+        """High buffer: the rate map, bounded by what the throughput rules and the buffer allow."""
+        opts, cur = self._opts, self.current
+        safety = opts.throughput_safety_factor
+        floor = self._fit(est, opts.up_hysteresis_ratio)
+        if floor < cur and est >= self._bitrates[cur] * safety * opts.down_hysteresis_ratio:
+            floor = cur
+        spend = max(buffer_s - opts.min_buffer_for_up_switch_secs, 0.0) / BUFFER_SPEND_S
+        payable = self._below(est * (1.0 + spend))
+        to = max(floor, min(self._mapped(buffer_s), payable))
+        if to == cur:
+            return None
+        if to > cur:
+            note = f"buffer {buffer_s:.1f}s maps up to {_rate(self._bitrates[to])}"
+        else:
+            note = f"buffer {buffer_s:.1f}s maps down to {_rate(self._bitrates[to])}"
+        note += f" ({_rate(est)}, payable {_rate(est * (1.0 + spend))})"
+        reason = AbrReason.UP if to > cur else AbrReason.DOWN
+        return self._switch(now, to, reason, buffer_s, est, note)
 
     def set_manual(self, variant: int | None, now: float) -> AbrDecision | None:
         """Pin `variant` (ABR off), or give control back to ABR with None.

@@ -5,12 +5,17 @@ The estimator is pure: the caller feeds it one sample per network body transfer
 reads no clock. Only network transfers are fed: a segment served from the cache
 says nothing about the network and must never reach it.
 
-Each sample weighs its transfer time: after `w` seconds of transfer an EWMA keeps
-``0.5 ** (w / half_life)`` of its old value, as in Shaka Player and dash.js. The
-fast EWMA follows drops within a segment or two; the slow one keeps a short burst
-from inflating the estimate. Both start at zero and are divided by
-``1 - 0.5 ** (total_seconds / half_life)`` (zero-bias correction), so the first
-samples are not pulled towards zero.
+Each sample weighs its transfer time, but at least `min_weight_s`: after a weight
+`w` an EWMA keeps ``0.5 ** (w / half_life)`` of its old value, as in Shaka Player
+and dash.js. The floor is what lets small segments on a fast link move the
+estimate: weighed by their few milliseconds of transfer alone, a hundred of them
+would not outweigh one slow second, and the estimate would climb for minutes
+after the link got faster. With it, a sample counts at least as much as a
+`min_weight_s` transfer, so a rise is followed within a few segments of any size.
+The fast EWMA follows drops within a segment or two; the slow one keeps a single
+burst from inflating the estimate, and the lower of the two is returned. Both
+start at zero and are divided by ``1 - 0.5 ** (total_weight / half_life)``
+(zero-bias correction), so the first samples are not pulled towards zero.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ DEFAULT_MIN_SAMPLE_BYTES = 4_096
 DEFAULT_MIN_TOTAL_BYTES = 128_000
 #: Half-life of the time-to-first-byte EWMA, in samples.
 DEFAULT_TTFB_HALF_LIFE_SAMPLES = 4.0
+#: Least weight of one sample, in seconds of transfer (see the module docstring).
+DEFAULT_MIN_WEIGHT_S = 3.0
 
 
 class _Ewma:
@@ -53,12 +60,13 @@ class _Ewma:
 class ThroughputEstimator:
     """Pure: fed samples, owns no thread or clock.
 
-    fast_half_life / slow_half_life: seconds of transfer time after which a
-    sample's weight halves. initial_bps: the estimate until min_total_bytes were
-    measured (then min(initial_bps, measured) is returned, so a slow network is
-    believed at once and a fast one only after enough data). min_sample_bytes:
-    smaller transfers are ignored. Only network transfers are to be fed: cache
-    hits never reach the estimator.
+    fast_half_life / slow_half_life: seconds of (floored) transfer time after
+    which a sample's weight halves. min_weight_s: the least weight of a sample,
+    in seconds; 0 weighs samples by their transfer time alone. initial_bps: the
+    estimate until min_total_bytes were measured (then min(initial_bps, measured)
+    is returned, so a slow network is believed at once and a fast one only after
+    enough data). min_sample_bytes: smaller transfers are ignored. Only network
+    transfers are to be fed: cache hits never reach the estimator.
     """
 
     def __init__(
@@ -69,15 +77,19 @@ class ThroughputEstimator:
         initial_bps: float = DEFAULT_INITIAL_BPS,
         min_sample_bytes: int = DEFAULT_MIN_SAMPLE_BYTES,
         min_total_bytes: int = DEFAULT_MIN_TOTAL_BYTES,
+        min_weight_s: float = DEFAULT_MIN_WEIGHT_S,
     ) -> None:
         if initial_bps <= 0:
             raise ValueError("initial_bps must be positive")
+        if min_weight_s < 0:
+            raise ValueError("min_weight_s must not be negative")
         self._fast = _Ewma(fast_half_life)
         self._slow = _Ewma(slow_half_life)
         self._ttfb = _Ewma(DEFAULT_TTFB_HALF_LIFE_SAMPLES)
         self._initial_bps = float(initial_bps)
         self._min_sample_bytes = min_sample_bytes
         self._min_total_bytes = min_total_bytes
+        self._min_weight_s = min_weight_s
         self._total_bytes = 0
         self._samples = 0
         self._ttfb_samples = 0
@@ -93,8 +105,9 @@ class ThroughputEstimator:
         if nbytes < self._min_sample_bytes or nbytes <= 0 or not seconds > 0:
             return False
         bps = nbytes * 8.0 / seconds
-        self._fast.add(seconds, bps)
-        self._slow.add(seconds, bps)
+        weight = max(seconds, self._min_weight_s)
+        self._fast.add(weight, bps)
+        self._slow.add(weight, bps)
         self._total_bytes += nbytes
         self._samples += 1
         self._last_sample_at = now
