@@ -1,0 +1,57 @@
+"""Test support: a loopback HTTP origin with fault knobs, and real HLS fixtures.
+
+`Origin` serves a folder on 127.0.0.1 over HTTP/1.1 keep-alive, with Range
+support, added latency, one shared bandwidth limit, and per-path faults (status
+failures, connection resets, short bodies, stalls, ignored ranges, redirects,
+gzip). The ``build_*`` functions write real HLS streams through ffmpeg's own
+muxers (PyAV, imported lazily), and each returns a `StreamFixture` that knows the
+bytes a client must produce, computed by an oracle independent of the library.
+
+Run ``python -m kithara_hls.testing serve ROOT`` to serve a folder from its own
+process (the first stdout line is the base URL; it stops when stdin closes or on
+SIGTERM), and ``python -m kithara_hls.testing build ROOT`` to build every fixture.
+"""
+
+from .fixtures import (
+    AES_FMP4_IV,
+    AES_FMP4_KEY,
+    AES_MANUAL_KEYS,
+    AES_MANUAL_SEQUENCE,
+    AES_TS_IV,
+    AES_TS_KEY,
+    StreamFixture,
+    build_aes_fmp4,
+    build_aes_manual,
+    build_aes_ts,
+    build_all,
+    build_byterange,
+    build_fmp4,
+    build_large,
+    build_packed_mp3,
+    build_ts_variants,
+)
+from .origin import CONTENT_TYPES, FOREVER, Origin, RequestRecord, self_signed_tls
+
+__all__ = [
+    "AES_FMP4_IV",
+    "AES_FMP4_KEY",
+    "AES_MANUAL_KEYS",
+    "AES_MANUAL_SEQUENCE",
+    "AES_TS_IV",
+    "AES_TS_KEY",
+    "CONTENT_TYPES",
+    "FOREVER",
+    "Origin",
+    "RequestRecord",
+    "StreamFixture",
+    "build_aes_fmp4",
+    "build_aes_manual",
+    "build_aes_ts",
+    "build_all",
+    "build_byterange",
+    "build_fmp4",
+    "build_large",
+    "build_packed_mp3",
+    "build_ts_variants",
+    "self_signed_tls",
+]
