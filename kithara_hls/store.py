@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .cache import Cache
 from .errors import AssetsError, HlsError, NetError
-from .net import Cancelled
+from .retry import Cancelled
 
 log = logging.getLogger(__name__)
 

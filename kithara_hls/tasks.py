@@ -17,7 +17,8 @@ from .errors import HlsError, NetError, OfflineMiss
 from .fetch import Task
 from .keys import tail_size
 from .layout import Part, build_parts
-from .net import Cancelled, FetchStats
+from .net import FetchStats
+from .retry import Cancelled
 from .store import Writer
 
 if TYPE_CHECKING:

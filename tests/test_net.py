@@ -19,8 +19,9 @@ import responses
 
 from kithara_hls import net
 from kithara_hls.errors import AssetsError, InvalidUrl, NetError, RetryExhausted, SegmentNotFound
-from kithara_hls.net import Cancelled, HttpClient, RetryPolicy, is_retryable_status, parse_retry_after
+from kithara_hls.net import HttpClient
 from kithara_hls.options import NetworkOptions
+from kithara_hls.retry import Cancelled, RetryPolicy, is_retryable_status, parse_retry_after
 from kithara_hls.testing import self_signed_tls
 
 BODY = bytes(random.Random(7).randrange(256) for _ in range(1000))
