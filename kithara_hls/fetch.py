@@ -145,11 +145,6 @@ class FetchPool:
         with self._lock:
             self._work.notify_all()
 
-    def done_count(self) -> int:
-        """How many resources this pool has stored whole (or found whole in the cache)."""
-        with self._lock:
-            return len(self._done)
-
     def is_done(self, rid: str) -> bool:
         """True once `rid` was stored whole by this pool."""
         with self._lock:

@@ -177,11 +177,6 @@ class Layout:
         """The stream's size, if every part's size is known."""
         return self.start_of(len(self))
 
-    def known_parts(self) -> int:
-        """How many leading parts have known sizes."""
-        with self._lock:
-            return len(self._offsets) - 1
-
     def locate(self, pos: int) -> tuple[int, int]:
         """(part index, offset in part) for `pos`.
 

@@ -50,7 +50,7 @@ class Session:
         self.cache = Cache(options.cache)
         self.tasks = TaskRunner(self)
         self.client = HttpClient(options.network, cancel=self._cancel, on_retry=self.tasks.on_retry)
-        self.store = Store(self.cache, offline=options.offline)
+        self.store = Store(self.cache)
         self.keys = KeyManager(self.client, self.cache, options.keys, offline=options.offline, bus=self.bus)
         self._ended = False
         self._eos_sent = False
@@ -447,10 +447,6 @@ class Session:
         """Background threads started by this session (for tests)."""
         threads = [] if self._pool is None else self._pool.threads()
         return threads + ([] if self.abr_driver is None else [self.abr_driver.thread])
-
-    def time_to_index(self, t: float) -> int:
-        """The part holding media time `t`."""
-        return self.layout.index_at_time(t)
 
 
 def _parse_cached(blob: bytes, url: str, max_segments: int) -> MasterPlaylist | MediaPlaylist:

@@ -122,7 +122,7 @@ class HlsSource(io.RawIOBase):
         """Move to the start of the segment holding `seconds`; returns the byte offset."""
         self._check_open()
         session = self._session
-        index = session.time_to_index(float(seconds))
+        index = session.layout.index_at_time(float(seconds))
         deadline = time.monotonic() + session.options.network.read_deadline
         session.prefetch(index)  # its download starts while earlier sizes are probed
         session.resolve_sizes(0, index, deadline)

@@ -51,7 +51,6 @@ class _Res:
     buf_len: int = 0
     writing: bool = False
     error: BaseException | None = None
-    tail: bytes = b""  # last AES blocks learnt by a probe, for the padding
 
 
 def block_key(rid: str, index: int) -> str:
@@ -62,9 +61,8 @@ def block_key(rid: str, index: int) -> str:
 class Store:
     """Blocks of raw resources, in memory while they arrive and on disk once whole."""
 
-    def __init__(self, cache: Cache, *, offline: bool = False) -> None:
+    def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.offline = offline
         self._lock = threading.Lock()
         # Notified by writers (bytes, size, completion), by fail(), and by close().
         self._changed = threading.Condition(self._lock)
@@ -122,19 +120,13 @@ class Store:
             res = self._res.get(rid)
             return None if res is None else self._info(res)
 
-    def is_complete(self, rid: str) -> bool:
-        """True when every byte of `rid` is stored."""
-        with self._lock:
-            res = self._res.get(rid)
-            return res is not None and res.complete
-
     def is_writing(self, rid: str) -> bool:
         """True while a writer is filling `rid`."""
         with self._lock:
             res = self._res.get(rid)
             return res is not None and res.writing
 
-    def learn_size(self, rid: str, size: int, pad: int | None = None, tail: bytes = b"") -> None:
+    def learn_size(self, rid: str, size: int, pad: int | None = None) -> None:
         """Record a size (from headers or a probe), in memory and in the cache.
 
         A size that contradicts the one known raises `AssetsError`: the resource
@@ -149,8 +141,6 @@ class Store:
             res.size = size
             if pad is not None:
                 res.pad = pad
-            if tail:
-                res.tail = tail
             info = self._info(res)
             # The layout learns under this lock, so a woken waiter finds its offsets.
             if info is not None and self.on_size is not None:
@@ -158,12 +148,6 @@ class Store:
             self._changed.notify_all()
         if changed and info is not None:
             self.cache.set(f"size:{rid}", json.dumps({"size": info.size, "pad": info.pad}).encode(), tag=rid)
-
-    def tail(self, rid: str) -> bytes:
-        """Bytes learnt by a tail probe (the resource's last bytes), or b""."""
-        with self._lock:
-            res = self._res.get(rid)
-            return b"" if res is None else res.tail
 
     def first_missing(self, rid: str) -> int:
         """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O."""
@@ -404,7 +388,6 @@ class Writer:
         self._store = store
         self._res = res
         self.position = start
-        self._start = start
         self._cancelled = False
 
     def cancel(self) -> None:
@@ -429,11 +412,6 @@ class Writer:
             data = data[take:]
             if inner + take == BLOCK_SIZE:
                 self._store._commit_block(self._res, index, BLOCK_SIZE)
-
-    @property
-    def transferred(self) -> int:
-        """Bytes written by this writer."""
-        return self.position - self._start
 
     def finish(self) -> None:
         """The download ended at the resource's end: store the short final block."""

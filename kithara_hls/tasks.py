@@ -99,7 +99,7 @@ class TaskRunner:
             raise OfflineMiss("segment size not in the cache", url=part.url, segment=part.segment)
         size, tail = self._s.client.probe(part.url, base=part.base, tail=tail_size(part))
         pad = self._s.keys.padding(part, tail, size) if part.key is not None else None
-        self._s.store.learn_size(part.rid, size, pad, tail)
+        self._s.store.learn_size(part.rid, size, pad)
 
     def _fetch(self, index: int, part: Part) -> None:
         info, complete = self._s.store.load(part.rid)
