@@ -238,11 +238,15 @@ class Session:
         elif self._pool is not None:
             self._pool.submit(lambda: self._load_and_switch(variant, reason))
 
-    def _load_and_switch(self, variant: int, reason: ev.AbrReason) -> None:
+    def _add_variant(self, variant: int) -> None:
+        """Load, check and record the media playlist of another variant."""
         media = self.load_media(variant)
         self.keys.check(media)
         self.media.setdefault(variant, media)
         self._record(media, variant)
+
+    def _load_and_switch(self, variant: int, reason: ev.AbrReason) -> None:
+        self._add_variant(variant)
         if self.abr_driver is not None and self.abr_driver.current == variant:
             self._switch(variant, reason)
 
@@ -282,10 +286,7 @@ class Session:
             raise VariantNotFound(f"variant {variant} of {len(self.variants)}")
         if variant is not None and variant not in self.media:
             # Loaded on the caller's thread, so the switch is planned before this returns.
-            media = self.load_media(variant)
-            self.keys.check(media)
-            self.media.setdefault(variant, media)
-            self._record(media, variant)
+            self._add_variant(variant)
         if self.abr_driver is not None:
             self.abr_driver.set_manual(variant)
 
