@@ -1,8 +1,14 @@
-"""The on-disk cache: one diskcache.Cache per folder, holding bytes only.
+"""The on-disk cache: one diskcache.Cache per folder, holding bytes only, plus blobs.
 
 Keys are ``kind:sha256(...)`` so URLs (whose query strings may carry tokens)
 never reach disk in clear. Values are raw bytes; `BytesDisk` refuses to store
 anything else and refuses to unpickle what another writer may have left.
+
+Segment bodies do not go through diskcache: each resource is one sparse-free
+file under ``blobs/``, written at block offsets as blocks complete, named by a
+hash of the resource id and tagged like its records, so evicting the tag
+removes it too. A per-block diskcache value cost a SQLite transaction, a new
+file and often two new folders per 256 KiB; a blob costs one file per segment.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -25,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: diskcache writes values of this size and more as files, read back whole.
 FILE_THRESHOLD_BYTES = 32 * 1024
+#: Folder (inside the cache folder) of the resource bodies.
+BLOBS_FOLDER = "blobs"
 #: How long a writer waits for SQLite's lock before failing.
 SQLITE_TIMEOUT_S = 30.0
 #: Attempts, and the backoff step between them, when SQLite reports a locked database.
@@ -75,6 +84,13 @@ def _open_diskcache(path: Path) -> diskcache.Cache:
     raise StorageError("cannot open the cache")
 
 
+def _folder_bytes(path: str) -> int:
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(path))
+    except OSError:  # evicted meanwhile
+        return 0
+
+
 def digest(*parts: object) -> str:
     """A stable hex digest of `parts`: resource ids and cache keys."""
     h = hashlib.sha256()
@@ -96,6 +112,7 @@ class Cache:
             raise StorageError(f"cannot create cache folder: {exc}") from exc
         self._dc = _open_diskcache(path)
         self.path = Path(path)
+        self._blobs = self.path / BLOBS_FOLDER
 
     def get(self, key: str) -> bytes | None:
         """The value at `key`, or None."""
@@ -141,7 +158,11 @@ class Cache:
             log.warning("cache delete failed for %s: %s", key, exc)
 
     def evict_tag(self, tag: str) -> int:
-        """Remove every key stored with `tag`; returns how many."""
+        """Remove every key stored with `tag`, and the blob of that name; returns how many keys."""
+        try:
+            self.blob_path(tag).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cache eviction failed: %s", exc)
         try:
             return int(self._dc.evict(tag, retry=True))
         except (OSError, sqlite3.Error) as exc:
@@ -150,7 +171,49 @@ class Cache:
 
     def volume(self) -> int:
         """Bytes the cache uses on disk."""
-        return int(self._dc.volume())
+        total = int(self._dc.volume())
+        try:
+            folders = list(os.scandir(self._blobs))
+        except FileNotFoundError:
+            return total
+        return total + sum(_folder_bytes(folder.path) for folder in folders)
+
+    # -- blobs ---------------------------------------------------------------
+
+    def blob_path(self, name: str) -> Path:
+        """Where the blob `name` (a resource id) lives."""
+        hashed = hashlib.sha256(name.encode()).hexdigest()[:40]
+        return self._blobs / hashed[:2] / hashed
+
+    def open_blob(self, name: str) -> int:
+        """A file descriptor open for writing the blob `name` (created if absent); the caller closes it."""
+        path = self.blob_path(name)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot open a cache file: {exc}") from exc
+
+    def blob_length(self, name: str) -> int:
+        """Bytes the blob `name` holds (0 if absent)."""
+        try:
+            return self.blob_path(name).stat().st_size
+        except OSError:
+            return 0
+
+    def read_blob(self, name: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes of the blob `name` at `offset`; fewer (maybe none) past its end."""
+        try:
+            fd = os.open(self.blob_path(name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return b""
+        try:
+            return os.pread(fd, length, offset)
+        except OSError as exc:
+            log.warning("cache read failed: %s", exc)
+            return b""
+        finally:
+            os.close(fd)
 
     def transact(self) -> Any:
         """A context manager making the enclosed reads and writes one transaction (across processes)."""
@@ -159,6 +222,7 @@ class Cache:
     def clear(self) -> None:
         """Remove everything."""
         self._dc.clear(retry=True)
+        shutil.rmtree(self._blobs, ignore_errors=True)
 
     def close(self) -> None:
         """Close the calling thread's connection (diskcache connections are per thread)."""

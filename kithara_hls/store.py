@@ -1,10 +1,11 @@
 """Sparse block store: raw resource bytes on disk, readable while they download.
 
-A resource (a URL, or a BYTERANGE slice of one) is kept in fixed-size blocks
-in the `Cache`. A block reaches disk only once it is whole (or is the final,
-short block), so a crash never leaves bytes that read back wrong. The block
-being downloaded lives in memory and is readable as it fills: readers wait on
-a range, never on a whole segment.
+A resource (a URL, or a BYTERANGE slice of one) is kept in the `Cache` as one
+blob written in fixed-size blocks, in order from its start: a block reaches
+disk only once it is whole (or is the final, short block), so the blob's length
+tells which blocks are stored, and a crash never leaves bytes that read back
+wrong. The block being downloaded lives in memory and is readable as it fills:
+readers wait on a range, never on a whole segment.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .cache import Cache
-from .errors import AssetsError, HlsError, NetError
+from .errors import AssetsError, HlsError, NetError, StorageError
 from .retry import Cancelled
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,8 @@ class _Res:
     buf_len: int = 0
     writing: bool = False
     error: BaseException | None = None
-
-
-def block_key(rid: str, index: int) -> str:
-    """Cache key of one block."""
-    return f"blk:{rid}:{index}"
+    # The size record on disk says what is in memory.
+    saved: bool = False
 
 
 class Store:
@@ -67,7 +66,7 @@ class Store:
         # Notified by writers (bytes, size, completion), by fail(), and by close().
         self._changed = threading.Condition(self._lock)
         self._res: dict[str, _Res] = {}
-        self._recent: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
+        self._recent: collections.OrderedDict[tuple[str, int], bytes | memoryview] = collections.OrderedDict()
         self._closed = False
         self._generation = 0
         #: Called (outside the lock) with (rid, SizeInfo) whenever a size or padding is learnt.
@@ -126,8 +125,8 @@ class Store:
             res = self._res.get(rid)
             return res is not None and res.writing
 
-    def learn_size(self, rid: str, size: int, pad: int | None = None) -> None:
-        """Record a size (from headers or a probe), in memory and in the cache.
+    def learn_size(self, rid: str, size: int, pad: int | None = None, *, persist: bool = True) -> None:
+        """Record a size (from headers or a probe), in memory and (if `persist`) in the cache.
 
         A size that contradicts the one known raises `AssetsError`: the resource
         changed under us (or a header lies), and offsets already handed out
@@ -146,8 +145,17 @@ class Store:
             if info is not None and self.on_size is not None:
                 self.on_size(rid, info)
             self._changed.notify_all()
-        if changed and info is not None:
-            self.cache.set(f"size:{rid}", json.dumps({"size": info.size, "pad": info.pad}).encode(), tag=rid)
+            if changed:
+                res.saved = False
+            persist = persist and not res.saved
+        if persist and info is not None:
+            self._save_size(res, info)
+
+    def _save_size(self, res: _Res, info: SizeInfo) -> None:
+        record = json.dumps({"size": info.size, "pad": info.pad}).encode()
+        self.cache.set(f"size:{res.rid}", record, tag=res.rid)
+        with self._lock:
+            res.saved = res.size == info.size and res.pad == info.pad
 
     def first_missing(self, rid: str) -> int:
         """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O."""
@@ -155,28 +163,18 @@ class Store:
             res = self._get(rid)
             if res.complete and res.size is not None:
                 return res.size
-            known = set(res.blocks)
             size = res.size
         if size is None:
-            # Another process may be writing it: its size record precedes its blocks.
+            # Another process may have stored it: its size record comes with its last block.
             info, _ = self.load(rid)
             size = None if info is None else info.size
-        index = 0
-        limit = None if size is None else -(-size // BLOCK_SIZE)
-        while limit is None or index < limit:
-            if index not in known and not self.cache.contains(block_key(rid, index)):
-                break
-            index += 1
-        if size is None:
-            # Blocks appeared while the size was unknown: another writer finished
-            # meanwhile, and its size record came before its blocks.
-            info, _ = self.load(rid)
-            size = None if info is None else info.size
-            if size is None:
-                return 0
+        length = self.cache.blob_length(rid)
+        if size is not None and length >= size:
+            return size
+        whole = length // BLOCK_SIZE
         with self._lock:
-            res.blocks.update(range(index))
-        return min(index * BLOCK_SIZE, size)
+            res.blocks.update(range(whole))
+        return whole * BLOCK_SIZE
 
     def adopt(self, rid: str) -> None:
         """Every block of `rid` is on disk (another process stored them): mark it complete."""
@@ -290,9 +288,12 @@ class Store:
             asked = True
 
     def _load_block(self, rid: str, index: int, known: bool) -> bytes | None:
-        data = self.cache.get(block_key(rid, index))
+        data: bytes | None = self.cache.read_blob(rid, index * BLOCK_SIZE, BLOCK_SIZE)
         with self._lock:
             res = self._get(rid)
+            # A short read is the final block only if it ends where the resource does.
+            if len(data) < BLOCK_SIZE and (not data or res.size != index * BLOCK_SIZE + len(data)):
+                data = None
             if data is None:
                 if known:
                     # Evicted: forget it so a fetch brings it back.
@@ -303,7 +304,7 @@ class Store:
             self._remember(rid, index, data)
             return data
 
-    def _remember(self, rid: str, index: int, data: bytes) -> None:
+    def _remember(self, rid: str, index: int, data: bytes | memoryview) -> None:
         self._recent[(rid, index)] = data
         self._recent.move_to_end((rid, index))
         while len(self._recent) > RECENT_BLOCKS:
@@ -331,20 +332,34 @@ class Store:
             res.buf_len = inner + len(data)
             self._changed.notify_all()
 
-    def _commit_block(self, res: _Res, index: int, length: int) -> None:
+    def _commit_block(self, res: _Res, index: int, length: int, fd: int) -> None:
         with self._lock:
             if res.buf is None:
                 return
-            data = bytes(memoryview(res.buf)[:length])
-        self.cache.set(block_key(res.rid, index), data, tag=res.rid)
+            # The filled buffer becomes the block readers keep: no copy; the writer takes a new one.
+            data = memoryview(res.buf)[:length]
+            # (A short block is the last one: nothing follows it.)
+            res.buf = bytearray(BLOCK_SIZE) if length == BLOCK_SIZE else None
+            res.buf_block, res.buf_len = index + 1, 0
+            self._remember(res.rid, index, data)
+        try:
+            written = os.pwrite(fd, data, index * BLOCK_SIZE)
+        except OSError as exc:
+            raise StorageError(f"cache write failed: {exc}") from exc
+        if written != length:
+            raise StorageError(f"cache write failed: {written} of {length} bytes written")
         with self._lock:
             res.blocks.add(index)
-            self._remember(res.rid, index, data)
-            res.buf_block, res.buf_len = index + 1, 0
             self._changed.notify_all()
 
     def _finish(self, res: _Res, size: int) -> None:
-        self.cache.set(f"done:{res.rid}", b"1", tag=res.rid)
+        with self._lock:
+            info = SizeInfo(size, res.pad)
+            saved = res.saved
+        with self.cache.transact():
+            if not saved:
+                self._save_size(res, info)
+            self.cache.set(f"done:{res.rid}", b"1", tag=res.rid)
         with self._lock:
             res.size = size
             res.complete = True
@@ -358,7 +373,14 @@ class Store:
             res.writing = False
             res.buf = None
             res.buf_block, res.buf_len = -1, 0
+            info = None if res.saved else self._info(res)
             self._changed.notify_all()
+        if info is not None:
+            # Keep a size learnt from headers: a later open needs no probe for it.
+            try:
+                self._save_size(res, info)
+            except StorageError as exc:
+                log.warning("could not keep a size: %s", exc)
 
     def close(self) -> None:
         """Wake every waiting reader with ValueError; drop memory. Idempotent."""
@@ -389,14 +411,15 @@ class Writer:
         self._res = res
         self.position = start
         self._cancelled = False
+        self._fd: int | None = None
 
     def cancel(self) -> None:
         """Stop this download at its next chunk (an ABR switch dropped the part)."""
         self._cancelled = True
 
     def on_size(self, size: int) -> None:
-        """Total raw size, learnt from the response headers."""
-        self._store.learn_size(self._res.rid, size)
+        """Total raw size, learnt from the response headers (stored with the last block)."""
+        self._store.learn_size(self._res.rid, size, persist=False)
 
     def on_data(self, offset: int, data: memoryview) -> None:
         """Contiguous bytes at `offset` of the resource."""
@@ -411,19 +434,41 @@ class Writer:
             self.position += take
             data = data[take:]
             if inner + take == BLOCK_SIZE:
-                self._store._commit_block(self._res, index, BLOCK_SIZE)
+                self._commit(index, BLOCK_SIZE)
+
+    def _commit(self, index: int, length: int) -> None:
+        if self._fd is None:
+            fd = self._store.cache.open_blob(self._res.rid)
+            stored = os.fstat(fd).st_size
+            if stored < index * BLOCK_SIZE:
+                os.close(fd)
+                # Blocks must follow each other: a gap would read back as zeros.
+                raise StorageError(
+                    f"cache file ends before the resume point: {stored} < {index * BLOCK_SIZE}"
+                )
+            self._fd = fd
+        self._store._commit_block(self._res, index, length, self._fd)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def finish(self) -> None:
         """The download ended at the resource's end: store the short final block."""
-        if self._res.size is None:
-            self._store.learn_size(self._res.rid, self.position)
-        size = self._res.size if self._res.size is not None else self.position
-        if self.position != size:
-            raise HlsError(f"download ended at {self.position} of {size} bytes")
-        if size % BLOCK_SIZE:
-            self._store._commit_block(self._res, size // BLOCK_SIZE, size % BLOCK_SIZE)
+        try:
+            if self._res.size is None:
+                self._store.learn_size(self._res.rid, self.position, persist=False)
+            size = self._res.size if self._res.size is not None else self.position
+            if self.position != size:
+                raise HlsError(f"download ended at {self.position} of {size} bytes")
+            if size % BLOCK_SIZE:
+                self._commit(size // BLOCK_SIZE, size % BLOCK_SIZE)
+        finally:
+            self._close()
         self._store._finish(self._res, size)
 
     def abandon(self) -> None:
         """The download stopped early; whole blocks stay stored, the rest is dropped."""
+        self._close()
         self._store._abandon(self._res)
