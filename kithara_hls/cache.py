@@ -112,7 +112,7 @@ class Cache:
             raise StorageError(f"cannot create cache folder: {exc}") from exc
         self._dc = _open_diskcache(path)
         self.path = Path(path)
-        self._blobs = self.path / BLOBS_FOLDER
+        self._blobs = str(self.path / BLOBS_FOLDER)
 
     def get(self, key: str) -> bytes | None:
         """The value at `key`, or None."""
@@ -160,7 +160,9 @@ class Cache:
     def evict_tag(self, tag: str) -> int:
         """Remove every key stored with `tag`, and the blob of that name; returns how many keys."""
         try:
-            self.blob_path(tag).unlink(missing_ok=True)
+            os.unlink(self.blob_path(tag))
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             log.warning("cache eviction failed: %s", exc)
         try:
@@ -180,24 +182,28 @@ class Cache:
 
     # -- blobs ---------------------------------------------------------------
 
-    def blob_path(self, name: str) -> Path:
+    def blob_path(self, name: str) -> str:
         """Where the blob `name` (a resource id) lives."""
         hashed = hashlib.sha256(name.encode()).hexdigest()[:40]
-        return self._blobs / hashed[:2] / hashed
+        return os.path.join(self._blobs, hashed[:2], hashed)
 
     def open_blob(self, name: str) -> int:
         """A file descriptor open for writing the blob `name` (created if absent); the caller closes it."""
         path = self.blob_path(name)
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                return os.open(path, flags, 0o600)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+                return os.open(path, flags, 0o600)
         except OSError as exc:
             raise StorageError(f"cannot open a cache file: {exc}") from exc
 
     def blob_length(self, name: str) -> int:
         """Bytes the blob `name` holds (0 if absent)."""
         try:
-            return self.blob_path(name).stat().st_size
+            return os.stat(self.blob_path(name)).st_size
         except OSError:
             return 0
 

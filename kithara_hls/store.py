@@ -270,6 +270,8 @@ class Store:
                     if res.buf_block == index and res.buf_len > inner and res.buf is not None:
                         return _copy(memoryview(res.buf)[: res.buf_len], inner, out)
                     known = res.complete or index in res.blocks
+                    # A writer here brings the block through memory: no disk look needed.
+                    probed = probed or res.writing
                     if known or not asked:
                         break
                     remaining = deadline - time.monotonic()
@@ -288,13 +290,12 @@ class Store:
             asked = True
 
     def _load_block(self, rid: str, index: int, known: bool) -> bytes | None:
-        data: bytes | None = self.cache.read_blob(rid, index * BLOCK_SIZE, BLOCK_SIZE)
+        data = self.cache.read_blob(rid, index * BLOCK_SIZE, BLOCK_SIZE)
         with self._lock:
             res = self._get(rid)
             # A short read is the final block only if it ends where the resource does.
-            if len(data) < BLOCK_SIZE and (not data or res.size != index * BLOCK_SIZE + len(data)):
-                data = None
-            if data is None:
+            whole = len(data) == BLOCK_SIZE or (data and res.size == index * BLOCK_SIZE + len(data))
+            if not whole:
                 if known:
                     # Evicted: forget it so a fetch brings it back.
                     res.blocks.discard(index)
