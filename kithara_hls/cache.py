@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ FILE_THRESHOLD_BYTES = 32 * 1024
 BLOBS_FOLDER = "blobs"
 #: How long a writer waits for SQLite's lock before failing.
 SQLITE_TIMEOUT_S = 30.0
+#: How long a first use waits for a database opening in the background.
+OPEN_DEADLINE_S = 2 * SQLITE_TIMEOUT_S
 #: Attempts, and the backoff step between them, when SQLite reports a locked database.
 LOCKED_RETRIES = 8
 LOCKED_BACKOFF_S = 0.05
@@ -103,16 +106,45 @@ def digest(*parts: object) -> str:
 class Cache:
     """Bytes-only key/value store on disk, shared safely by threads and processes."""
 
-    def __init__(self, options: CacheOptions) -> None:
+    def __init__(self, options: CacheOptions, *, background: bool = False) -> None:
+        """Open (creating) the cache folder of `options`.
+
+        background: open the database on a thread of its own, so the caller's
+        first network request overlaps it; the first use waits for it.
+        """
         path = options.path
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(path, 0o700)
         except OSError as exc:
             raise StorageError(f"cannot create cache folder: {exc}") from exc
-        self._dc = _open_diskcache(path)
         self.path = Path(path)
         self._blobs = str(self.path / BLOBS_FOLDER)
+        self._opened = threading.Event()
+        self._db: diskcache.Cache | None = None
+        self._error: StorageError | None = None
+        if background:
+            threading.Thread(target=self._open, args=(True,), name="kithara-cache-open", daemon=True).start()
+        else:
+            self._open(False)
+
+    def _open(self, own_thread: bool) -> None:
+        try:
+            self._db = _open_diskcache(self.path)
+            if own_thread:
+                self._db.close()  # this thread's connection; each user thread opens its own
+        except StorageError as exc:
+            self._error = exc
+        finally:
+            self._opened.set()
+
+    @property
+    def _dc(self) -> diskcache.Cache:
+        if not self._opened.wait(OPEN_DEADLINE_S):
+            raise StorageError("the cache database did not open in time")
+        if self._db is None:
+            raise self._error or StorageError("cannot open the cache")
+        return self._db
 
     def get(self, key: str) -> bytes | None:
         """The value at `key`, or None."""

@@ -43,6 +43,10 @@ class Task:
         return "job" if self.part is None else self.part.label
 
 
+#: Name prefix of the size-probe threads.
+PROBE_THREAD = "kithara-probe-"
+
+
 class FetchPool:
     """Chooses work for `workers` threads that run `runner(task)`."""
 
@@ -79,14 +83,32 @@ class FetchPool:
         #: Called on each worker as it exits (to close its per-thread cache connection).
         self.on_exit: Callable[[], None] | None = None
         self._ref = weakref.ref(self)
-        self._threads = [
-            threading.Thread(target=_worker, args=(self._ref, False), name=f"{name}-{i}", daemon=True)
-            for i in range(workers)
-        ]
+        self._name = name
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
         # Probes are tiny requests: they get threads of their own, started at the
         # first probe, so a seek's sizes arrive many at a time beside downloads.
         self._probe_workers = probe_workers
-        for thread in self._threads:
+
+    def start(self) -> None:
+        """Start the first worker; each worker starts the next once it has work (set hooks first)."""
+        self.grow()
+
+    def grow(self) -> None:
+        """Start one more download worker, up to `workers`.
+
+        Starting them one by one, each once the previous one holds a task, puts
+        the first request on the wire before the other threads cost anything.
+        """
+        with self._lock:
+            started = sum(1 for t in self._threads if not t.name.startswith(PROBE_THREAD))
+            if self._closed or started >= self._workers:
+                return
+            thread = threading.Thread(
+                target=_worker, args=(self._ref, False), name=f"{self._name}-{started}", daemon=True
+            )
+            self._threads.append(thread)
+            # Started under the lock, so close() never meets a thread it cannot join.
             thread.start()
 
     # -- what the reader says ------------------------------------------------
@@ -118,7 +140,7 @@ class FetchPool:
             count, self._probe_workers = self._probe_workers, 0
             ref = self._ref
             threads = [
-                threading.Thread(target=_worker, args=(ref, True), name=f"kithara-probe-{i}", daemon=True)
+                threading.Thread(target=_worker, args=(ref, True), name=f"{PROBE_THREAD}{i}", daemon=True)
                 for i in range(count)
             ]
             self._threads.extend(threads)
@@ -266,6 +288,8 @@ def _worker(ref: weakref.ReferenceType[FetchPool], probes_only: bool) -> None:
             if pool.on_exit is not None:
                 pool.on_exit()
             return
+        if not probes_only:
+            pool.grow()
         ok: bool | None = False
         try:
             ok = pool.run(task)

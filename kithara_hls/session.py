@@ -47,7 +47,7 @@ class Session:
         self.options = options
         self.bus = ev.EventBus(options.events_queue)
         self._cancel = threading.Event()
-        self.cache = Cache(options.cache)
+        self.cache = Cache(options.cache, background=True)
         self.tasks = TaskRunner(self)
         self.client = HttpClient(options.network, cancel=self._cancel, on_retry=self.tasks.on_retry)
         self.store = Store(self.cache)
@@ -95,8 +95,6 @@ class Session:
         self.store.on_size = self.layout.learn
         self._learn_byteranges(self.layout.parts())
         self.url = url
-        sid = self._record(media, first)
-        self._lease = (sid, self.catalog.lease(sid))
         net = self.options.network
         self._pool = FetchPool(
             self.layout,
@@ -108,6 +106,11 @@ class Session:
         )
         self._pool.on_finished = self._on_finished
         self._pool.on_exit = self.cache.close
+        # The first download starts before the catalog's bookkeeping: a stream
+        # evicted by another process meanwhile only costs a fetch again.
+        self._pool.start()
+        sid = self._record(media, first)
+        self._lease = (sid, self.catalog.lease(sid))
         if not self.options.offline:
             self._pool.submit(self._evict)
         if len(self.variants) > 1 and not self.options.offline:
@@ -165,15 +168,17 @@ class Session:
         """Fetch (or take from the cache) and parse the playlist at `url`; `fresh`: no cached fallback."""
         key = f"pl:{digest(url)}"
         self._playlist_keys.append(key)
-        cached = self.cache.get(key)
         if self.options.offline:
+            cached = self.cache.get(key)
             if cached is None:
                 raise OfflineMiss("playlist not in the cache", url=url)
             return _parse_cached(cached, url, self.options.network.max_segments)
         try:
+            # The cache is asked only if this fails: it may still be opening.
             body, final = self.client.get(url, max_bytes=self.options.network.max_playlist_bytes)
         except NetError:
-            if cached is None or fresh:
+            cached = None if fresh else self.cache.get(key)
+            if cached is None:
                 raise
             log.warning("playlist unreachable, playing the cached copy")
             return _parse_cached(cached, url, self.options.network.max_segments)

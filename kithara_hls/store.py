@@ -353,6 +353,12 @@ class Store:
             res.blocks.add(index)
             self._changed.notify_all()
 
+    def _keep_size(self, res: _Res) -> None:
+        with self._lock:
+            info = None if res.saved else self._info(res)
+        if info is not None:
+            self._save_size(res, info)
+
     def _finish(self, res: _Res, size: int) -> None:
         with self._lock:
             info = SizeInfo(size, res.pad)
@@ -374,14 +380,12 @@ class Store:
             res.writing = False
             res.buf = None
             res.buf_block, res.buf_len = -1, 0
-            info = None if res.saved else self._info(res)
             self._changed.notify_all()
-        if info is not None:
+        try:
             # Keep a size learnt from headers: a later open needs no probe for it.
-            try:
-                self._save_size(res, info)
-            except StorageError as exc:
-                log.warning("could not keep a size: %s", exc)
+            self._keep_size(res)
+        except StorageError as exc:
+            log.warning("could not keep a size: %s", exc)
 
     def close(self) -> None:
         """Wake every waiting reader with ValueError; drop memory. Idempotent."""
@@ -419,7 +423,7 @@ class Writer:
         self._cancelled = True
 
     def on_size(self, size: int) -> None:
-        """Total raw size, learnt from the response headers (stored with the last block)."""
+        """Total raw size, learnt from the response headers (stored with the first block)."""
         self._store.learn_size(self._res.rid, size, persist=False)
 
     def on_data(self, offset: int, data: memoryview) -> None:
@@ -448,6 +452,10 @@ class Writer:
                     f"cache file ends before the resume point: {stored} < {index * BLOCK_SIZE}"
                 )
             self._fd = fd
+            if length == BLOCK_SIZE:
+                # A resume after a crash needs the size, or it must probe for it
+                # (a short block is the last: finish() keeps the size with it).
+                self._store._keep_size(self._res)
         self._store._commit_block(self._res, index, length, self._fd)
 
     def _close(self) -> None:
