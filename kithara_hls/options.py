@@ -27,7 +27,9 @@ DEFAULT_BACKOFF_MAX_S = 5.0
 #: Fetch worker threads (and HTTP connections kept alive).
 DEFAULT_WORKERS = 8
 #: Threads that only probe segment sizes (for seeks before the data is there).
-DEFAULT_PROBE_WORKERS = 16
+#: A probe is one round trip and a few hundred bytes: a far seek into a long
+#: stream waits for hundreds of them, so they go many at a time.
+DEFAULT_PROBE_WORKERS = 64
 #: Media seconds fetched ahead of the read position.
 DEFAULT_LOOKAHEAD_S = 60.0
 #: Bytes fetched ahead of the read position, whatever the duration.

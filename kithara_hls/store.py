@@ -69,6 +69,9 @@ class Store:
         self._recent: collections.OrderedDict[tuple[str, int], bytes | memoryview] = collections.OrderedDict()
         self._closed = False
         self._generation = 0
+        # Size records waiting for the thread that is writing (see _save_size).
+        self._unsaved: dict[str, _Res] = {}
+        self._saving = False
         #: Called (outside the lock) with (rid, SizeInfo) whenever a size or padding is learnt.
         self.on_size: Callable[[str, SizeInfo], None] | None = None
 
@@ -152,10 +155,35 @@ class Store:
             self._save_size(res, info)
 
     def _save_size(self, res: _Res, info: SizeInfo) -> None:
-        record = json.dumps({"size": info.size, "pad": info.pad}).encode()
-        self.cache.set(f"size:{res.rid}", record, tag=res.rid)
+        """Write the size record of `res` (`info` is what the caller saw; the latest is written).
+
+        Group commit: while one thread writes, others queue their records and go
+        on; the writer then takes them all in one transaction. A far seek's
+        hundreds of probes would otherwise queue on SQLite's lock one by one.
+        """
         with self._lock:
-            res.saved = res.size == info.size and res.pad == info.pad
+            self._unsaved[res.rid] = res
+            if self._saving:
+                return
+            self._saving = True
+        try:
+            while True:
+                with self._lock:
+                    pending = self._unsaved.values()
+                    batch = [(r, SizeInfo(r.size, r.pad)) for r in pending if r.size is not None]
+                    self._unsaved.clear()
+                    if not batch:
+                        return
+                with self.cache.transact():
+                    for r, i in batch:
+                        record = json.dumps({"size": i.size, "pad": i.pad}).encode()
+                        self.cache.set(f"size:{r.rid}", record, tag=r.rid)
+                with self._lock:
+                    for r, i in batch:
+                        r.saved = r.size == i.size and r.pad == i.pad
+        finally:
+            with self._lock:
+                self._saving = False
 
     def first_missing(self, rid: str) -> int:
         """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O."""

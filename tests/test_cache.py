@@ -285,3 +285,36 @@ def _rids(cache: Cache) -> list[str]:
 
 def _is(cache: Cache, rid: str, fx: StreamFixture, path: str) -> bool:
     return cache.read_blob(rid, 0, SEGMENT_BYTES) == (fx.root / path).read_bytes()
+
+
+def test_sizes_learnt_by_many_threads_at_once_all_reach_disk(tmp_path: Path):
+    import threading
+
+    from kithara_hls.store import Store
+
+    folder = CacheOptions(dir=tmp_path)
+    store = Store(Cache(folder))
+    start = threading.Barrier(16, timeout=30)
+
+    def learn(worker: int) -> None:
+        start.wait()
+        for i in range(20):
+            store.learn_size(f"res:{worker}:{i}", 1000 + worker * 100 + i, pad=i % 16 + 1)
+        store.cache.close()
+
+    threads = [threading.Thread(target=learn, args=(w,), name=f"learner-{w}") for w in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    store.close()
+    store.cache.close()
+    again = Store(Cache(folder))
+    try:
+        for w in range(16):
+            for i in range(20):
+                info, _ = again.load(f"res:{w}:{i}")
+                assert info is not None and (info.size, info.pad) == (1000 + w * 100 + i, i % 16 + 1)
+    finally:
+        again.close()
+        again.cache.close()

@@ -418,6 +418,9 @@ def _abort_connection(handler: _Handler) -> None:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new
+    # connections (a client retries them after a second); real servers take hundreds.
+    request_queue_size = 1024
 
     def __init__(self, origin: Origin, port: int = 0) -> None:
         self.origin = origin
