@@ -11,6 +11,7 @@ Last, sixteen sources read at once through an origin with faults sprinkled.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import io
 import itertools
 import math
@@ -158,6 +159,8 @@ def seeds(fixtures: Fixtures) -> list[str]:
 def check_layout(media: MediaPlaylist, sizes: list[int], times: list[float]) -> None:
     """Lay `media` out with made-up sizes and check the offsets are exact prefix sums."""
     parts = build_parts(media, 0)
+    # Parts are built without Part.__init__: the very fields __init__ would have set.
+    assert all(vars(p) == vars(dataclasses.replace(p)) for p in parts)
     layout = Layout(parts)
     assert len(layout) >= len(media.segments)
     assert [p.segment for p in parts if not p.is_init] == list(range(len(media.segments)))

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from typing import Any
 
 import pytest
+import test_fuzz as fuzz_grammar  # its playlist grammar and mutations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kithara_hls.errors import HlsError, InvalidUrl, KeyProcessingError, PlaylistParseError
+from kithara_hls.m3u8fast import scan_media
+from kithara_hls.options import DEFAULT_MAX_SEGMENTS
 from kithara_hls.playlist import (
     ByteRange,
     Key,
     MasterPlaylist,
     MediaPlaylist,
+    _decode,
+    _parse,
+    _parse_fast,
     check_url,
     looks_like_playlist,
     parse,
     parse_master,
     parse_media,
 )
+from kithara_hls.testing import StreamFixture
 
 # The final URL after redirects: relative URIs resolve against this, not the first URL.
 URL = "https://cdn.example.com/redirected/path/index.m3u8?token=secret"
@@ -484,3 +492,330 @@ def test_fuzz_only_hls_errors_escape(seed: str, ops: list[tuple], cut: int | Non
         text = text[:cut]
     with contextlib.suppress(HlsError):
         parse(text.encode("utf-8", "surrogatepass") if as_bytes else text, URL, max_segments=50)
+
+
+# --- the m3u8fast path against the m3u8 path ---------------------------------------------------
+
+Outcome = MasterPlaylist | MediaPlaylist | HlsError
+
+
+def _outcome(text: str | bytes, *, fast: bool, max_segments: int) -> Outcome:
+    try:
+        return _parse(text, URL, max_segments, None, fast=fast)
+    except HlsError as exc:
+        return exc
+
+
+def _sharing(media: MediaPlaylist) -> list[tuple[int | None, int | None]]:
+    """For each segment, the first segment holding the very same init and key objects."""
+    firsts: dict[int, int] = {}
+
+    def first(obj: object, index: int) -> int | None:
+        return None if obj is None else firsts.setdefault(id(obj), index)
+
+    return [(first(s.init, i), first(s.key, i)) for i, s in enumerate(media.segments)]
+
+
+def assert_same(text: str | bytes, max_segments: int = DEFAULT_MAX_SEGMENTS) -> Outcome:
+    """Parse `text` with and without `m3u8fast`: equal playlists, or the same error."""
+    slow = _outcome(text, fast=False, max_segments=max_segments)
+    quick = _outcome(text, fast=True, max_segments=max_segments)
+    if isinstance(slow, HlsError):
+        assert type(quick) is type(slow)
+        assert (str(quick), vars(quick)) == (str(slow), vars(slow))
+        return slow
+    assert quick == slow
+    if isinstance(quick, MediaPlaylist):
+        assert isinstance(slow, MediaPlaylist)
+        assert _sharing(quick) == _sharing(slow)
+        # Built without Segment.__init__: the very fields __init__ would have set.
+        assert all(vars(s) == vars(dataclasses.replace(s)) for s in quick.segments)
+    return slow
+
+
+def fast_only(text: str | bytes, max_segments: int = DEFAULT_MAX_SEGMENTS) -> MediaPlaylist | None:
+    """The `m3u8fast` path alone: None where it hands over to m3u8."""
+    body, line_offset = _decode(text, URL)
+    return _parse_fast(body, URL, line_offset, max_segments)
+
+
+def assert_fast(text: str | bytes, max_segments: int = DEFAULT_MAX_SEGMENTS) -> MediaPlaylist:
+    """`text` parses on the fast path, to what m3u8 gives."""
+    slow = assert_same(text, max_segments)
+    assert isinstance(slow, MediaPlaylist)
+    assert fast_only(text, max_segments) == slow
+    return slow
+
+
+def test_fast_path_on_every_fixture_playlist(fixtures: dict[str, StreamFixture]) -> None:
+    for fx in fixtures.values():
+        assert isinstance(assert_same((fx.root / fx.entry).read_bytes()), (MasterPlaylist, MediaPlaylist))
+        for rel in fx.media:
+            media = assert_fast((fx.root / rel).read_bytes())
+            assert media.segments
+
+
+def test_fast_path_on_a_long_playlist() -> None:
+    text = media("".join(f"#EXTINF:4.000000,\nseg_{i:05d}.ts\n" for i in range(3000)))
+    assert len(assert_fast(text).segments) == 3000
+    assert fast_only(text, max_segments=2999) is None
+    assert isinstance(assert_same(text, max_segments=2999), PlaylistParseError)
+
+
+_COVERED = {
+    "simple": SIMPLE,
+    "rich": RICH,
+    "key before map, map changes": media(
+        '#EXT-X-KEY:METHOD=AES-128,URI="k1",IV=0x0A\n#EXT-X-MAP:URI="init1.mp4"\n'
+        '#EXT-X-KEY:METHOD=AES-128,URI="k2"\n#EXTINF:4,\na.mp4\n'
+        '#EXT-X-MAP:URI="init2.mp4",BYTERANGE="100"\n#EXTINF:4,\nb.mp4\n#EXTINF:4,\nc.mp4\n'
+    ),
+    "map range chains after segment ranges": media(
+        "#EXTINF:1,\n#EXT-X-BYTERANGE:10@0\nall.mp4\n#EXT-X-MAP:URI=all.mp4,BYTERANGE=5\n"
+        "#EXTINF:1,\n#EXT-X-BYTERANGE:7\nall.mp4\n"
+    ),
+    "byterange before extinf": media(
+        "#EXT-X-BYTERANGE:10@3\n#EXTINF:1,\na.ts\n#EXT-X-BYTERANGE:4\n#EXTINF:2,\na.ts\n"
+    ),
+    "tags between extinf and uri": media(
+        '#EXTINF:1,\n#EXT-X-MAP:URI="i.mp4"\n#EXT-X-KEY:METHOD=AES-128,URI="k"\n#EXT-X-DISCONTINUITY\na.mp4\n'
+        "#EXTINF:1,\n#EXT-X-KEY:METHOD=NONE\nb.mp4\n"
+    ),
+    "key rotation back to an earlier key": media(
+        '#EXT-X-KEY:METHOD=AES-128,URI="k1",IV=0x1\n#EXTINF:1,\na.ts\n'
+        '#EXT-X-KEY:METHOD=AES-128,URI="k1",IV=0x2\n#EXTINF:1,\nb.ts\n'
+        '#EXT-X-KEY:METHOD=AES-128,URI="k1",IV=0x1,KEYFORMAT="identity",KEYFORMATVERSIONS="1"\n'
+        "#EXTINF:1,\nc.ts\n#EXT-X-KEY:METHOD=aes-128,URI=k1,IV=0X01\n#EXTINF:1,\nd.ts\n"
+    ),
+    "quoted commas and equals": media('#EXT-X-KEY:METHOD=AES-128,URI="k?a=1,b=2"\n#EXTINF:1,\na.ts\n'),
+    "comments, blank lines, padding": "\n\n  #EXTM3U \n# a comment\n#EXT-X-TARGETDURATION:4\n\n"
+    "#EXTINF:4.5,title, with commas\n\n  a.ts\t\n#comment #EXTINF:9\n#EXT-X-DISCONTINUITY\n"
+    "#EXTINF:1,\nb.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-ENDLIST\n#EXTM3U\n",
+    "uri lines without extinf are ignored": media("stray.ts\n#EXTINF:1,\na.ts\nb.ts\n"),
+    "crlf": SIMPLE.replace("\n", "\r\n"),
+    "cr": SIMPLE.replace("\n", "\r"),
+    "unicode line breaks": SIMPLE.replace("\n", "\u2028"),
+    "bom": "\ufeff" + SIMPLE,
+    "segments after endlist": SIMPLE + "#EXTINF:2,\nz.ts\n",
+    "header tags": "#EXTM3U\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-VERSION: 3 \n#EXT-X-ALLOW-CACHE:YES\n"
+    "#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n"
+    "#EXTINF:3,\na.ts\n#EXT-X-TARGETDURATION:3\n#EXT-X-ENDLIST\n",
+    "odd durations": media(
+        "#EXTINF:-0,\na.ts\n#EXTINF: 1e1 ,\nb.ts\n#EXTINF:2_5\nc.ts\n#EXTINF:86400,\nd.ts\n"
+    ),
+    "uris to resolve": media(
+        "#EXTINF:1,\n../up/a.ts\n#EXTINF:1,\n//other.example.org/b.ts\n#EXTINF:1,\nc.ts?sig=1#frag\n"
+        "#EXTINF:1,\n/root/d.ts\n#EXTINF:1,\nhttps://abs.example.net/e.ts\n#EXTINF:1,\na b.ts\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("text", _COVERED.values(), ids=_COVERED.keys())
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_fast_path_reads_what_m3u8_reads(text: str, as_bytes: bool) -> None:
+    assert_fast(text.encode() if as_bytes else text)
+
+
+_HANDED_OVER = {
+    "unknown tag": media("#EXT-X-FOO:1\n#EXTINF:1,\na.ts\n"),
+    "program date time": media("#EXT-X-PROGRAM-DATE-TIME:2024-01-01T00:00:00Z\n#EXTINF:1,\na.ts\n"),
+    "gap": media("#EXTINF:1,\n#EXT-X-GAP\na.ts\n"),
+    "bitrate": media("#EXT-X-BITRATE:800\n#EXTINF:1,\na.ts\n"),
+    "start": media("#EXT-X-START:TIME-OFFSET=2\n#EXTINF:1,\na.ts\n"),
+    "daterange": media('#EXT-X-DATERANGE:ID="x",START-DATE="2024-01-01T00:00:00Z"\n#EXTINF:1,\na.ts\n'),
+    "tag name with a suffix": media("#EXTINF:1,\na.ts\n#EXT-X-ENDLISTS\n"),
+    "bare tag with a value": media("#EXTINF:1,\n#EXT-X-DISCONTINUITY:1\na.ts\n"),
+    "lower-case attribute": media('#EXT-X-KEY:method=AES-128,uri="k"\n#EXTINF:1,\na.ts\n'),
+    "space after comma": media('#EXT-X-KEY:METHOD=AES-128, URI="k"\n#EXTINF:1,\na.ts\n'),
+    "single quotes": media("#EXT-X-KEY:METHOD=AES-128,URI='k'\n#EXTINF:1,\na.ts\n"),
+    "unknown key attribute": media('#EXT-X-KEY:METHOD=AES-128,URI="k",FOO=1\n#EXTINF:1,\na.ts\n'),
+    "repeated attribute": media('#EXT-X-KEY:METHOD=NONE,METHOD=AES-128,URI="k"\n#EXTINF:1,\na.ts\n'),
+    "two extinf": media("#EXTINF:1,\n#EXTINF:2,\na.ts\n"),
+    "two byteranges": media("#EXTINF:1,\n#EXT-X-BYTERANGE:5@0\n#EXT-X-BYTERANGE:6@0\na.ts\n"),
+    "master": MASTER,
+    "i-frames only": media("#EXT-X-I-FRAMES-ONLY\n#EXTINF:1,\n#EXT-X-BYTERANGE:5@0\na.ts\n"),
+    "rendition in a media playlist": media(
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="x"\n#EXTINF:1,\na.ts\n'
+    ),
+}
+
+
+@pytest.mark.parametrize("text", _HANDED_OVER.values(), ids=_HANDED_OVER.keys())
+def test_fast_path_hands_the_rest_to_m3u8(text: str) -> None:
+    body, line_offset = _decode(text, URL)
+    assert scan_media(body, line_offset, DEFAULT_MAX_SEGMENTS) is None
+    assert_same(text)
+
+
+_ERRORS = {
+    "bad iv": (media('#EXT-X-KEY:METHOD=AES-128,URI="k",IV=0xZZ\n#EXTINF:1,\na.ts\n'), PlaylistParseError),
+    "bad iv on an unused key": (media("#EXT-X-KEY:METHOD=NONE,IV=1\n#EXTINF:1,\na.ts\n"), PlaylistParseError),
+    "empty method": (media('#EXT-X-KEY:METHOD="",URI="k"\n#EXTINF:1,\na.ts\n'), PlaylistParseError),
+    "key without uri": (media("#EXT-X-KEY:METHOD=AES-128\n#EXTINF:1,\na.ts\n"), PlaylistParseError),
+    "sample-aes": (media('#EXT-X-KEY:METHOD=SAMPLE-AES,URI="k"\n#EXTINF:1,\na.ts\n'), KeyProcessingError),
+    "keyformat of the first equal key": (
+        media(
+            '#EXT-X-KEY:METHOD=AES-128,URI="k",KEYFORMAT="com.example"\n#EXT-X-KEY:METHOD=AES-128,URI="k"\n'
+            "#EXTINF:1,\na.ts\n"
+        ),
+        KeyProcessingError,
+    ),
+    "range without offset": (media("#EXTINF:1,\n#EXT-X-BYTERANGE:100\na.ts\n"), PlaylistParseError),
+    "range too long": (media(f"#EXTINF:1,\n#EXT-X-BYTERANGE:{2**41}@0\na.ts\n"), PlaylistParseError),
+    "map without uri": (media('#EXT-X-MAP:URI=""\n#EXTINF:1,\na.ts\n'), PlaylistParseError),
+    "map range": (media('#EXT-X-MAP:URI="i",BYTERANGE="x"\n#EXTINF:1,\na.ts\n'), PlaylistParseError),
+    "extinf nan": (media("#EXTINF:nan,\na.ts\n"), PlaylistParseError),
+    "extinf too long": (media("#EXTINF:86401,\na.ts\n"), PlaylistParseError),
+    "extinf not a number": (media("#EXTINF:ten,\na.ts\n"), PlaylistParseError),
+    "range without extinf": (media("#EXT-X-BYTERANGE:5@0\na.ts\n"), PlaylistParseError),
+    "extinf without uri": (media("#EXTINF:1,\na.ts\n#EXTINF:1,\n"), PlaylistParseError),
+    "target duration": (media("#EXTINF:1,\na.ts\n", header="#EXT-X-TARGETDURATION:-1"), PlaylistParseError),
+    "two target durations": (
+        media("#EXTINF:1,\na.ts\n", header="#EXT-X-TARGETDURATION:x\n#EXT-X-TARGETDURATION:4"),
+        PlaylistParseError,
+    ),
+    "media sequence": (media("#EXTINF:1,\na.ts\n", header="#EXT-X-MEDIA-SEQUENCE:2e3"), PlaylistParseError),
+    "version": (media("#EXTINF:1,\na.ts\n", header="#EXT-X-VERSION:x"), PlaylistParseError),
+    "live": (media("#EXTINF:1,\na.ts\n", endlist=False), PlaylistParseError),
+    "no segments": (media("stray.ts\n"), PlaylistParseError),
+    "local file": (media("#EXTINF:1,\nfile:///etc/passwd\n"), InvalidUrl),
+    "downgrade": (
+        media('#EXT-X-KEY:METHOD=AES-128,URI="http://k.example/k"\n#EXTINF:1,\na.ts\n'),
+        InvalidUrl,
+    ),
+    "control character": (media("#EXTINF:1,\na\x00b.ts\n"), InvalidUrl),
+}
+
+
+@pytest.mark.parametrize("text, error", _ERRORS.values(), ids=_ERRORS.keys())
+def test_fast_path_errors_are_m3u8_errors(text: str, error: type[HlsError]) -> None:
+    assert type(assert_same(text)) is error
+    assert fast_only(text) is None
+
+
+_GEN_KEYS = [
+    "#EXT-X-KEY:METHOD=NONE",
+    '#EXT-X-KEY:METHOD=AES-128,URI="k1.key"',
+    '#EXT-X-KEY:METHOD=AES-128,URI="k1.key",IV=0x0102',
+    '#EXT-X-KEY:METHOD=AES-128,URI="k1.key",KEYFORMAT="identity",KEYFORMATVERSIONS="1"',
+    "#EXT-X-KEY:METHOD=AES-128,URI=../k2.key,IV=0X000000000000000000000000000000FF",
+]
+# Rare in a generated playlist, as one of them anywhere is an error.
+_GEN_BAD_KEYS = [
+    '#EXT-X-KEY:METHOD=AES-128,URI="k1.key",KEYFORMAT="com.example"',
+    '#EXT-X-KEY:METHOD=SAMPLE-AES,URI="skd://x"',
+    '#EXT-X-KEY:METHOD=AES-128,URI="k3.key",IV=0x123456789012345678901234567890123',
+]
+_GEN_MAPS = [
+    '#EXT-X-MAP:URI="init.mp4"',
+    '#EXT-X-MAP:URI="init.mp4",BYTERANGE="700@0"',
+    '#EXT-X-MAP:URI="media.mp4",BYTERANGE="64"',
+    "#EXT-X-MAP:BYTERANGE=32@8,URI=media.mp4",
+]
+_GEN_EXTRAS = [*_GEN_KEYS, *_GEN_MAPS, "#EXT-X-DISCONTINUITY", "# comment", "", "  ", "#EXTM3U"]
+_gen_segment = st.tuples(
+    st.lists(st.sampled_from(_GEN_EXTRAS * 8 + _GEN_BAD_KEYS), max_size=3),
+    st.floats(0, 30).map(lambda d: f"{d:.6f}") | st.integers(0, 30).map(str) | st.sampled_from(["1e1", "-0"]),
+    st.none()
+    | st.tuples(st.integers(1, 10**6), st.sampled_from([None, 0, 100, 10**6]) | st.integers(0, 10**6)),
+    st.sampled_from(["a.ts", "b.ts", "media.mp4", "d/e.ts", "../up.ts", "https://cdn.test/x.ts"]),
+    st.booleans(),  # BYTERANGE before EXTINF
+)
+_gen_header = st.lists(
+    st.sampled_from(
+        [
+            "#EXT-X-TARGETDURATION:30",
+            "#EXT-X-TARGETDURATION:6.5",
+            "#EXT-X-MEDIA-SEQUENCE:7",
+            "#EXT-X-VERSION:7",
+            "#EXT-X-PLAYLIST-TYPE:VOD",
+            "#EXT-X-INDEPENDENT-SEGMENTS",
+        ]
+    ),
+    max_size=4,
+)
+
+
+def _render_media(header: list[str], segments: list[Any], endlist: bool) -> list[str]:
+    lines = ["#EXTM3U", *header]
+    for extras, duration, byterange, uri, range_first in segments:
+        tags = [f"#EXTINF:{duration},"]
+        if byterange is not None:
+            length, offset = byterange
+            tags.insert(
+                0 if range_first else 1,
+                f"#EXT-X-BYTERANGE:{length}" + ("" if offset is None else f"@{offset}"),
+            )
+        lines += [*extras, *tags, uri]
+    return lines + (["#EXT-X-ENDLIST"] if endlist else [])
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    header=_gen_header,
+    segments=st.lists(_gen_segment, min_size=1, max_size=12),
+    endlist=st.sampled_from([True, True, True, False]),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    pad=st.sampled_from(["", " ", "\t"]),
+    bom=st.booleans(),
+    max_segments=st.sampled_from([DEFAULT_MAX_SEGMENTS, DEFAULT_MAX_SEGMENTS, 8]),
+)
+def test_fuzz_generated_media_playlists_take_the_fast_path(
+    header: list[str],
+    segments: list[Any],
+    endlist: bool,
+    newline: str,
+    pad: str,
+    bom: bool,
+    max_segments: int,
+) -> None:
+    lines = _render_media(header, segments, endlist)
+    text = ("\ufeff" if bom else "") + newline.join(pad + line + pad for line in lines) + newline
+    outcome = assert_same(text, max_segments)
+    if isinstance(outcome, MediaPlaylist):  # every tag here is one the scanner reads
+        assert fast_only(text, max_segments) == outcome
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    header=_gen_header,
+    segments=st.lists(_gen_segment, max_size=8),
+    junk=st.lists(st.tuples(st.integers(0, 100), fuzz_grammar._line), max_size=3),
+    ops=st.lists(fuzz_grammar._op, max_size=4),
+    as_bytes=st.booleans(),
+)
+def test_fuzz_fast_path_agrees_on_hostile_playlists(
+    header: list[str], segments: list[Any], junk: list[tuple[int, str]], ops: list[Any], as_bytes: bool
+) -> None:
+    lines = _render_media(header, segments, True)
+    for at, line in junk:
+        lines.insert(1 + at % len(lines), line)
+    for op in ops:
+        fuzz_grammar._mutate(lines, op)
+    text = "\n".join(lines)
+    assert_same(text.encode("utf-8", "surrogatepass") if as_bytes else text, max_segments=20)
+
+
+@pytest.fixture(scope="module")
+def fixture_texts(fixtures: dict[str, StreamFixture]) -> list[str]:
+    """Every media playlist the fixtures hold, with the hand-written ones above."""
+    texts = {(fx.root / rel).read_text() for fx in fixtures.values() for rel in fx.media}
+    return sorted(texts | set(_COVERED.values()))
+
+
+def test_fuzz_fast_path_agrees_on_mutated_playlists(fixture_texts: list[str]) -> None:
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(seed=st.sampled_from(fixture_texts), ops=st.lists(fuzz_grammar._op, max_size=6))
+    def run(seed: str, ops: list[Any]) -> None:
+        lines = seed.splitlines()
+        for op in ops:
+            fuzz_grammar._mutate(lines, op)
+        assert_same("\n".join(lines), max_segments=20)
+
+    run()
+
+
+def test_fast_path_never_changes_a_master() -> None:
+    assert isinstance(assert_same(MASTER), MasterPlaylist)
+    with pytest.raises(PlaylistParseError, match="expected a master"):
+        _parse(SIMPLE, URL, DEFAULT_MAX_SEGMENTS, MasterPlaylist)
