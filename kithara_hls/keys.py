@@ -2,10 +2,9 @@
 
 `KeyManager` resolves each key URI once (one lock per URI; concurrent readers
 wait for the first fetch), from the static mapping, memory, the cache, or the
-network, in that order. `read_decrypted` turns a read of plaintext at any
-offset into a read of the raw (stored) bytes around it: CBC needs only the
-previous ciphertext block as IV, so random access costs one extra block.
-Key bytes never reach logs, events or exception messages.
+network, in that order, and hands each out in ECB mode for `decrypt`, which
+reads plaintext at any offset. Key bytes never reach logs, events or
+exception messages.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from typing import Protocol
 
 from Crypto.Cipher import AES
 
@@ -25,7 +24,6 @@ from .layout import Part
 from .net import HttpClient
 from .options import KeyOptions
 from .playlist import MediaPlaylist
-from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +31,18 @@ BLOCK = AES.block_size
 KEY_BYTES = 16
 #: Largest key response read (a key is 16 bytes; a wrapped one a little more).
 MAX_KEY_RESPONSE_BYTES = 4096
-#: Raw bytes read per decrypting step beyond the caller's request.
-_SLACK = 2 * BLOCK
 
 
 def tail_size(part: Part) -> int:
     """Raw tail bytes a size probe must return for `part` (two AES blocks if encrypted)."""
     return 2 * BLOCK if part.key is not None else 0
+
+
+class BlockDecrypter(Protocol):
+    """An AES cipher in ECB mode (`Crypto.Cipher.AES.new(key, AES.MODE_ECB)`)."""
+
+    def decrypt(self, ciphertext: memoryview, output: memoryview) -> None:
+        """Decrypt whole blocks of `ciphertext` into `output`."""
 
 
 class KeyManager:
@@ -61,6 +64,7 @@ class KeyManager:
         self._bus = bus
         self._lock = threading.Lock()
         self._keys: dict[str, bytes] = {}
+        self._ciphers: dict[str, BlockDecrypter] = {}
         self._uri_locks: dict[str, threading.Lock] = {}
 
     def check(self, media: MediaPlaylist) -> None:
@@ -92,6 +96,18 @@ class KeyManager:
             return key
         finally:
             uri_lock.release()
+
+    def cipher_for(self, part: Part, deadline: float) -> BlockDecrypter:
+        """The key of `part` in ECB mode, for `Decryptor`; stateless, so one serves every thread."""
+        assert part.key is not None
+        with self._lock:
+            cipher = self._ciphers.get(part.key.uri)
+        if cipher is None:
+            # Expanding the key costs more than decrypting a small read.
+            cipher = AES.new(self.key_for(part, deadline), AES.MODE_ECB)
+            with self._lock:
+                cipher = self._ciphers.setdefault(part.key.uri, cipher)
+        return cipher
 
     def _resolve(self, uri: str, segment: int) -> bytes:
         static = self._options.static_keys.get(uri)
@@ -162,10 +178,11 @@ class KeyManager:
         iv = tail[-2 * BLOCK : -BLOCK] if len(tail) >= 2 * BLOCK else part.iv
         assert iv is not None
         last = AES.new(self.key_for(part, deadline), AES.MODE_CBC, iv).decrypt(tail[-BLOCK:])
-        return _pad_length(last, part)
+        return pad_length(last, part)
 
 
-def _pad_length(last_block: bytes, part: Part) -> int:
+def pad_length(last_block: bytes | memoryview, part: Part) -> int:
+    """PKCS#7 padding length from the decrypted last block of `part`; a bad one means a wrong key or IV."""
     pad = last_block[-1]
     if not 1 <= pad <= BLOCK or last_block[-pad:] != bytes([pad]) * pad:
         raise KeyProcessingError("bad PKCS#7 padding (wrong key or IV?)", url=part.url, segment=part.segment)
@@ -179,61 +196,3 @@ def _with_query(uri: str, query: dict[str, str] | object) -> str:
     extra = urllib.parse.urlencode(dict(query))  # type: ignore[call-overload]
     joined = f"{parts.query}&{extra}" if parts.query else extra
     return urllib.parse.urlunsplit(parts._replace(query=joined))
-
-
-def read_decrypted(
-    store: Store,
-    part: Part,
-    key: bytes,
-    off: int,
-    out: memoryview,
-    deadline: float,
-    need: Callable[[], None],
-) -> int:
-    """Copy plaintext of `part` at `off` into `out`; 0 at the part's end."""
-    assert part.iv is not None
-    first = off // BLOCK
-    raw_start = (first - 1) * BLOCK if first else 0
-    raw = _read_raw(store, part.rid, raw_start, len(out) + off % BLOCK + _SLACK, deadline, need)
-    info = store.wait_size(part.rid, False, deadline)
-    assert info is not None
-    if info.size % BLOCK:
-        raise KeyProcessingError(
-            "ciphertext length is not a multiple of 16", url=part.url, segment=part.segment
-        )
-    iv: bytes | memoryview = part.iv
-    if first:
-        if len(raw) < 2 * BLOCK:
-            return 0  # off is at (or past) the end of the plaintext
-        iv, raw = raw[:BLOCK], raw[BLOCK:]
-    usable = len(raw) - len(raw) % BLOCK
-    if usable == 0:
-        return 0
-    cipher = AES.new(key, AES.MODE_CBC, iv)
-    end = first * BLOCK + usable
-    direct = min(usable, len(out) - len(out) % BLOCK)
-    if off % BLOCK == 0 and direct and first * BLOCK + direct < info.size:
-        # The common case: whole blocks, not the last one: decrypt straight into the caller's buffer.
-        cipher.decrypt(raw[:direct], output=out[:direct])
-        return direct
-    plain = cipher.decrypt(raw[:usable])
-    if end == info.size:
-        plain = plain[: len(plain) - _pad_length(plain[-BLOCK:], part)]
-    skip = off % BLOCK
-    n = min(len(out), max(0, len(plain) - skip))
-    out[:n] = plain[skip : skip + n]
-    return n
-
-
-def _read_raw(
-    store: Store, rid: str, start: int, want: int, deadline: float, need: Callable[[], None]
-) -> memoryview:
-    """Raw bytes [start, start+want), fewer only at the resource's end."""
-    view = memoryview(bytearray(want))
-    got = 0
-    while got < want:
-        n = store.read_into(rid, start + got, view[got:], deadline, need)
-        if n == 0:
-            break
-        got += n
-    return view[:got]

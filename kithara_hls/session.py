@@ -17,6 +17,7 @@ from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
 from .cache import Cache, digest
 from .catalog import Catalog
+from .decrypt import Decryptor
 from .errors import (
     AssetsError,
     HlsError,
@@ -26,7 +27,7 @@ from .errors import (
     VariantNotFound,
 )
 from .fetch import PROBE_BATCH, FetchPool
-from .keys import KeyManager, read_decrypted
+from .keys import KeyManager
 from .layout import Layout, Part, build_mixed, build_parts
 from .net import HttpClient
 from .options import HlsOptions
@@ -52,6 +53,7 @@ class Session:
         self.client = HttpClient(options.network, cancel=self._cancel, on_retry=self.tasks.on_retry)
         self.store = Store(self.cache)
         self.keys = KeyManager(self.client, self.cache, options.keys, offline=options.offline, bus=self.bus)
+        self.decryptor = Decryptor(self.store)
         self._ended = False
         self._eos_sent = False
         self._pool: FetchPool | None = None
@@ -355,8 +357,8 @@ class Session:
         try:
             if part.key is None:
                 return self.store.read_into(part.rid, off, out, deadline, need)
-            key = self.keys.key_for(part, deadline)
-            return read_decrypted(self.store, part, key, off, out, deadline, need)
+            cipher = self.keys.cipher_for(part, deadline)
+            return self.decryptor.read_into(part, cipher, off, out, deadline, need)
         except HlsError:
             self.store.clear_error(part.rid)
             raise
