@@ -70,7 +70,9 @@ class FetchPool:
         self._work = threading.Condition(self._lock)
         self._reader = 0
         self._demand: collections.deque[int] = collections.deque()
-        self._probes: collections.deque[int] = collections.deque()
+        # (index, rid) of parts to probe; _queued holds the rids, so a part is queued once.
+        self._probes: collections.deque[tuple[int, str]] = collections.deque()
+        self._queued: set[str] = set()
         self._jobs: collections.deque[Callable[[], None]] = collections.deque()
         self._inflight: set[str] = set()
         self._probing: set[str] = set()
@@ -131,9 +133,23 @@ class FetchPool:
             self._work.notify()
 
     def probe(self, indices: list[int]) -> None:
-        """Learn the sizes of these parts, before look-ahead."""
+        """Learn the sizes of these parts, before look-ahead.
+
+        Parts already queued, being probed or downloading are skipped: ask
+        again whenever a size is still missing, as a probe or download that
+        ends without one (an ABR switch cancelled it) leaves nothing queued.
+        """
+        layout = self._layout
         with self._lock:
-            self._probes.extendleft(reversed(indices))
+            fresh = []
+            for index in indices:
+                rid = layout.part(index).rid
+                if rid not in self._queued and rid not in self._probing and rid not in self._inflight:
+                    self._queued.add(rid)
+                    fresh.append((index, rid))
+            if not fresh:
+                return
+            self._probes.extendleft(reversed(fresh))
             self._work.notify_all()
             if self._closed or not self._probe_workers:
                 return
@@ -205,10 +221,12 @@ class FetchPool:
     def _pick_probe(self) -> Task | None:
         layout = self._layout
         while self._probes:
-            index = self._probes.popleft()
+            index, rid = self._probes.popleft()
+            self._queued.discard(rid)
+            # A part the layout replaced meanwhile is skipped: its waiter asks for the new one.
             if index < len(layout) and layout.size_of(index) is None:
                 part = layout.part(index)
-                if part.rid not in self._inflight and part.rid not in self._probing:
+                if part.rid == rid and rid not in self._inflight and rid not in self._probing:
                     return Task(index, part, probe=True)
         return None
 
@@ -266,6 +284,7 @@ class FetchPool:
             self._closed = True
             self._demand.clear()
             self._probes.clear()
+            self._queued.clear()
             self._jobs.clear()
             self._work.notify_all()
         current = threading.current_thread()

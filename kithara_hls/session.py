@@ -393,14 +393,12 @@ class Session:
         """
         layout, pool = self.layout, self._pool
         assert pool is not None
-        asked: set[str] = set()
         while True:
             generation = self.store.generation
             unknown = layout.unknown(start, stop + ahead)
-            todo = [i for i in unknown if layout.part(i).rid not in asked]
-            if todo:
-                pool.probe(todo)
-                asked.update(layout.part(i).rid for i in todo)
+            # Asked on every pass: the pool skips what is queued or running, and a
+            # probe an ABR switch cancelled must be asked for again.
+            pool.probe(unknown)
             waiting = [i for i in unknown if i < stop]
             if not waiting:
                 return
