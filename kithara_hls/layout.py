@@ -246,6 +246,15 @@ class Layout:
                 if plain_size(self._parts[i], self._info.get(self._parts[i].rid)) is None
             ]
 
+    def window(self, start: int, seconds: float) -> list[tuple[Part, int | None]]:
+        """Parts from `start` that begin less than `seconds` after it (at least one), with their sizes."""
+        with self._lock:
+            if start >= len(self._parts):
+                return []
+            stop = max(start + 1, bisect.bisect_left(self._starts, self._starts[start] + seconds, lo=start))
+            info = self._info
+            return [(p, plain_size(p, info.get(p.rid))) for p in self._parts[start:stop]]
+
     def index_at_time(self, t: float) -> int:
         """Index of the media part holding media time `t` (clamped)."""
         with self._lock:
