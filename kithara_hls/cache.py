@@ -263,5 +263,11 @@ class Cache:
         shutil.rmtree(self._blobs, ignore_errors=True)
 
     def close(self) -> None:
-        """Close the calling thread's connection (diskcache connections are per thread)."""
-        self._dc.close()
+        """Close the calling thread's connection (diskcache connections are per thread).
+
+        Waits for a background open to end first, so no thread outlives its source;
+        a database that failed to open has nothing to close.
+        """
+        self._opened.wait(OPEN_DEADLINE_S)
+        if self._db is not None:
+            self._db.close()

@@ -318,3 +318,12 @@ def test_sizes_learnt_by_many_threads_at_once_all_reach_disk(tmp_path: Path):
     finally:
         again.close()
         again.cache.close()
+
+
+def test_a_failed_open_leaves_no_cache_thread(origin: Origin, tmp_path: Path):
+    import threading
+
+    with pytest.raises(kithara_hls.NetError, match="404"):
+        kithara_hls.open(origin.url("missing/index.m3u8"), opts(tmp_path))
+    ours = [t for t in threading.enumerate() if t.name.startswith("kithara-") and t.name != "kithara-origin"]
+    assert not ours
