@@ -152,10 +152,10 @@ class Store:
                 res.saved = False
             persist = persist and not res.saved
         if persist and info is not None:
-            self._save_size(res, info)
+            self._save_size(res)
 
-    def _save_size(self, res: _Res, info: SizeInfo) -> None:
-        """Write the size record of `res` (`info` is what the caller saw; the latest is written).
+    def _save_size(self, res: _Res) -> None:
+        """Write the size record of `res` (what it holds when written).
 
         Group commit: while one thread writes, others queue their records and go
         on; the writer then takes them all in one transaction. A far seek's
@@ -173,6 +173,8 @@ class Store:
                     batch = [(r, SizeInfo(r.size, r.pad)) for r in pending if r.size is not None]
                     self._unsaved.clear()
                     if not batch:
+                        # Under the same lock as the check: a record queued after it finds no writer.
+                        self._saving = False
                         return
                 with self.cache.transact():
                     for r, i in batch:
@@ -181,9 +183,10 @@ class Store:
                 with self._lock:
                     for r, i in batch:
                         r.saved = r.size == i.size and r.pad == i.pad
-        finally:
+        except BaseException:
             with self._lock:
                 self._saving = False
+            raise
 
     def first_missing(self, rid: str) -> int:
         """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O."""
@@ -385,15 +388,14 @@ class Store:
         with self._lock:
             info = None if res.saved else self._info(res)
         if info is not None:
-            self._save_size(res, info)
+            self._save_size(res)
 
     def _finish(self, res: _Res, size: int) -> None:
         with self._lock:
-            info = SizeInfo(size, res.pad)
             saved = res.saved
         with self.cache.transact():
             if not saved:
-                self._save_size(res, info)
+                self._save_size(res)
             self.cache.set(f"done:{res.rid}", b"1", tag=res.rid)
         with self._lock:
             res.size = size
