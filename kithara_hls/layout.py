@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .cache import digest
-from .playlist import ByteRange, InitSection, Key, MediaPlaylist, Segment
+from .playlist import ByteRange, InitSection, Key, MediaPlaylist, Segment, fill_frozen
 from .store import SizeInfo
 
 
@@ -123,26 +123,8 @@ def _new_part(
     duration: float,
     start: float,
 ) -> Part:
-    """`Part(rid, ..., is_init=False, ...)`, the same object in half the time.
-
-    A frozen dataclass's __init__ sets field by field through object.__setattr__;
-    `Part` has no __post_init__ and no defaults, so filling its dict at once is
-    equivalent (10,000 parts: 12 → 5 ms).
-    """
-    part = Part.__new__(Part)
-    part.__dict__.update(
-        rid=rid,
-        url=url,
-        byterange=byterange,
-        key=key,
-        iv=iv,
-        variant=variant,
-        segment=segment,
-        is_init=False,
-        duration=duration,
-        start=start,
-    )
-    return part
+    """`Part(rid, ..., is_init=False, ...)` through `fill_frozen`."""
+    return fill_frozen(Part, {**locals(), "is_init": False})
 
 
 def plain_size(part: Part, info: SizeInfo | None) -> int | None:

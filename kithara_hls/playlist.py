@@ -25,7 +25,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import m3u8
@@ -477,6 +477,20 @@ def _key_fields(raw: Any) -> KeyFields | None:
     return (raw.method, raw.uri, raw.iv, raw.keyformat)
 
 
+_T = TypeVar("_T")
+
+
+def fill_frozen(cls: type[_T], fields: dict[str, Any]) -> _T:
+    """`cls(**fields)` for a frozen dataclass without __post_init__ or defaults, in half the time.
+
+    Its __init__ sets field by field through object.__setattr__; filling the
+    instance's dict at once is equivalent (10,000 segments: 11 → 5 ms).
+    """
+    obj = cls.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
+
+
 def _new_segment(
     index: int,
     sequence: int,
@@ -488,25 +502,8 @@ def _new_segment(
     init: InitSection | None,
     discontinuity: bool,
 ) -> Segment:
-    """`Segment(...)`, the same object in half the time.
-
-    A frozen dataclass's __init__ sets field by field through object.__setattr__;
-    `Segment` has no __post_init__ and no defaults, so filling its dict at once
-    is equivalent (10,000 segments: 11 → 5 ms).
-    """
-    segment = Segment.__new__(Segment)
-    segment.__dict__.update(
-        index=index,
-        sequence=sequence,
-        uri=uri,
-        duration=duration,
-        start=start,
-        byterange=byterange,
-        key=key,
-        init=init,
-        discontinuity=discontinuity,
-    )
-    return segment
+    """`Segment(...)` through `fill_frozen`."""
+    return fill_frozen(Segment, locals())
 
 
 class _MediaBuilder:
