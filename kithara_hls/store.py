@@ -188,14 +188,17 @@ class Store:
                 self._saving = False
             raise
 
-    def first_missing(self, rid: str) -> int:
-        """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O."""
+    def first_missing(self, rid: str, *, loaded: bool = False) -> int:
+        """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O.
+
+        loaded: the caller has just called `load(rid)`, so the size record need not be read again.
+        """
         with self._lock:
             res = self._get(rid)
             if res.complete and res.size is not None:
                 return res.size
             size = res.size
-        if size is None:
+        if size is None and not loaded:
             # Another process may have stored it: its size record comes with its last block.
             info, _ = self.load(rid)
             size = None if info is None else info.size

@@ -111,7 +111,7 @@ class TaskRunner:
             return
         if self._s.options.offline:
             raise OfflineMiss("segment not in the cache", url=part.url, segment=part.segment)
-        start = self._s.store.first_missing(part.rid)
+        start = self._s.store.first_missing(part.rid, loaded=True)
         info = self._s.store.size_info(part.rid)
         if info is not None and start >= info.size > 0:
             # Another process (or source) stored it all meanwhile.
