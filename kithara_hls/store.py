@@ -102,6 +102,10 @@ class Store:
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring a corrupt size record for %s", rid)
                 done = False
+        if done and info is not None and self.cache.blob_length(rid) < info.size:
+            # The body is gone or short (removed by hand, or kept in blocks by an
+            # older version): fetch what is missing rather than trust the record.
+            done = False
         with self._lock:
             if info is not None and res.size is None:
                 res.size, res.pad = info.size, info.pad if res.pad is None else res.pad

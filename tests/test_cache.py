@@ -327,3 +327,19 @@ def test_a_failed_open_leaves_no_cache_thread(origin: Origin, tmp_path: Path):
         kithara_hls.open(origin.url("missing/index.m3u8"), opts(tmp_path))
     ours = [t for t in threading.enumerate() if t.name.startswith("kithara-") and t.name != "kithara-origin"]
     assert not ours
+
+
+def test_a_body_file_removed_behind_a_done_record_is_fetched_again(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+):
+    fx = big["c"]
+    url = big_origin.url(fx.entry)
+    assert read_all(url, opts(tmp_path)) == fx.expected()
+    blobs = sorted(p for p in (tmp_path / "blobs").rglob("*") if p.is_file())
+    blobs[0].unlink()
+    with open(blobs[1], "r+b") as body:
+        body.truncate(1000)
+    big_origin.reset_log()
+    assert read_all(url, opts(tmp_path)) == fx.expected()
+    fetched = [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")]
+    assert len(fetched) == 2, fetched  # only the two damaged bodies again
