@@ -93,7 +93,6 @@ class Store:
                     self.on_size(rid, info)
                 return info, True
         meta = self.cache.get(f"size:{rid}")
-        done = self.cache.contains(f"done:{rid}")
         info = None
         if meta is not None:
             try:
@@ -101,11 +100,10 @@ class Store:
                 info = SizeInfo(int(raw["size"]), raw.get("pad"))
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring a corrupt size record for %s", rid)
-                done = False
-        if done and info is not None and self.cache.blob_length(rid) < info.size:
-            # The body is gone or short (removed by hand, or kept in blocks by an
-            # older version): fetch what is missing rather than trust the record.
-            done = False
+        # Blocks are written in order, so a body file as long as the size is whole;
+        # one gone or short (removed by hand, cut by a crash, or kept in blocks by
+        # an older version) is fetched where it stops.
+        done = info is not None and self.cache.blob_length(rid) >= info.size
         with self._lock:
             if info is not None and res.size is None:
                 res.size, res.pad = info.size, info.pad if res.pad is None else res.pad
@@ -216,7 +214,6 @@ class Store:
 
     def adopt(self, rid: str) -> None:
         """Every block of `rid` is on disk (another process stored them): mark it complete."""
-        self.cache.set(f"done:{rid}", b"1", tag=rid)
         with self._lock:
             res = self._get(rid)
             res.complete = res.size is not None
@@ -400,10 +397,8 @@ class Store:
     def _finish(self, res: _Res, size: int) -> None:
         with self._lock:
             saved = res.saved
-        with self.cache.transact():
-            if not saved:
-                self._save_size(res)
-            self.cache.set(f"done:{res.rid}", b"1", tag=res.rid)
+        if not saved:
+            self._save_size(res)
         with self._lock:
             res.size = size
             res.complete = True
