@@ -4,9 +4,9 @@ Keys are ``kind:sha256(...)`` so URLs (whose query strings may carry tokens)
 never reach disk in clear. Values are raw bytes; `BytesDisk` refuses to store
 anything else and refuses to unpickle what another writer may have left.
 
-Segment bodies do not go through diskcache: each resource is one sparse-free
-file under ``blobs/``, written at block offsets as blocks complete, named by a
-hash of the resource id and tagged like its records, so evicting the tag
+Segment bodies do not go through diskcache: each resource is one file under
+``blobs/``, written at block offsets as blocks complete and named by a hash of
+the resource id, which is also the tag of its records, so evicting the tag
 removes it too. A per-block diskcache value cost a SQLite transaction, a new
 file and often two new folders per 256 KiB; a blob costs one file per segment.
 """

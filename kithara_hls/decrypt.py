@@ -175,10 +175,10 @@ class Decryptor:
         view = self._buffer((reach - first + 1) * BLOCK)
         wanted = (needed - first + 1) * BLOCK
         if first:
-            got = _read_raw(self._store, part.rid, (first - 1) * BLOCK, view, wanted, deadline, need)
+            got = self._store.read_at_least(part.rid, (first - 1) * BLOCK, view, wanted, deadline, need)
             return view[:got]
         view[:BLOCK] = part.iv
-        got = _read_raw(self._store, part.rid, 0, view[BLOCK:], wanted - BLOCK, deadline, need)
+        got = self._store.read_at_least(part.rid, 0, view[BLOCK:], wanted - BLOCK, deadline, need)
         return view[: BLOCK + got]
 
     def _buffer(self, size: int) -> memoryview:
@@ -210,27 +210,3 @@ def _place(plain: memoryview, at: int, out: memoryview) -> None:
     lo, hi = max(0, -at), min(len(plain), len(out) - at)
     if lo < hi:
         out[at + lo : at + hi] = plain[lo:hi]
-
-
-def _read_raw(
-    store: Store,
-    rid: str,
-    start: int,
-    view: memoryview,
-    wanted: int,
-    deadline: float,
-    need: Callable[[], None],
-) -> int:
-    """Raw bytes from `start` into `view`: at least `wanted` (fewer only at the resource's end).
-
-    Every store read asks for the whole rest of `view` but waits only while
-    wanted bytes are missing, so what lies beyond them comes only if the store
-    already holds it.
-    """
-    got = 0
-    while got < wanted:
-        n = store.read_into(rid, start + got, view[got:], deadline, need)
-        if n == 0:
-            break
-        got += n
-    return got

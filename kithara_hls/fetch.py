@@ -43,10 +43,6 @@ class Task:
         return "job" if self.part is None else self.part.label
 
 
-#: Name prefix of the size-probe threads.
-PROBE_THREAD = "kithara-probe-"
-
-
 class FetchPool:
     """Chooses work for `workers` threads that run `runner(task)`."""
 
@@ -90,6 +86,7 @@ class FetchPool:
         self._ref = weakref.ref(self)
         self._name = name
         self._workers = workers
+        self._started = 0  # download workers started
         self._threads: list[threading.Thread] = []
         # Probes are tiny requests: they get threads of their own, started at the
         # first probe, so a seek's sizes arrive many at a time beside downloads.
@@ -106,12 +103,12 @@ class FetchPool:
         the first request on the wire before the other threads cost anything.
         """
         with self._lock:
-            started = sum(1 for t in self._threads if not t.name.startswith(PROBE_THREAD))
-            if self._closed or started >= self._workers:
+            if self._closed or self._started >= self._workers:
                 return
             thread = threading.Thread(
-                target=_worker, args=(self._ref, False), name=f"{self._name}-{started}", daemon=True
+                target=_worker, args=(self._ref, False), name=f"{self._name}-{self._started}", daemon=True
             )
+            self._started += 1
             self._threads.append(thread)
             # Started under the lock, so close() never meets a thread it cannot join.
             thread.start()
@@ -160,7 +157,7 @@ class FetchPool:
             count, self._probe_workers = self._probe_workers, 0
             ref = self._ref
             threads = [
-                threading.Thread(target=_worker, args=(ref, True), name=f"{PROBE_THREAD}{i}", daemon=True)
+                threading.Thread(target=_worker, args=(ref, True), name=f"kithara-probe-{i}", daemon=True)
                 for i in range(count)
             ]
             self._threads.extend(threads)

@@ -201,7 +201,7 @@ class Store:
                 return res.size
             size = res.size
         if size is None and not loaded:
-            # Another process may have stored it: its size record comes with its last block.
+            # Another process may have stored it: its size record comes with its first block.
             info, _ = self.load(rid)
             size = None if info is None else info.size
         length = self.cache.blob_length(rid)
@@ -324,6 +324,28 @@ class Store:
                 need()
             asked = True
 
+    def read_at_least(
+        self,
+        rid: str,
+        start: int,
+        view: memoryview,
+        wanted: int,
+        deadline: float,
+        need: Callable[[], None] | None = None,
+    ) -> int:
+        """Copy bytes of `rid` from `start` into `view`: at least `wanted` (fewer only at its end).
+
+        Every read asks for the whole rest of `view` but waits only while wanted
+        bytes are missing, so what lies beyond them comes only if already here.
+        """
+        got = 0
+        while got < wanted:
+            n = self.read_into(rid, start + got, view[got:], deadline, need)
+            if n == 0:
+                break
+            got += n
+        return got
+
     def _load_block(self, rid: str, index: int, known: bool) -> bytes | None:
         data = self.cache.read_blob(rid, index * BLOCK_SIZE, BLOCK_SIZE)
         with self._lock:
@@ -389,16 +411,14 @@ class Store:
             self._changed.notify_all()
 
     def _keep_size(self, res: _Res) -> None:
+        """Write the size record of `res` unless it is unknown or already on disk."""
         with self._lock:
-            info = None if res.saved else self._info(res)
-        if info is not None:
+            needed = res.size is not None and not res.saved
+        if needed:
             self._save_size(res)
 
     def _finish(self, res: _Res, size: int) -> None:
-        with self._lock:
-            saved = res.saved
-        if not saved:
-            self._save_size(res)
+        self._keep_size(res)
         with self._lock:
             res.size = size
             res.complete = True

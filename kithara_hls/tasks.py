@@ -182,12 +182,6 @@ class TaskRunner:
             return
         tail = bytearray(min(32, info.size))
         start = info.size - len(tail)
-        view = memoryview(tail)
-        got = 0
         deadline = time.monotonic() + self._s.options.network.read_deadline
-        while got < len(tail):
-            n = self._s.store.read_into(part.rid, start + got, view[got:], deadline)
-            if n == 0:
-                break
-            got += n
+        self._s.store.read_at_least(part.rid, start, memoryview(tail), len(tail), deadline)
         self._s.store.learn_size(part.rid, info.size, self._s.keys.padding(part, bytes(tail), info.size))
