@@ -13,6 +13,7 @@ file and often two new folders per 256 KiB; a blob costs one file per segment.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -92,6 +93,13 @@ def _folder_bytes(path: str) -> int:
         return sum(entry.stat().st_size for entry in os.scandir(path))
     except OSError:  # evicted meanwhile
         return 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _blob_name(name: str) -> str:
+    # A stream's reads and look-ahead ask for the same few names over and over.
+    hashed = hashlib.sha256(name.encode()).hexdigest()[:40]
+    return os.path.join(hashed[:2], hashed)
 
 
 def digest(*parts: object) -> str:
@@ -216,8 +224,7 @@ class Cache:
 
     def blob_path(self, name: str) -> str:
         """Where the blob `name` (a resource id) lives."""
-        hashed = hashlib.sha256(name.encode()).hexdigest()[:40]
-        return os.path.join(self._blobs, hashed[:2], hashed)
+        return os.path.join(self._blobs, _blob_name(name))
 
     def open_blob(self, name: str) -> int:
         """A file descriptor open for writing the blob `name` (created if absent); the caller closes it."""

@@ -93,14 +93,16 @@ class FetchPool:
         self._probe_workers = probe_workers
 
     def start(self) -> None:
-        """Start the first worker; each worker starts the next once it has work (set hooks first)."""
+        """Start the first worker (set hooks first); the runner starts the others with `grow()`."""
         self.grow()
 
     def grow(self) -> None:
-        """Start one more download worker, up to `workers`.
+        """Start one more download worker, up to `workers`: the runner calls it when a task is
+        about to wait (on the network), so another worker may take the next one.
 
-        Starting them one by one, each once the previous one holds a task, puts
-        the first request on the wire before the other threads cost anything.
+        Started one by one, the first request goes on the wire before the other
+        threads cost anything, and a stream stored whole is walked by one thread
+        instead of a dozen contending with the reader for the GIL.
         """
         with self._lock:
             if self._closed or self._started >= self._workers:
@@ -306,8 +308,6 @@ def _worker(ref: weakref.ReferenceType[FetchPool], probes_only: bool) -> None:
             if pool.on_exit is not None:
                 pool.on_exit()
             return
-        if not probes_only:
-            pool.grow()
         ok: bool | None = False
         try:
             ok = pool.run(task)

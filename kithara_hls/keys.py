@@ -24,6 +24,7 @@ from .layout import Part
 from .net import HttpClient
 from .options import KeyOptions
 from .playlist import MediaPlaylist
+from .retry import is_retryable_status
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class KeyManager:
         self._keys: dict[str, bytes] = {}
         self._ciphers: dict[str, BlockDecrypter] = {}
         self._uri_locks: dict[str, threading.Lock] = {}
+        # Keys the server refused for good (4xx): every part asks, one request answers.
+        self._refused: dict[str, KeyProcessingError] = {}
 
     def check(self, media: MediaPlaylist) -> None:
         """Refuse playlists whose encryption we cannot decrypt (the parser already rejects SAMPLE-AES)."""
@@ -89,8 +92,17 @@ class KeyManager:
         try:
             with self._lock:
                 key = self._keys.get(uri)
+                refused = self._refused.get(uri)
+            if refused is not None:
+                raise refused
             if key is None:
-                key = self._resolve(uri, part.segment)
+                try:
+                    key = self._resolve(uri, part.segment)
+                except KeyProcessingError as exc:
+                    if _refused_for_good(exc.status):
+                        with self._lock:
+                            self._refused[uri] = exc
+                    raise
                 with self._lock:
                     self._keys[uri] = key
             return key
@@ -187,6 +199,11 @@ def pad_length(last_block: bytes | memoryview, part: Part) -> int:
     if not 1 <= pad <= BLOCK or last_block[-pad:] != bytes([pad]) * pad:
         raise KeyProcessingError("bad PKCS#7 padding (wrong key or IV?)", url=part.url, segment=part.segment)
     return pad
+
+
+def _refused_for_good(status: int | None) -> bool:
+    """A 4xx other than 408/429: asking again gets the same answer."""
+    return status is not None and 400 <= status < 500 and not is_retryable_status(status)
 
 
 def _with_query(uri: str, query: dict[str, str] | object) -> str:

@@ -63,8 +63,12 @@ class Session:
         self._reader_part = -1
         self.variant: int | None = None  # the variant the reader is in
         self._fetched_bytes = 0
-        self._unevicted_bytes = 0
+        # The cap is first checked once this session has stored something: a
+        # stream read from the cache adds nothing to evict.
+        self._unevicted_bytes = EVICT_CHECK_BYTES
         self._playlist_keys: list[str] = []
+        # Playlists read while opening, stored once the first download is under way.
+        self._unsaved_playlists: list[tuple[str, bytes]] | None = []
         self.catalog = Catalog(self.cache)
         self._lease: tuple[str, str] | None = None
         try:
@@ -111,10 +115,11 @@ class Session:
         # The first download starts before the catalog's bookkeeping: a stream
         # evicted by another process meanwhile only costs a fetch again.
         self._pool.start()
+        unsaved, self._unsaved_playlists = self._unsaved_playlists or [], None
+        for key, blob in unsaved:
+            self.cache.set(key, blob)
         sid = self._record(media, first)
         self._lease = (sid, self.catalog.lease(sid))
-        if not self.options.offline:
-            self._pool.submit(self._evict)
         if len(self.variants) > 1 and not self.options.offline:
             abr = self.options.abr
             if abr.buffer_target_secs > net.lookahead:
@@ -187,7 +192,11 @@ class Session:
         if not looks_like_playlist(body[:64]):
             raise PlaylistParseError("not an HLS playlist", url=final)
         playlist = parse(body, final, max_segments=self.options.network.max_segments)
-        self.cache.set(key, final.encode() + b"\n" + body)
+        blob = final.encode() + b"\n" + body
+        if self._unsaved_playlists is None:
+            self.cache.set(key, blob)
+        else:
+            self._unsaved_playlists.append((key, blob))
         return playlist
 
     def load_media(self, variant: int, *, fresh: bool = False) -> MediaPlaylist:
@@ -203,7 +212,7 @@ class Session:
         with self._switch_lock:
             self._fetched_bytes += nbytes
             self._unevicted_bytes += nbytes
-            evict = self._unevicted_bytes >= EVICT_CHECK_BYTES
+            evict = nbytes > 0 and self._unevicted_bytes >= EVICT_CHECK_BYTES
             if evict:
                 self._unevicted_bytes = 0
         if evict and self._pool is not None:

@@ -83,8 +83,12 @@ class Store:
             res = self._res[rid] = _Res(rid)
         return res
 
-    def load(self, rid: str) -> tuple[SizeInfo | None, bool]:
-        """Learn what the cache holds of `rid`: (size info, complete). Disk I/O: call outside locks."""
+    def load(self, rid: str, *, if_stored: bool = False) -> tuple[SizeInfo | None, bool]:
+        """Learn what the cache holds of `rid`: (size info, complete). Disk I/O: call outside locks.
+
+        if_stored: skip the size record when no byte of `rid` is on disk (a
+        download about to start learns the size from its response).
+        """
         with self._lock:
             res = self._get(rid)
             if res.complete:
@@ -92,6 +96,9 @@ class Store:
                 if info is not None and self.on_size is not None:
                     self.on_size(rid, info)
                 return info, True
+        length = self.cache.blob_length(rid)
+        if if_stored and not length:
+            return None, False
         meta = self.cache.get(f"size:{rid}")
         info = None
         if meta is not None:
@@ -103,7 +110,7 @@ class Store:
         # Blocks are written in order, so a body file as long as the size is whole;
         # one gone or short (removed by hand, cut by a crash, or kept in blocks by
         # an older version) is fetched where it stops.
-        done = info is not None and self.cache.blob_length(rid) >= info.size
+        done = info is not None and length >= info.size
         with self._lock:
             if info is not None and res.size is None:
                 res.size, res.pad = info.size, info.pad if res.pad is None else res.pad

@@ -76,8 +76,15 @@ class TaskRunner:
             self._s.bus.publish(ev.Error(exc, recoverable=False))
             return False
 
+    def _blocking(self) -> None:
+        """This worker is about to wait (on the network, or a job's I/O): let the pool start another."""
+        pool = self._s._pool
+        if pool is not None:
+            pool.grow()
+
     def _run_job(self, task: Task) -> bool:
         assert task.job is not None
+        self._blocking()
         try:
             task.job()
             return True
@@ -97,12 +104,16 @@ class TaskRunner:
             return
         if self._s.options.offline:
             raise OfflineMiss("segment size not in the cache", url=part.url, segment=part.segment)
+        self._blocking()
         size, tail = self._s.client.probe(part.url, base=part.base, tail=tail_size(part))
         pad = self._s.keys.padding(part, tail, size) if part.key is not None else None
         self._s.store.learn_size(part.rid, size, pad)
 
     def _fetch(self, index: int, part: Part) -> None:
-        info, complete = self._s.store.load(part.rid)
+        store = self._s.store
+        # Nothing on disk (the usual cold case): the request goes out at once,
+        # and its headers tell the size a record would.
+        info, complete = store.load(part.rid, if_stored=True)
         if complete:
             if part.key is not None and (info is None or info.pad is None):
                 self.learn_pad(part)
@@ -111,11 +122,11 @@ class TaskRunner:
             return
         if self._s.options.offline:
             raise OfflineMiss("segment not in the cache", url=part.url, segment=part.segment)
-        start = self._s.store.first_missing(part.rid, loaded=True)
-        info = self._s.store.size_info(part.rid)
+        start = store.first_missing(part.rid, loaded=True)
+        info = store.size_info(part.rid)
         if info is not None and start >= info.size > 0:
             # Another process (or source) stored it all meanwhile.
-            self._s.store.adopt(part.rid)
+            store.adopt(part.rid)
             if part.key is not None and info.pad is None:
                 self.learn_pad(part)
             return
@@ -142,6 +153,7 @@ class TaskRunner:
         self._s._progress(stats.bytes)
 
     def _download(self, part: Part, start: int) -> FetchStats:
+        self._blocking()
         writer = self._s.store.writer(part.rid, start)
         net = self._s.options.network
         limit = net.max_init_bytes if part.is_init else net.max_segment_bytes

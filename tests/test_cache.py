@@ -178,6 +178,33 @@ def test_eviction_keeps_cap_and_spares_open_readers(
         cache.close()
 
 
+def test_a_session_that_downloads_keeps_the_cap(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+) -> None:
+    urls = {name: big_origin.url(fx.entry) for name, fx in big.items()}
+    assert read_all(urls["a"], opts(tmp_path)) == big["a"].expected()
+    capped = opts(tmp_path).replace(cache=CacheOptions(dir=tmp_path, max_bytes=7 * SEGMENT_BYTES))
+    # b's first stored segment takes the cache past the cap: a, not leased, goes.
+    assert read_all(urls["b"], capped) == big["b"].expected()
+    with pytest.raises(kithara_hls.OfflineMiss):
+        read_all(urls["a"], opts(tmp_path, offline=True))
+    assert read_all(urls["b"], opts(tmp_path, offline=True)) == big["b"].expected()
+
+
+def test_a_stream_read_from_the_cache_runs_one_fetch_thread(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+) -> None:
+    url = big_origin.url(big["c"].entry)
+    assert read_all(url, opts(tmp_path)) == big["c"].expected()
+    big_origin.reset_log()
+    with kithara_hls.open(url, opts(tmp_path)) as f:
+        assert f.read() == big["c"].expected()
+        threads = f._session.threads()
+    # Threads start only as others wait on the network: nothing here did.
+    assert [t.name for t in threads] == ["kithara-fetch-0"]
+    assert [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")] == []
+
+
 def test_download_then_offline(fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
     fx = fixtures["ts"]
     url = origin.url(fx.entry)
