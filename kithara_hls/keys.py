@@ -121,6 +121,14 @@ class KeyManager:
                 cipher = self._ciphers.setdefault(part.key.uri, cipher)
         return cipher
 
+    def prefetch(self, part: Part, deadline: float) -> None:
+        """Get `part`'s key ready before a read asks (a background job while the first segment
+        downloads); a failure is left for that read to meet."""
+        try:
+            self.cipher_for(part, deadline)
+        except HlsError as exc:
+            log.debug("key prefetch failed: %s", exc)
+
     def _resolve(self, uri: str, segment: int) -> bytes:
         static = self._options.static_keys.get(uri)
         if static is not None:

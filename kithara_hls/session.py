@@ -115,6 +115,11 @@ class Session:
         # The first download starts before the catalog's bookkeeping: a stream
         # evicted by another process meanwhile only costs a fetch again.
         self._pool.start()
+        first_key = next((p for p in self.layout.parts(0, 2) if p.key is not None), None)
+        if first_key is not None:
+            # Fetched and expanded beside the first segment, not when the first read asks.
+            deadline = time.monotonic() + net.read_deadline
+            self._pool.submit(lambda: self.keys.prefetch(first_key, deadline))
         unsaved, self._unsaved_playlists = self._unsaved_playlists or [], None
         for key, blob in unsaved:
             self.cache.set(key, blob)

@@ -46,6 +46,29 @@ def test_key_fetched_once_and_reported(aes_copy: tuple[Origin, StreamFixture, Pa
     assert fetches == [ev.KeyFetch(origin.url("aes/key.key"), True, False)]
 
 
+def test_the_key_is_fetched_while_the_first_segment_downloads(
+    aes_copy: tuple[Origin, StreamFixture, Path], tmp_path: Path
+) -> None:
+    origin, fx, folder = aes_copy
+    segments = [ln for ln in (folder / "index.m3u8").read_text().splitlines() if ln.endswith(".ts")]
+    stalls = [origin.stall(f"aes/{name}", times=100) for name in segments]
+    try:
+        with kithara_hls.open(origin.url(fx.entry), opts(tmp_path)) as f:
+            sub = f.events()
+            # No segment has arrived, and nothing was read: only a prefetch asks for the key.
+            event = sub.get(timeout=10)
+            while not isinstance(event, ev.KeyFetch):
+                event = sub.get(timeout=10)
+            assert event == ev.KeyFetch(origin.url("aes/key.key"), True, False)
+            for stall in stalls:
+                stall.set()
+            assert f.read() == fx.expected()
+    finally:
+        for stall in stalls:
+            stall.set()
+    assert origin.count("aes/key.key") == 1
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
