@@ -8,6 +8,7 @@ at virtual offsets into store reads, decrypting AES-128 parts on the way.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from . import events as ev
 from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
 from .cache import Cache, digest
-from .catalog import Catalog
+from .catalog import Catalog, stream_id
 from .decrypt import Decryptor
 from .errors import (
     AssetsError,
@@ -24,10 +25,11 @@ from .errors import (
     NetError,
     OfflineMiss,
     PlaylistParseError,
+    StorageError,
     VariantNotFound,
 )
 from .fetch import PROBE_BATCH, FetchPool
-from .keys import KeyManager
+from .keys import BLOCK, KeyManager
 from .layout import Layout, Part, build_mixed, build_parts
 from .net import HttpClient
 from .options import HlsOptions
@@ -66,7 +68,9 @@ class Session:
         # The cap is first checked once this session has stored something: a
         # stream read from the cache adds nothing to evict.
         self._unevicted_bytes = EVICT_CHECK_BYTES
-        self._playlist_keys: list[str] = []
+        self._stream_keys: list[str] = []  # playlists and the sizes snapshot, for eviction
+        self._sizes_key: str | None = None
+        self._sizes_kept: dict[str, SizeInfo] = {}  # what the snapshot on disk holds
         # Playlists read while opening, stored once the first download is under way.
         self._unsaved_playlists: list[tuple[str, bytes]] | None = []
         self.catalog = Catalog(self.cache)
@@ -112,6 +116,11 @@ class Session:
         )
         self._pool.on_finished = self._on_finished
         self._pool.on_exit = self.cache.close
+        sid = stream_id(url)
+        stored_before = len(self.layout) > 0 and self.cache.blob_length(self.layout.part(0).rid) > 0
+        if stored_before:
+            # Read from the cache: the workers must find its sizes known.
+            self._load_sizes(sid)
         # The first download starts before the catalog's bookkeeping: a stream
         # evicted by another process meanwhile only costs a fetch again.
         self._pool.start()
@@ -123,7 +132,9 @@ class Session:
         unsaved, self._unsaved_playlists = self._unsaved_playlists or [], None
         for key, blob in unsaved:
             self.cache.set(key, blob)
-        sid = self._record(media, first)
+        if not stored_before:
+            self._load_sizes(sid)
+        self._record(media, first)
         self._lease = (sid, self.catalog.lease(sid))
         if len(self.variants) > 1 and not self.options.offline:
             abr = self.options.abr
@@ -164,7 +175,30 @@ class Session:
         """Tell the catalog which resources and keys this stream uses (for `cache ls` and eviction)."""
         parts = build_parts(media, variant)
         keys = {f"key:{digest(p.key.uri)}" for p in parts if p.key is not None}
-        return self.catalog.record(self.url, (p.rid for p in parts), [*self._playlist_keys, *keys])
+        return self.catalog.record(self.url, (p.rid for p in parts), [*self._stream_keys, *keys])
+
+    def _load_sizes(self, sid: str) -> None:
+        """Take the sizes an earlier run of this stream knew, from its one snapshot record:
+        a reopened stream knows every offset without a record read per part."""
+        self._sizes_key = f"sizes:{sid}"
+        self._stream_keys.append(self._sizes_key)
+        blob = self.cache.get(self._sizes_key)
+        if blob is not None:
+            self._sizes_kept = _parse_sizes(blob)
+            self.store.preload(self._sizes_kept)
+
+    def _save_sizes(self) -> None:
+        """Keep every size known now in the snapshot, if this run learnt any."""
+        if self._sizes_key is None:
+            return
+        sizes = self.store.known_sizes()
+        if sizes == self._sizes_kept:
+            return
+        record = {rid: [info.size, info.pad] for rid, info in sizes.items()}
+        try:
+            self.cache.set(self._sizes_key, json.dumps(record, separators=(",", ":")).encode())
+        except StorageError as exc:
+            log.warning("could not keep the stream's sizes: %s", exc)
 
     def _evict(self) -> None:
         removed = self.catalog.evict(self.options.cache.max_bytes)
@@ -179,7 +213,7 @@ class Session:
     def load_playlist(self, url: str, *, fresh: bool = False) -> MasterPlaylist | MediaPlaylist:
         """Fetch (or take from the cache) and parse the playlist at `url`; `fresh`: no cached fallback."""
         key = f"pl:{digest(url)}"
-        self._playlist_keys.append(key)
+        self._stream_keys.append(key)
         if self.options.offline:
             cached = self.cache.get(key)
             if cached is None:
@@ -457,6 +491,7 @@ class Session:
         if self._pool is not None:
             self._pool.close()
         self.client.close()
+        self._save_sizes()
         lease, self._lease = self._lease, None
         if lease is not None:
             self.catalog.release(*lease)
@@ -467,6 +502,28 @@ class Session:
         """Background threads started by this session (for tests)."""
         threads = [] if self._pool is None else self._pool.threads()
         return threads + ([] if self.abr_driver is None else [self.abr_driver.thread])
+
+
+def _parse_sizes(blob: bytes) -> dict[str, SizeInfo]:
+    """A sizes snapshot: {rid: [size, pad or null]}; entries that are not that are skipped."""
+    try:
+        raw = json.loads(blob)
+    except ValueError:
+        raw = None
+    if not isinstance(raw, dict):
+        log.warning("ignoring a corrupt sizes snapshot")
+        return {}
+    sizes = {}
+    for rid, entry in raw.items():
+        if isinstance(entry, list) and len(entry) == 2:
+            size, pad = entry
+            if _is_count(size) and (pad is None or (_is_count(pad) and 1 <= pad <= BLOCK)):
+                sizes[rid] = SizeInfo(size, pad)
+    return sizes
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _parse_cached(blob: bytes, url: str, max_segments: int) -> MasterPlaylist | MediaPlaylist:

@@ -83,11 +83,15 @@ class Store:
             res = self._res[rid] = _Res(rid)
         return res
 
-    def load(self, rid: str, *, if_stored: bool = False) -> tuple[SizeInfo | None, bool]:
+    def load(
+        self, rid: str, *, need_pad: bool = False, if_stored: bool = False
+    ) -> tuple[SizeInfo | None, bool]:
         """Learn what the cache holds of `rid`: (size info, complete). Disk I/O: call outside locks.
 
-        if_stored: skip the size record when no byte of `rid` is on disk (a
-        download about to start learns the size from its response).
+        The size record is read only if memory lacks the size (or, with
+        `need_pad`, an encrypted part's padding). if_stored: not either when no
+        byte of `rid` is on disk (a download about to start learns the size
+        from its response).
         """
         with self._lock:
             res = self._get(rid)
@@ -96,30 +100,60 @@ class Store:
                 if info is not None and self.on_size is not None:
                     self.on_size(rid, info)
                 return info, True
+            known = res.size is not None and (res.pad is not None or not need_pad)
         length = self.cache.blob_length(rid)
         if if_stored and not length:
             return None, False
-        meta = self.cache.get(f"size:{rid}")
-        info = None
-        if meta is not None:
-            try:
-                raw = json.loads(meta)
-                info = SizeInfo(int(raw["size"]), raw.get("pad"))
-            except (ValueError, KeyError, TypeError):
-                log.warning("ignoring a corrupt size record for %s", rid)
-        # Blocks are written in order, so a body file as long as the size is whole;
-        # one gone or short (removed by hand, cut by a crash, or kept in blocks by
-        # an older version) is fetched where it stops.
-        done = info is not None and length >= info.size
+        record = None if known else self._read_record(rid)
         with self._lock:
-            if info is not None and res.size is None:
-                res.size, res.pad = info.size, info.pad if res.pad is None else res.pad
-            res.complete = res.complete or (done and res.size is not None)
+            if record is not None:
+                if res.size is None:
+                    res.size = record.size
+                if res.size == record.size and res.pad is None:
+                    res.pad = record.pad
+            # Blocks are written in order, so a body file as long as the size is whole;
+            # one gone or short (removed by hand, cut by a crash, or kept in blocks by
+            # an older version) is fetched where it stops.
+            if res.size is not None and length >= res.size:
+                res.complete = True
             complete, info = res.complete, self._info(res)
             if info is not None and self.on_size is not None:
                 self.on_size(rid, info)
             self._changed.notify_all()
         return info, complete
+
+    def _read_record(self, rid: str) -> SizeInfo | None:
+        meta = self.cache.get(f"size:{rid}")
+        if meta is None:
+            return None
+        try:
+            raw = json.loads(meta)
+            return SizeInfo(int(raw["size"]), raw.get("pad"))
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a corrupt size record for %s", rid)
+            return None
+
+    def preload(self, sizes: dict[str, SizeInfo]) -> None:
+        """Take sizes known from an earlier run (a stream's snapshot); a size learnt
+        meanwhile, live, wins over a different one here."""
+        with self._lock:
+            for rid, info in sizes.items():
+                res = self._get(rid)
+                if res.size is None:
+                    res.size = info.size
+                if res.size == info.size and res.pad is None:
+                    res.pad = info.pad
+                known = self._info(res)
+                if known is not None and self.on_size is not None:
+                    self.on_size(rid, known)
+            self._changed.notify_all()
+
+    def known_sizes(self) -> dict[str, SizeInfo]:
+        """Every size (and padding) known in memory, by resource id."""
+        with self._lock:
+            return {
+                rid: SizeInfo(res.size, res.pad) for rid, res in self._res.items() if res.size is not None
+            }
 
     @staticmethod
     def _info(res: _Res) -> SizeInfo | None:

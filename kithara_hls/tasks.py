@@ -96,7 +96,7 @@ class TaskRunner:
             return False
 
     def _probe(self, part: Part) -> None:
-        info, complete = self._s.store.load(part.rid)
+        info, complete = self._s.store.load(part.rid, need_pad=part.key is not None)
         if info is not None and (part.key is None or info.pad is not None):
             return
         if complete:
@@ -113,7 +113,7 @@ class TaskRunner:
         store = self._s.store
         # Nothing on disk (the usual cold case): the request goes out at once,
         # and its headers tell the size a record would.
-        info, complete = store.load(part.rid, if_stored=True)
+        info, complete = store.load(part.rid, need_pad=part.key is not None, if_stored=True)
         if complete:
             if part.key is not None and (info is None or info.pad is None):
                 self.learn_pad(part)

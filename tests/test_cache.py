@@ -205,6 +205,57 @@ def test_a_stream_read_from_the_cache_runs_one_fetch_thread(
     assert [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")] == []
 
 
+def drop_keys(cache: Path, prefix: str) -> int:
+    """Delete the cache records whose key starts with `prefix`; returns how many."""
+    import diskcache
+
+    raw = diskcache.Cache(str(cache))
+    try:
+        keys = [k for k in raw.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
+        for key in keys:
+            raw.delete(key)
+        return len(keys)
+    finally:
+        raw.close()
+
+
+def test_a_reopened_stream_knows_every_offset_from_its_sizes_snapshot(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+) -> None:
+    fx = big["a"]
+    url = big_origin.url(fx.entry)
+    expected = fx.expected()
+    assert read_all(url, opts(tmp_path)) == expected
+    # Without the per-segment records, only the snapshot can tell the sizes (and
+    # so that the stored files are whole).
+    assert drop_keys(tmp_path, "size:") == 6
+    big_origin.reset_log()
+    with kithara_hls.open(url, opts(tmp_path)) as f:
+        assert f.seek(0, os.SEEK_END) == len(expected)
+        f.seek(len(expected) - 5000)
+        assert f.read() == expected[-5000:]
+    assert [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")] == []
+
+
+def test_a_corrupt_sizes_snapshot_is_ignored(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+) -> None:
+    fx = big["b"]
+    url = big_origin.url(fx.entry)
+    assert read_all(url, opts(tmp_path)) == fx.expected()
+    cache = Cache(CacheOptions(dir=tmp_path))
+    try:
+        snapshot = f"sizes:{stream_id(url)}"
+        assert cache.get(snapshot) is not None
+        cache.set(snapshot, b'{"x": [1, 2], "y": "z", "w": [-1, null]')
+    finally:
+        cache.close()
+    with kithara_hls.open(url, opts(tmp_path, offline=True)) as f:
+        assert f.seek(0, os.SEEK_END) == len(fx.expected())
+        f.seek(0)
+        assert f.read() == fx.expected()
+
+
 def test_download_then_offline(fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path):
     fx = fixtures["ts"]
     url = origin.url(fx.entry)
