@@ -13,6 +13,8 @@ read returns data (the first read asks for 16 KiB, later ones for 256 KiB).
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
 import queue
 import resource
@@ -147,6 +149,73 @@ def kithara_seek(args: argparse.Namespace) -> Runner:
         return {"open_s": opened, "seek_call_s": sought, "seek_ttfb_s": first}
 
     return run
+
+
+def seek_floor(args: argparse.Namespace) -> Runner:
+    """The least any client needs for the seek line on this origin, with no HTTP library:
+    the playlist, then every size before `--seek` by HEAD requests on raw sockets (all at
+    once, FLOOR_HEADS_PER_CONNECTION pipelined per connection), then 16 KiB of the target."""
+    import http.client
+    from urllib.parse import urljoin, urlsplit
+
+    import m3u8
+
+    def run(probe: Probe) -> dict[str, Any]:
+        host = urlsplit(args.url)
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+        conn.request("GET", host.path)
+        playlist = m3u8.loads(conn.getresponse().read().decode(), uri=args.url)
+        t0 = time.perf_counter()
+        ends = list(itertools.accumulate(seg.duration for seg in playlist.segments))
+        target = bisect.bisect_right(ends, args.seek)
+        paths = [urlsplit(urljoin(args.url, seg.uri)).path for seg in playlist.segments[:target]]
+        offset = sum(_head_sizes(host.hostname or "127.0.0.1", host.port or 80, paths))
+        sized = time.perf_counter() - t0
+        conn.request(
+            "GET",
+            urlsplit(urljoin(args.url, playlist.segments[target].uri)).path,
+            headers={"Range": f"bytes=0-{FIRST_READ_BYTES - 1}"},
+        )
+        probe.got(len(conn.getresponse().read()))
+        first = time.perf_counter() - t0
+        conn.close()
+        return {"seek_ttfb_s": first, "sizes_s": sized, "offset": offset, "heads": len(paths)}
+
+    return run
+
+
+#: HEAD requests written at once on each raw connection of `seek_floor`.
+FLOOR_HEADS_PER_CONNECTION = 2
+
+
+def _head_sizes(host: str, port: int, paths: list[str]) -> list[int]:
+    """Content-Length of each path, by pipelined HEAD requests over many raw sockets at once."""
+    import selectors
+    import socket
+
+    sel = selectors.DefaultSelector()
+    sizes = [0] * len(paths)
+    for first in range(0, len(paths), FLOOR_HEADS_PER_CONNECTION):
+        batch = list(range(first, min(first + FLOOR_HEADS_PER_CONNECTION, len(paths))))
+        sock = socket.create_connection((host, port), timeout=30)
+        sock.sendall(b"".join(f"HEAD {paths[i]} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for i in batch))
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ, (batch, bytearray()))
+    while sel.get_map():
+        for key, _ in sel.select(30):
+            batch, buf = key.data
+            data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+            buf += data
+            heads = bytes(buf).split(b"\r\n\r\n")
+            if len(heads) > len(batch) or not data:
+                for index, head in zip(batch, heads, strict=False):
+                    for line in head.split(b"\r\n"):
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            sizes[index] = int(value)
+                sel.unregister(key.fileobj)
+                key.fileobj.close()  # type: ignore[union-attr]
+    return sizes
 
 
 def _wait_filled(sub: Any, segment_complete: type) -> int:
@@ -326,6 +395,7 @@ def kithara_av(args: argparse.Namespace) -> Runner:
 CLIENTS: dict[str, Callable[[argparse.Namespace], Runner]] = {
     "kithara": kithara,
     "kithara-seek": kithara_seek,
+    "seek-floor": seek_floor,
     "kithara-idle": kithara_idle,
     "kithara-av": kithara_av,
     "ffmpeg-av": ffmpeg_av,

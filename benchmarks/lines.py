@@ -10,7 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .clients import FIRST_READ_BYTES, IDLE_WINDOW_S, KIB, READ_BUFFER_BYTES, SMALL_READ_BYTES
+from .clients import (
+    FIRST_READ_BYTES,
+    FLOOR_HEADS_PER_CONNECTION,
+    IDLE_WINDOW_S,
+    KIB,
+    READ_BUFFER_BYTES,
+    SMALL_READ_BYTES,
+)
 from .fixtures import Stream
 from .run import MB, WAN_BANDWIDTH, WAN_LATENCY_S, Bench, Measure, Row, verdict
 
@@ -147,7 +154,20 @@ def seek(bench: Bench) -> list[Row]:
             f"seek: open() {opened:.0f} ms, then seek_time() {call:.0f} ms of the TTFB"
             " (TTFB column = from the seek_time() call to the first byte after it)"
         )
-    return [row]
+    floor = bench.measure("wan", "seek-floor", stream, "--seek", f"{middle:g}")
+    floor_row = Row.of("WAN seek floor: raw-socket HEADs", floor, target="(reported)")
+    if floor is not None:
+        floor_row.ttfb_s = floor.extra["seek_ttfb_s"]
+        floor_row.mbps = None
+        floor_row.ratio = f"{floor_row.ttfb_s / goal:.2f}× target"
+        if m is not None:
+            row.ratio += f", {m.extra['seek_ttfb_s'] / floor_row.ttfb_s:.1f}× floor"
+        bench.notes.append(
+            f"seek floor: {floor.extra['heads']:.0f} sizes by HEAD on raw sockets"
+            f" ({FLOOR_HEADS_PER_CONNECTION} pipelined per connection, all at once) took"
+            f" {floor.extra['sizes_s'] * 1000:.0f} ms: the origin's own cost, before any client's"
+        )
+    return [row, floor_row]
 
 
 def memory(bench: Bench) -> list[Row]:
