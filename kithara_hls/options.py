@@ -92,7 +92,8 @@ class NetworkOptions:
     connection errors, timeouts, 408, 429 and 5xx. backoff / backoff_max: jittered
     exponential backoff, and the cap on an honoured Retry-After. headers: sent with
     every request. verify: TLS verification (a CA bundle path is accepted).
-    workers: fetch threads; probe_workers: threads that only learn sizes (a seek
+    workers: fetch threads at most (one more starts each time one waits on the
+    network); probe_workers: threads that only learn sizes (a seek
     far ahead probes many segments at once); the connection pool fits both.
     lookahead / lookahead_bytes: how far ahead of the reader to fetch.
     read_deadline: the longest a read waits for data before raising `NetError`.
@@ -133,7 +134,8 @@ class CacheOptions:
     """The persistent store.
 
     dir: cache folder (default `default_cache_dir()`), created with mode 0700.
-    max_bytes: size cap; least recently used streams are evicted past it.
+    max_bytes: size cap; least recently used streams are evicted past it (checked once a
+    source stored its first segment, then every 32 MiB it downloads).
     """
 
     dir: str | os.PathLike[str] | None = None

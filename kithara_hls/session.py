@@ -125,8 +125,9 @@ class Session:
         # evicted by another process meanwhile only costs a fetch again.
         self._pool.start()
         first_key = next((p for p in self.layout.parts(0, 2) if p.key is not None), None)
-        if first_key is not None:
-            # Fetched and expanded beside the first segment, not when the first read asks.
+        if first_key is not None and not stored_before:
+            # Fetched and expanded beside the first segment, not when the first read asks
+            # (from the cache, the read gets it sooner itself than a job on another thread).
             deadline = time.monotonic() + net.read_deadline
             self._pool.submit(lambda: self.keys.prefetch(first_key, deadline))
         unsaved, self._unsaved_playlists = self._unsaved_playlists or [], None
