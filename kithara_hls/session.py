@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sqlite3
 import threading
 import time
 
@@ -25,7 +26,6 @@ from .errors import (
     NetError,
     OfflineMiss,
     PlaylistParseError,
-    StorageError,
     VariantNotFound,
 )
 from .fetch import PROBE_BATCH, FetchPool
@@ -195,10 +195,14 @@ class Session:
         sizes = self.store.known_sizes()
         if sizes == self._sizes_kept:
             return
-        record = {rid: [info.size, info.pad] for rid, info in sizes.items()}
         try:
-            self.cache.set(self._sizes_key, json.dumps(record, separators=(",", ":")).encode())
-        except StorageError as exc:
+            with self.cache.transact():
+                # Another process may have kept sizes of its own meanwhile: keep both.
+                blob = self.cache.get(self._sizes_key)
+                kept = {} if blob is None else _parse_sizes(blob)
+                record = {rid: [i.size, i.pad] for rid, i in {**kept, **sizes}.items()}
+                self.cache.set(self._sizes_key, json.dumps(record, separators=(",", ":")).encode())
+        except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
             log.warning("could not keep the stream's sizes: %s", exc)
 
     def _evict(self) -> None:

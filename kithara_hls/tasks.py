@@ -96,7 +96,10 @@ class TaskRunner:
             return False
 
     def _probe(self, part: Part) -> None:
-        info, complete = self._s.store.load(part.rid, need_pad=part.key is not None)
+        # Online, a size probed before and not in the stream's snapshot costs a request,
+        # not a record read for every probe of a far seek.
+        offline = self._s.options.offline
+        info, complete = self._s.store.load(part.rid, need_pad=part.key is not None, if_stored=not offline)
         if info is not None and (part.key is None or info.pad is not None):
             return
         if complete:
@@ -107,7 +110,8 @@ class TaskRunner:
         self._blocking()
         size, tail = self._s.client.probe(part.url, base=part.base, tail=tail_size(part))
         pad = self._s.keys.padding(part, tail, size) if part.key is not None else None
-        self._s.store.learn_size(part.rid, size, pad)
+        # Kept by the stream's sizes snapshot when it closes.
+        self._s.store.learn_size(part.rid, size, pad, persist=False)
 
     def _fetch(self, index: int, part: Part) -> None:
         store = self._s.store

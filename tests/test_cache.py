@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -235,6 +236,30 @@ def test_a_reopened_stream_knows_every_offset_from_its_sizes_snapshot(
         f.seek(len(expected) - 5000)
         assert f.read() == expected[-5000:]
     assert [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")] == []
+
+
+def test_the_sizes_snapshot_keeps_what_another_process_kept_meanwhile(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+) -> None:
+    fx = big["c"]
+    url = big_origin.url(fx.entry)
+    snapshot = f"sizes:{stream_id(url)}"
+    with kithara_hls.open(url, opts(tmp_path)) as f:
+        assert f.read() == fx.expected()
+        other = Cache(CacheOptions(dir=tmp_path))
+        try:
+            other.set(snapshot, b'{"elsewhere": [123, null]}')
+        finally:
+            other.close()
+    cache = Cache(CacheOptions(dir=tmp_path))
+    try:
+        blob = cache.get(snapshot)
+    finally:
+        cache.close()
+    assert blob is not None
+    kept = json.loads(blob)
+    assert kept.pop("elsewhere") == [123, None]
+    assert sorted(size for size, _ in kept.values()) == sorted(map(len, fx.segment_bytes()))
 
 
 def test_a_corrupt_sizes_snapshot_is_ignored(
