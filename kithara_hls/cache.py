@@ -75,6 +75,8 @@ def _open_diskcache(path: Path) -> diskcache.Cache:
                 disk=BytesDisk,
                 timeout=SQLITE_TIMEOUT_S,
                 eviction_policy="none",
+                # Nothing is stored with an expiry: each write need not look for expired keys.
+                cull_limit=0,
                 size_limit=2**62,
                 disk_min_file_size=FILE_THRESHOLD_BYTES,
                 tag_index=True,
@@ -180,11 +182,10 @@ class Cache:
         value: bytes | bytearray | memoryview,
         *,
         tag: str | None = None,
-        expire: float | None = None,
     ) -> None:
         """Store `value` at `key` (tagged with a resource id, for eviction); StorageError on failure."""
         try:
-            ok = self._dc.set(key, value, retry=True, tag=tag, expire=expire)
+            ok = self._dc.set(key, value, retry=True, tag=tag)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cache write failed: {exc}") from exc
         if not ok:
