@@ -189,6 +189,10 @@ class _TrackingPoolManager(PoolManager):
             _shutdown(sock)
 
 
+# What to call once this thread's request is on the wire (see HttpClient.fetch's on_sent).
+_sending = threading.local()
+
+
 class _TrackedHTTPConnection(HTTPConnection):
     def __init__(self, *args: Any, tracker: _TrackingPoolManager, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -197,6 +201,16 @@ class _TrackedHTTPConnection(HTTPConnection):
     def connect(self) -> None:
         super().connect()
         self._tracker.track(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        hook = getattr(_sending, "hook", None)
+        if hook is not None:
+            _sending.hook = None
+            try:
+                hook()
+            except Exception:
+                log.exception("on_sent hook failed")
 
 
 class _TrackedHTTPSConnection(_TrackedHTTPConnection, HTTPSConnection):  # MRO: wraps HTTPS connect()
@@ -234,6 +248,7 @@ class _Transfer:
     base_offset: int
     sliced: bool
     max_bytes: int | None
+    on_sent: Callable[[], None] | None = None
     size: int | None = None
     ttfb: float = 0.0
     transfer: float = 0.0
@@ -371,6 +386,7 @@ class HttpClient:
         base: tuple[int, int] | None = None,
         max_bytes: int | None = None,
         chunk_size: int = DEFAULT_CHUNK_BYTES,
+        on_sent: Callable[[], None] | None = None,
     ) -> FetchStats:
         """Stream bytes ``[start, end)`` of a resource (``end=None``: to its end) into `sink`, in order.
 
@@ -381,11 +397,12 @@ class HttpClient:
         request from the first undelivered byte. 404/410 raise `SegmentNotFound`,
         other 4xx but 408/429 `NetError`, at once; a size over `max_bytes` raises
         `AssetsError`; transient failures end in `RetryExhausted`; `abort` in `Cancelled`.
+        on_sent: called once, on this thread, as soon as a request is on the wire.
         """
         if start < 0 or (end is not None and end < start) or chunk_size <= 0:
             raise ValueError(f"bad range [{start}, {end}) or chunk size {chunk_size}")
         offset = base[0] if base is not None else 0
-        t = _Transfer(url, sink, start, end, offset, base is not None, max_bytes)
+        t = _Transfer(url, sink, start, end, offset, base is not None, max_bytes, on_sent)
         if base is not None:
             t.learn_size(base[1])
         if t.end is not None and t.next >= t.end:
@@ -400,7 +417,8 @@ class HttpClient:
         wanted = t.range_header()
         if wanted is not None:
             headers["Range"] = wanted
-        with self._open(t.url, headers) as resp:
+        on_sent, t.on_sent = t.on_sent, None
+        with self._open(t.url, headers, on_sent=on_sent) as resp:
             t.ttfb = resp.elapsed.total_seconds()
             if resp.status_code == 416 and t.sliced:
                 raise AssetsError("byte range starts beyond the resource", url=t.url, status=416)
@@ -555,19 +573,28 @@ class HttpClient:
             raise Cancelled("client closed")
 
     def _open(
-        self, url: str, headers: dict[str, str], params: Mapping[str, str] | None = None
+        self,
+        url: str,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None = None,
+        *,
+        on_sent: Callable[[], None] | None = None,
     ) -> requests.Response:
         self._check_cancel()
         proxies, verify = self._environment(url)
-        resp = self._session.get(
-            url,
-            headers=headers,
-            params=params,
-            stream=True,
-            timeout=self._timeout,
-            verify=verify,
-            proxies=proxies,
-        )
+        _sending.hook = on_sent
+        try:
+            resp = self._session.get(
+                url,
+                headers=headers,
+                params=params,
+                stream=True,
+                timeout=self._timeout,
+                verify=verify,
+                proxies=proxies,
+            )
+        finally:
+            _sending.hook = None
         log.debug(
             "GET %s range=%s -> %d in %.3fs",
             redact_url(url),

@@ -157,7 +157,6 @@ class TaskRunner:
         self._s._progress(stats.bytes)
 
     def _download(self, part: Part, start: int) -> FetchStats:
-        self._blocking()
         writer = self._s.store.writer(part.rid, start)
         net = self._s.options.network
         limit = net.max_init_bytes if part.is_init else net.max_segment_bytes
@@ -165,7 +164,10 @@ class TaskRunner:
             self._writers[part.rid] = writer
             url = self._urls.get(part.rid, part.url)
         try:
-            stats = self._s.client.fetch(url, writer, start=start, base=part.base, max_bytes=limit)
+            # Another worker starts once this request is out, not while it is being made.
+            stats = self._s.client.fetch(
+                url, writer, start=start, base=part.base, max_bytes=limit, on_sent=self._blocking
+            )
             writer.finish()
         except BaseException:
             writer.abandon()

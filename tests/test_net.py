@@ -425,6 +425,27 @@ def test_reset_mid_body_resumes_from_the_next_byte(make_client: Callable[..., Ht
     assert stats.attempts == 2 and stats.bytes == len(BODY)
 
 
+def test_on_sent_is_called_once_as_the_first_request_goes_out(make_client: Callable[..., HttpClient]) -> None:
+    sink = RecordingSink()
+    calls: list[str] = []
+    out = threading.Event()
+    answered_after_it: list[bool] = []
+
+    def on_sent() -> None:
+        calls.append(threading.current_thread().name)
+        out.set()
+
+    def after_on_sent(conn: socket.socket, request: Request, server: Server) -> None:
+        answered_after_it.append(out.wait(WAIT_S))  # no response before the hook ran
+        serve(send=400, then="reset")(conn, request, server)
+
+    with Server(after_on_sent, serve()) as server:
+        stats = make_client().fetch(server.url, sink, chunk_size=100, on_sent=on_sent)
+    assert bytes(sink.data) == BODY and stats.attempts == 2
+    assert answered_after_it == [True]
+    assert calls == [threading.current_thread().name]  # once, though two requests went out
+
+
 def test_truncated_body_is_resumed(make_client: Callable[..., HttpClient]) -> None:
     sink = RecordingSink()
     with Server(serve(send=600), serve()) as server:
