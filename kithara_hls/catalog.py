@@ -1,7 +1,9 @@
 """What the cache holds, stream by stream: records, leases and LRU eviction.
 
 A stream record lists the resources (by id) and the extra keys (playlists,
-keys) of one opened URL, with when it was last used. An open `HlsSource`
+keys, the sizes snapshot) of one opened URL, with when it was last used. The
+sizes snapshot keeps every size a stream's last run knew, so a reopened
+stream knows its offsets from one record. An open `HlsSource`
 holds a lease on its stream; eviction removes whole streams, least recently
 used first, and never a leased one. The index lives in the cache itself and
 is changed in diskcache transactions, so several processes can share it.
@@ -20,10 +22,13 @@ from dataclasses import dataclass
 
 from .cache import Cache, digest
 from .errors import StorageError, redact_url
+from .store import SizeInfo
 
 log = logging.getLogger(__name__)
 
 INDEX_KEY = "streams"
+#: Most PKCS#7 padding of an AES-128 segment (one 16-byte block).
+MAX_PAD = 16
 #: A lease whose process vanished without releasing it lapses after this long.
 LEASE_TTL_S = 24 * 3600.0
 _HOST = socket.gethostname()
@@ -141,6 +146,19 @@ class Catalog:
         except (ValueError, KeyError, TypeError):
             return 0
 
+    def sizes(self, sid: str) -> dict[str, SizeInfo]:
+        """The sizes snapshot of stream `sid`, by resource id (empty if none; bad entries skipped)."""
+        blob = self.cache.get(sizes_key(sid))
+        return {} if blob is None else _parse_sizes(blob)
+
+    def keep_sizes(self, sid: str, sizes: dict[str, SizeInfo]) -> None:
+        """Merge `sizes` into the snapshot of stream `sid`, in one transaction: sizes another
+        process kept meanwhile stay. StorageError (or sqlite3.Error) on failure."""
+        with self.cache.transact():
+            merged = {**self.sizes(sid), **sizes}
+            record = {rid: [info.size, info.pad] for rid, info in merged.items()}
+            self.cache.set(sizes_key(sid), json.dumps(record, separators=(",", ":")).encode())
+
     def evict(self, max_bytes: int) -> int:
         """Remove least recently used, unleased streams until the cache fits `max_bytes`; returns how many."""
         removed = 0
@@ -180,6 +198,33 @@ class Catalog:
             self.cache.clear()
         else:
             self.remove(stream_id(url))
+
+
+def sizes_key(sid: str) -> str:
+    """The cache key of stream `sid`'s sizes snapshot (one of the stream's keys, for eviction)."""
+    return f"sizes:{sid}"
+
+
+def _parse_sizes(blob: bytes) -> dict[str, SizeInfo]:
+    """A sizes snapshot: ``{rid: [size, pad or null]}``."""
+    try:
+        raw = json.loads(blob)
+    except ValueError:
+        raw = None
+    if not isinstance(raw, dict):
+        log.warning("ignoring a corrupt sizes snapshot")
+        return {}
+    sizes = {}
+    for rid, entry in raw.items():
+        if isinstance(entry, list) and len(entry) == 2:
+            size, pad = entry
+            if _is_count(size) and (pad is None or (_is_count(pad) and 1 <= pad <= MAX_PAD)):
+                sizes[rid] = SizeInfo(size, pad)
+    return sizes
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _leased(entry: dict[str, object]) -> bool:

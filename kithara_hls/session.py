@@ -8,7 +8,6 @@ at virtual offsets into store reads, decrypting AES-128 parts on the way.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sqlite3
 import threading
@@ -18,7 +17,7 @@ from . import events as ev
 from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
 from .cache import Cache, digest
-from .catalog import Catalog, stream_id
+from .catalog import Catalog, sizes_key, stream_id
 from .decrypt import Decryptor
 from .errors import (
     AssetsError,
@@ -29,7 +28,7 @@ from .errors import (
     VariantNotFound,
 )
 from .fetch import PROBE_BATCH, FetchPool
-from .keys import BLOCK, KeyManager
+from .keys import KeyManager
 from .layout import Layout, Part, build_mixed, build_parts
 from .net import HttpClient
 from .options import HlsOptions
@@ -69,7 +68,7 @@ class Session:
         # stream read from the cache adds nothing to evict.
         self._unevicted_bytes = EVICT_CHECK_BYTES
         self._stream_keys: list[str] = []  # playlists and the sizes snapshot, for eviction
-        self._sizes_key: str | None = None
+        self._sizes_sid: str | None = None  # the stream whose sizes snapshot this run keeps
         self._sizes_kept: dict[str, SizeInfo] = {}  # what the snapshot on disk holds
         # Playlists read while opening, stored once the first download is under way.
         self._unsaved_playlists: list[tuple[str, bytes]] | None = []
@@ -179,29 +178,19 @@ class Session:
         return self.catalog.record(self.url, (p.rid for p in parts), [*self._stream_keys, *keys])
 
     def _load_sizes(self, sid: str) -> None:
-        """Take the sizes an earlier run of this stream knew, from its one snapshot record:
-        a reopened stream knows every offset without a record read per part."""
-        self._sizes_key = f"sizes:{sid}"
-        self._stream_keys.append(self._sizes_key)
-        blob = self.cache.get(self._sizes_key)
-        if blob is not None:
-            self._sizes_kept = _parse_sizes(blob)
-            self.store.preload(self._sizes_kept)
+        """Take the sizes an earlier run of this stream knew (its snapshot)."""
+        self._sizes_sid = sid
+        self._stream_keys.append(sizes_key(sid))
+        self._sizes_kept = self.catalog.sizes(sid)
+        self.store.preload(self._sizes_kept)
 
     def _save_sizes(self) -> None:
-        """Keep every size known now in the snapshot, if this run learnt any."""
-        if self._sizes_key is None:
-            return
+        """Keep every size known now in the stream's snapshot, if this run learnt any."""
         sizes = self.store.known_sizes()
-        if sizes == self._sizes_kept:
+        if self._sizes_sid is None or sizes == self._sizes_kept:
             return
         try:
-            with self.cache.transact():
-                # Another process may have kept sizes of its own meanwhile: keep both.
-                blob = self.cache.get(self._sizes_key)
-                kept = {} if blob is None else _parse_sizes(blob)
-                record = {rid: [i.size, i.pad] for rid, i in {**kept, **sizes}.items()}
-                self.cache.set(self._sizes_key, json.dumps(record, separators=(",", ":")).encode())
+            self.catalog.keep_sizes(self._sizes_sid, sizes)
         except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
             log.warning("could not keep the stream's sizes: %s", exc)
 
@@ -507,28 +496,6 @@ class Session:
         """Background threads started by this session (for tests)."""
         threads = [] if self._pool is None else self._pool.threads()
         return threads + ([] if self.abr_driver is None else [self.abr_driver.thread])
-
-
-def _parse_sizes(blob: bytes) -> dict[str, SizeInfo]:
-    """A sizes snapshot: {rid: [size, pad or null]}; entries that are not that are skipped."""
-    try:
-        raw = json.loads(blob)
-    except ValueError:
-        raw = None
-    if not isinstance(raw, dict):
-        log.warning("ignoring a corrupt sizes snapshot")
-        return {}
-    sizes = {}
-    for rid, entry in raw.items():
-        if isinstance(entry, list) and len(entry) == 2:
-            size, pad = entry
-            if _is_count(size) and (pad is None or (_is_count(pad) and 1 <= pad <= BLOCK)):
-                sizes[rid] = SizeInfo(size, pad)
-    return sizes
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _parse_cached(blob: bytes, url: str, max_segments: int) -> MasterPlaylist | MediaPlaylist:
