@@ -48,8 +48,10 @@ class TaskRunner:
             writer.cancel()
 
     def on_retry(self, error: BaseException, attempt: int) -> None:
-        """A request is retried: a recoverable Error event."""
+        """A request is retried: a recoverable Error event; another worker may start meanwhile
+        (a request that never went out, as on a refused connection, started none)."""
         self._s.bus.publish(ev.Error(error, recoverable=True))
+        self._blocking()
 
     def run(self, task: Task) -> bool | None:
         """Run one task: True when done, False if it failed (the store keeps the error), None if cancelled."""

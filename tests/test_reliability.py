@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,29 @@ def test_connection_refused_is_a_clear_error(tmp_path: Path) -> None:
     assert info.value.attempts == 3
     assert isinstance(info.value.__cause__, requests.ConnectionError)
     assert "127.0.0.1" in str(info.value)
+
+
+def test_a_refused_segment_retrying_lets_another_worker_fetch_the_rest(
+    fixtures: Fixtures, origin: Origin, tmp_path: Path
+) -> None:
+    fx = fixtures["ts"]
+    media = fx.root / fx.media[0]
+    dead = f"http://127.0.0.1:{free_port()}/gone.ts"
+    lines = media.read_text().splitlines()
+    first = next(i for i, ln in enumerate(lines) if ln and not ln.startswith("#"))
+    lines[first] = dead  # segment 0 is refused, for as long as the test runs
+    (media.parent / "refused.m3u8").write_text("\n".join(lines) + "\n")
+    url = origin.url(f"{Path(fx.media[0]).parent.as_posix()}/refused.m3u8")
+    # A request that never goes out starts no worker; its retries must.
+    with kithara_hls.open(url, opts(tmp_path, retries=10**6, workers=4)) as f:
+        sub = f.events()
+        started = set()
+        deadline = time.monotonic() + WAIT_S  # retries keep Error events coming: bound them all
+        while 1 not in started:
+            event = sub.get(timeout=max(0.0, deadline - time.monotonic()))
+            if isinstance(event, ev.SegmentStart):
+                started.add(event.segment_index)
+    assert origin.count(seg_path(fx, 1)) >= 1
 
 
 @pytest.mark.parametrize("target", ["playlist", "segment", "key"])
