@@ -425,6 +425,26 @@ def test_reset_mid_body_resumes_from_the_next_byte(make_client: Callable[..., Ht
     assert stats.attempts == 2 and stats.bytes == len(BODY)
 
 
+def test_cookies_set_by_one_response_and_configured_headers_go_with_the_next_requests(
+    make_client: Callable[..., HttpClient],
+) -> None:
+    def set_cookie(conn: socket.socket, request: Request, server: Server) -> None:
+        body = b"#EXTM3U\n"
+        head = f"HTTP/1.1 200 OK\r\nSet-Cookie: edge=abc; Path=/\r\nContent-Length: {len(body)}\r\n"
+        conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
+
+    client = make_client(headers={"X-Token": "t1"})
+    sink = RecordingSink()
+    with Server(set_cookie, serve()) as server:
+        assert client.get(server.url, max_bytes=100)[0] == b"#EXTM3U\n"
+        client.fetch(server.url, sink)
+    assert bytes(sink.data) == BODY
+    first, second = server.requests
+    assert "cookie" not in first.headers and second.headers["cookie"] == "edge=abc"
+    assert first.headers["x-token"] == second.headers["x-token"] == "t1"
+    assert "python-requests" in second.headers["user-agent"]
+
+
 def test_on_sent_is_called_once_as_the_first_request_goes_out(make_client: Callable[..., HttpClient]) -> None:
     sink = RecordingSink()
     calls: list[str] = []
