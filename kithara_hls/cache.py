@@ -165,17 +165,6 @@ class Cache:
             return None
         return value if isinstance(value, bytes) else None
 
-    def contains(self, key: str) -> bool:
-        """True when `key` holds a value; StorageError if the database stays locked."""
-        for attempt in range(LOCKED_RETRIES):
-            try:
-                return key in self._dc
-            except (sqlite3.OperationalError, diskcache.Timeout) as exc:  # noqa: PERF203 (a retry loop)
-                if attempt == LOCKED_RETRIES - 1:
-                    raise StorageError(f"cache lookup failed: {exc}") from exc
-                time.sleep(LOCKED_BACKOFF_S * (attempt + 1))
-        return False
-
     def set(
         self,
         key: str,

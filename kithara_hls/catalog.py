@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .cache import Cache, digest
 from .errors import StorageError, redact_url
-from .store import SizeInfo
+from .store import SizeInfo, read_size_record
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +140,8 @@ class Catalog:
         return sorted(records, key=lambda r: r.last_used, reverse=True)
 
     def _size(self, rid: str) -> int:
-        raw = self.cache.get(f"size:{rid}")
-        try:
-            return int(json.loads(raw)["size"]) if raw is not None else 0
-        except (ValueError, KeyError, TypeError):
-            return 0
+        info = read_size_record(self.cache, rid)
+        return 0 if info is None else info.size
 
     def sizes(self, sid: str) -> dict[str, SizeInfo]:
         """The sizes snapshot of stream `sid`, by resource id (empty if none; bad entries skipped)."""

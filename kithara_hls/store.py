@@ -40,6 +40,24 @@ class SizeInfo:
     pad: int | None = None
 
 
+def size_key(rid: str) -> str:
+    """The cache key of the size record of resource `rid`."""
+    return f"size:{rid}"
+
+
+def read_size_record(cache: Cache, rid: str) -> SizeInfo | None:
+    """The size record of `rid` in `cache`; None if absent or corrupt. Disk I/O."""
+    meta = cache.get(size_key(rid))
+    if meta is None:
+        return None
+    try:
+        raw = json.loads(meta)
+        return SizeInfo(int(raw["size"]), raw.get("pad"))
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring a corrupt size record for %s", rid)
+        return None
+
+
 @dataclass
 class _Res:
     rid: str
@@ -104,13 +122,10 @@ class Store:
         length = self.cache.blob_length(rid)
         if if_stored and not length:
             return None, False
-        record = None if known else self._read_record(rid)
+        record = None if known else read_size_record(self.cache, rid)
         with self._lock:
             if record is not None:
-                if res.size is None:
-                    res.size = record.size
-                if res.size == record.size and res.pad is None:
-                    res.pad = record.pad
+                _take(res, record)
             # Blocks are written in order, so a body file as long as the size is whole;
             # one gone or short (removed by hand, cut by a crash, or kept in blocks by
             # an older version) is fetched where it stops.
@@ -122,27 +137,13 @@ class Store:
             self._changed.notify_all()
         return info, complete
 
-    def _read_record(self, rid: str) -> SizeInfo | None:
-        meta = self.cache.get(f"size:{rid}")
-        if meta is None:
-            return None
-        try:
-            raw = json.loads(meta)
-            return SizeInfo(int(raw["size"]), raw.get("pad"))
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a corrupt size record for %s", rid)
-            return None
-
     def preload(self, sizes: dict[str, SizeInfo]) -> None:
         """Take sizes known from an earlier run (a stream's snapshot); a size learnt
         meanwhile, live, wins over a different one here."""
         with self._lock:
             for rid, info in sizes.items():
                 res = self._get(rid)
-                if res.size is None:
-                    res.size = info.size
-                if res.size == info.size and res.pad is None:
-                    res.pad = info.pad
+                _take(res, info)
                 known = self._info(res)
                 if known is not None and self.on_size is not None:
                     self.on_size(rid, known)
@@ -222,7 +223,7 @@ class Store:
                 with self.cache.transact():
                     for r, i in batch:
                         record = json.dumps({"size": i.size, "pad": i.pad}).encode()
-                        self.cache.set(f"size:{r.rid}", record, tag=r.rid)
+                        self.cache.set(size_key(r.rid), record, tag=r.rid)
                 with self._lock:
                     for r, i in batch:
                         r.saved = r.size == i.size and r.pad == i.pad
@@ -491,6 +492,14 @@ class Store:
     def closed(self) -> bool:
         """True after close()."""
         return self._closed
+
+
+def _take(res: _Res, info: SizeInfo) -> None:
+    """Fill what `res` lacks from `info` (a record or a snapshot); a size known live wins."""
+    if res.size is None:
+        res.size = info.size
+    if res.size == info.size and res.pad is None:
+        res.pad = info.pad
 
 
 def _copy(block: bytes | memoryview, inner: int, out: memoryview) -> int:

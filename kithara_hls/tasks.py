@@ -107,7 +107,7 @@ class TaskRunner:
         if complete:
             self.learn_pad(part)
             return
-        if self._s.options.offline:
+        if offline:
             raise OfflineMiss("segment size not in the cache", url=part.url, segment=part.segment)
         self._blocking()
         size, tail = self._s.client.probe(part.url, base=part.base, tail=tail_size(part))
