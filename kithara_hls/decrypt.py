@@ -120,15 +120,13 @@ class Decryptor:
         first = off // BLOCK
         needed = -(-(off + len(out)) // BLOCK)
         reach = max(needed, (off // SPAN_BYTES + 1) * SPAN_BYTES // BLOCK)
-        raw = self._ciphertext(part, first, reach, needed, deadline, need)
-        size = self._size(part, deadline)
-        end = first + len(raw) // BLOCK - 1  # past the last whole block read
+        raw, end, final = self._ciphertext(part, first, reach, needed, deadline, need)
         if end <= first:
             return 0
         with self._lock:
             span = self._spans.pop() if len(self._spans) == KEPT_SPANS else _Span()
             self._spans.insert(0, span)
-            span.fill(part, cipher, first, raw[: (end - first + 1) * BLOCK], end * BLOCK == size)
+            span.fill(part, cipher, first, raw[: (end - first + 1) * BLOCK], final)
             return span.copy(off, out)
 
     def _read_direct(
@@ -144,12 +142,9 @@ class Decryptor:
         the padding passes through a 16-byte scratch."""
         first, skip = divmod(off, BLOCK)
         stop = min(-(-(off + len(out)) // BLOCK), first + MAX_DIRECT // BLOCK)
-        raw = self._ciphertext(part, first, stop, stop, deadline, need)
-        size = self._size(part, deadline)
-        end = first + len(raw) // BLOCK - 1  # past the last whole block read
+        raw, end, final = self._ciphertext(part, first, stop, stop, deadline, need)
         if end <= first:
             return 0
-        final = end * BLOCK == size
         # Blocks [lo, hi) lie whole inside `out` and hold no padding.
         lo = first + 1 if skip else first
         hi = min(end - 1 if final else end, (off + len(out)) // BLOCK)
@@ -168,18 +163,24 @@ class Decryptor:
 
     def _ciphertext(
         self, part: Part, first: int, reach: int, needed: int, deadline: float, need: Callable[[], None]
-    ) -> memoryview:
+    ) -> tuple[memoryview, int, bool]:
         """The IV of block `first`, then raw blocks from `first`: up to `needed` (fewer only at the
-        resource's end), and on towards `reach` as far as the store answers without waiting."""
+        resource's end), and on towards `reach` as far as the store answers without waiting.
+
+        Also the index past the last whole block read, and whether it is the part's end.
+        """
         assert part.iv is not None
         view = self._buffer((reach - first + 1) * BLOCK)
         wanted = (needed - first + 1) * BLOCK
         if first:
             got = self._store.read_at_least(part.rid, (first - 1) * BLOCK, view, wanted, deadline, need)
-            return view[:got]
-        view[:BLOCK] = part.iv
-        got = self._store.read_at_least(part.rid, 0, view[BLOCK:], wanted - BLOCK, deadline, need)
-        return view[: BLOCK + got]
+            raw = view[:got]
+        else:
+            view[:BLOCK] = part.iv
+            got = self._store.read_at_least(part.rid, 0, view[BLOCK:], wanted - BLOCK, deadline, need)
+            raw = view[: BLOCK + got]
+        end = first + len(raw) // BLOCK - 1
+        return raw, end, end * BLOCK == self._size(part, deadline)
 
     def _buffer(self, size: int) -> memoryview:
         """This thread's ciphertext buffer, `size` bytes long (reused: it grows, up to MAX_DIRECT)."""
