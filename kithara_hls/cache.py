@@ -5,7 +5,7 @@ never reach disk in clear. Values are raw bytes; `BytesDisk` refuses to store
 anything else and refuses to unpickle what another writer may have left.
 
 Segment bodies do not go through diskcache: each resource is one file under
-``blobs/``, written at block offsets as blocks complete and named by a hash of
+``bodies/``, written at block offsets as blocks complete and named by a hash of
 the resource id, which is also the tag of its records, so evicting the tag
 removes it too. A per-block diskcache value cost a SQLite transaction, a new
 file and often two new folders per 256 KiB; a blob costs one file per segment.
@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 #: diskcache writes values of this size and more as files, read back whole.
 FILE_THRESHOLD_BYTES = 32 * 1024
 #: Folder (inside the cache folder) of the resource bodies.
-BLOBS_FOLDER = "blobs"
+BLOBS_FOLDER = "bodies"
+#: Where versions before 0.1.0's release kept them (256 subfolders); removed on open.
+LEGACY_BLOBS_FOLDER = "blobs"
 #: How long a writer waits for SQLite's lock before failing.
 SQLITE_TIMEOUT_S = 30.0
 #: How long a first use waits for a database opening in the background.
@@ -101,7 +103,10 @@ def _folder_bytes(path: str) -> int:
 def _blob_name(name: str) -> str:
     # A stream's reads and look-ahead ask for the same few names over and over.
     hashed = hashlib.sha256(name.encode()).hexdigest()[:40]
-    return os.path.join(hashed[:2], hashed)
+    # Sixteen subfolders: a fresh cache creates them once. With 256, nearly every
+    # segment of the first streams made a folder, and creating one on ext4 costs
+    # more than the file in it.
+    return os.path.join(hashed[:1], hashed)
 
 
 def digest(*parts: object) -> str:
@@ -141,6 +146,10 @@ class Cache:
     def _open(self, own_thread: bool) -> None:
         try:
             self._db = _open_diskcache(self.path)
+            legacy = self.path / LEGACY_BLOBS_FOLDER
+            if legacy.is_dir():
+                # Nothing reads there any more; left, it would count against the cap forever.
+                shutil.rmtree(legacy, ignore_errors=True)
             if own_thread:
                 self._db.close()  # this thread's connection; each user thread opens its own
         except StorageError as exc:

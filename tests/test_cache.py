@@ -18,7 +18,7 @@ import pytest
 
 import kithara_hls
 from kithara_hls import CacheOptions, HlsOptions, NetworkOptions
-from kithara_hls.cache import Cache
+from kithara_hls.cache import BLOBS_FOLDER, LEGACY_BLOBS_FOLDER, Cache
 from kithara_hls.catalog import Catalog, stream_id
 from kithara_hls.store import BLOCK_SIZE
 from kithara_hls.testing import Origin, StreamFixture, build_large
@@ -371,11 +371,11 @@ def test_blobs_count_in_volume_and_leave_with_their_stream(
     assert read_all(url, opts(tmp_path)) == fx.expected()
     cache = Cache(CacheOptions(dir=tmp_path))
     try:
-        blobs = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+        blobs = [p for p in (tmp_path / BLOBS_FOLDER).rglob("*") if p.is_file()]
         assert sum(p.stat().st_size for p in blobs) == len(fx.expected())
         assert cache.volume() >= len(fx.expected())
         Catalog(cache).remove(stream_id(url))
-        assert not [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+        assert not [p for p in (tmp_path / BLOBS_FOLDER).rglob("*") if p.is_file()]
         assert cache.volume() < len(fx.expected())
     finally:
         cache.close()
@@ -431,13 +431,24 @@ def test_a_failed_open_leaves_no_cache_thread(origin: Origin, tmp_path: Path):
     assert not ours
 
 
+def test_bodies_in_the_old_folder_layout_are_removed_on_open(tmp_path: Path):
+    legacy = tmp_path / LEGACY_BLOBS_FOLDER / "ab"
+    legacy.mkdir(parents=True)
+    (legacy / ("ab" + "0" * 38)).write_bytes(b"x" * 1000)
+    cache = Cache(CacheOptions(dir=tmp_path))
+    try:
+        assert not (tmp_path / LEGACY_BLOBS_FOLDER).exists()
+    finally:
+        cache.close()
+
+
 def test_a_body_file_removed_behind_a_done_record_is_fetched_again(
     big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
 ):
     fx = big["c"]
     url = big_origin.url(fx.entry)
     assert read_all(url, opts(tmp_path)) == fx.expected()
-    blobs = sorted(p for p in (tmp_path / "blobs").rglob("*") if p.is_file())
+    blobs = sorted(p for p in (tmp_path / BLOBS_FOLDER).rglob("*") if p.is_file())
     blobs[0].unlink()
     with open(blobs[1], "r+b") as body:
         body.truncate(1000)
