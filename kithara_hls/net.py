@@ -423,6 +423,13 @@ class HttpClient:
             t.ttfb = resp.elapsed.total_seconds()
             if resp.status_code == 416 and t.sliced:
                 raise AssetsError("byte range starts beyond the resource", url=t.url, status=416)
+            if resp.status_code == 416 and t.size is None and t.end is None and t.next > 0:
+                # Asked from byte N on, of a resource that may be N bytes long: a body
+                # stored whole in another run whose size record was never written.
+                _, _, total = _parse_content_range(resp.headers.get("Content-Range")) or (None, None, None)
+                if total == t.next:
+                    t.learn_size(total)
+                    return
             _check_status(resp, t.url, (200, 206), SegmentNotFound)
             skip, want = self._plan(resp, t)
             began = time.monotonic()

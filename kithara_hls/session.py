@@ -185,7 +185,12 @@ class Session:
         self.store.preload(self._sizes_kept)
 
     def _save_sizes(self) -> None:
-        """Keep every size known now in the stream's snapshot, if this run learnt any."""
+        """Write the queued size records, and keep every size known now in the stream's
+        snapshot if this run learnt any."""
+        try:
+            self.store.flush_sizes()
+        except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
+            log.warning("could not keep size records: %s", exc)
         sizes = self.store.known_sizes()
         if self._sizes_sid is None or sizes == self._sizes_kept:
             return

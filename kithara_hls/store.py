@@ -14,6 +14,7 @@ import collections
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 BLOCK_SIZE = 256 * 1024
 #: Whole blocks kept in memory for readers, shared by all resources.
 RECENT_BLOCKS = 24  # 6 MiB
+#: Size records wait until this many are due, then go in one transaction (or at `flush_sizes`).
+SAVE_BATCH = 16
 _CLOSED_MSG = "I/O operation on closed file."
 
 
@@ -173,7 +176,8 @@ class Store:
             return res is not None and res.writing
 
     def learn_size(self, rid: str, size: int, pad: int | None = None, *, persist: bool = True) -> None:
-        """Record a size (from headers or a probe), in memory and (if `persist`) in the cache.
+        """Record a size (from headers or a probe), in memory and (if `persist`) in the cache
+        (with the next batch of size records, see `flush_sizes`).
 
         A size that contradicts the one known raises `AssetsError`: the resource
         changed under us (or a header lies), and offsets already handed out
@@ -199,15 +203,33 @@ class Store:
             self._save_size(res)
 
     def _save_size(self, res: _Res) -> None:
-        """Write the size record of `res` (what it holds when written).
+        """Queue the size record of `res` (what it holds when written); write the queue
+        once `SAVE_BATCH` records are due.
 
-        Group commit: while one thread writes, others queue their records and go
-        on; the writer then takes them all in one transaction. A far seek's
-        hundreds of probes would otherwise queue on SQLite's lock one by one.
+        A SQLite transaction per segment cost about a tenth of a cold loopback read.
+        The price: a process killed before its next batch (or `flush_sizes`) leaves
+        up to SAVE_BATCH - 1 stored bodies without sizes; a later run fetches each
+        from its last whole block, and the response says the size.
         """
         with self._lock:
             self._unsaved[res.rid] = res
-            if self._saving:
+            due = len(self._unsaved) >= SAVE_BATCH
+        if not due:
+            return
+        try:
+            self.flush_sizes()
+        except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
+            # The bodies are stored and the sizes known here: a later run can learn them again.
+            log.warning("could not keep %d size records: %s", SAVE_BATCH, exc)
+
+    def flush_sizes(self) -> None:
+        """Write every queued size record now. StorageError (or sqlite3.Error) on failure.
+
+        Group commit: while one thread writes, others queue their records and go
+        on; the writer then takes them all in one transaction.
+        """
+        with self._lock:
+            if self._saving or not self._unsaved:
                 return
             self._saving = True
         try:
@@ -453,7 +475,7 @@ class Store:
             self._changed.notify_all()
 
     def _keep_size(self, res: _Res) -> None:
-        """Write the size record of `res` unless it is unknown or already on disk."""
+        """Queue the size record of `res` unless it is unknown or already on disk."""
         with self._lock:
             needed = res.size is not None and not res.saved
         if needed:
@@ -475,11 +497,8 @@ class Store:
             res.buf = None
             res.buf_block, res.buf_len = -1, 0
             self._changed.notify_all()
-        try:
-            # Keep a size learnt from headers: a later open needs no probe for it.
-            self._keep_size(res)
-        except StorageError as exc:
-            log.warning("could not keep a size: %s", exc)
+        # Keep a size learnt from headers: a later open needs no probe for it.
+        self._keep_size(res)
 
     def close(self) -> None:
         """Wake every waiting reader with ValueError; drop memory. Idempotent."""
@@ -555,8 +574,8 @@ class Writer:
                 )
             self._fd = fd
             if length == BLOCK_SIZE:
-                # A resume after a crash needs the size, or it must probe for it
-                # (a short block is the last: finish() keeps the size with it).
+                # A resume in another run needs the size (a short block is the
+                # last: finish() keeps the size with it).
                 self._store._keep_size(self._res)
         self._store._commit_block(self._res, index, length, self._fd)
 

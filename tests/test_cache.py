@@ -29,10 +29,13 @@ SEGMENT_BYTES = 600_000  # more than two store blocks, so a segment can be half 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StreamFixture]:
     root = tmp_path_factory.mktemp("big")
-    return {
+    built = {
         name: build_large(root, name=name, segments=6, segment_bytes=SEGMENT_BYTES)
         for name in ("a", "b", "c")
     }
+    # Segments of whole blocks: a stored body is as long as a resume point can be.
+    built["blocks"] = build_large(root, name="blocks", segments=3, segment_bytes=2 * BLOCK_SIZE)
+    return built
 
 
 @pytest.fixture
@@ -238,6 +241,21 @@ def test_a_reopened_stream_knows_every_offset_from_its_sizes_snapshot(
     assert [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")] == []
 
 
+def test_bodies_stored_whole_without_any_size_record_are_not_fetched_again(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
+) -> None:
+    fx = big["blocks"]
+    url = big_origin.url(fx.entry)
+    assert read_all(url, opts(tmp_path)) == fx.expected()
+    # As a process killed before writing its sizes leaves them.
+    assert drop_keys(tmp_path, "size:") == 3
+    assert drop_keys(tmp_path, "sizes:") == 1
+    big_origin.reset_log()
+    assert read_all(url, opts(tmp_path)) == fx.expected()
+    asked = [(r.range_header, r.status) for r in big_origin.requests if not r.path.endswith(".m3u8")]
+    assert asked == [(f"bytes={2 * BLOCK_SIZE}-", 416)] * 3
+
+
 def test_the_sizes_snapshot_keeps_what_another_process_kept_meanwhile(
     big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
 ) -> None:
@@ -409,6 +427,7 @@ def test_sizes_learnt_by_many_threads_at_once_all_reach_disk(tmp_path: Path):
         thread.start()
     for thread in threads:
         thread.join(60)
+    store.flush_sizes()
     store.close()
     store.cache.close()
     again = Store(Cache(folder))

@@ -677,3 +677,23 @@ def test_calls_after_close_are_cancelled(make_client: Callable[..., HttpClient])
 
 def test_module_exports_defaults_with_units() -> None:
     assert net.DEFAULT_CHUNK_BYTES == 64 * 1024
+
+
+@responses.activate
+def test_a_resume_from_the_end_of_a_resource_of_unknown_size_finds_it_whole(
+    make_client: Callable[..., HttpClient],
+) -> None:
+    # A body stored whole in an earlier run, whose size record was lost: the resume asks from its end.
+    responses.add(responses.GET, MOCK_URL, status=416, headers={"Content-Range": f"bytes */{len(BODY)}"})
+    sink = RecordingSink()
+    stats = make_client().fetch(MOCK_URL, sink, start=len(BODY))
+    assert (sink.sizes, bytes(sink.data), stats.bytes) == ([len(BODY)], b"", 0)
+    assert responses.calls[0].request.headers["Range"] == f"bytes={len(BODY)}-"
+
+
+@responses.activate
+def test_a_resume_past_the_end_of_a_resource_is_an_error(make_client: Callable[..., HttpClient]) -> None:
+    responses.add(responses.GET, MOCK_URL, status=416, headers={"Content-Range": f"bytes */{len(BODY) - 1}"})
+    with pytest.raises(NetError) as caught:
+        make_client().fetch(MOCK_URL, RecordingSink(), start=len(BODY))
+    assert caught.value.status == 416
