@@ -91,9 +91,14 @@ class Decryptor:
         out: memoryview,
         deadline: float,
         need: Callable[[], None],
+        asked: int = 0,
     ) -> int:
         """Copy plaintext of `part` at `off` into `out` (`cipher`: its key in ECB mode); 0 at its end.
 
+        asked: how much the caller's read asked for in all, when `out` is its rest
+        past a part boundary. A large read decrypts straight into `out`, however
+        little of it falls in this part: decrypting ahead into a span would only
+        make the next large read copy from it.
         May return fewer bytes than `out` holds before the part's end: callers loop.
         """
         assert part.iv is not None
@@ -102,7 +107,7 @@ class Decryptor:
                 if span.holds(part, cipher, off):
                     self._spans.insert(0, self._spans.pop(i))
                     return span.copy(off, out)
-        if len(out) >= DIRECT_BYTES:
+        if max(len(out), asked) >= DIRECT_BYTES:
             return self._read_direct(part, cipher, off, out, deadline, need)
         return self._read_spanned(part, cipher, off, out, deadline, need)
 

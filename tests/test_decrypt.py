@@ -149,6 +149,18 @@ def test_small_reads_are_served_from_the_kept_span(store: Store, monkeypatch: py
     assert len(offsets) == second
 
 
+def test_the_small_rest_of_a_large_read_decrypts_straight_into_it(store: Store):
+    plain = plaintext(SIZES[0])
+    put(store, "seg", encrypt(plain))
+    dec, part, ecb = Decryptor(store), part_of("seg"), cipher()
+    for off, length in ((0, 4096), (17, 100), (BLOCK_SIZE - 5, 3000)):
+        out = memoryview(bytearray(length))
+        n = dec.read_into(part, ecb, off, out, time.monotonic() + 10, lambda: None, BLOCK_SIZE)  # type: ignore[arg-type]
+        assert bytes(out[:n]) == plain[off : off + length], (off, length)
+    # Nothing was decrypted ahead into a span for the next read to copy from.
+    assert not dec._spans
+
+
 def test_a_large_read_starting_in_a_kept_span(store: Store):
     plain = plaintext(SIZES[0])
     put(store, "seg", encrypt(plain))
