@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 BLOCK_SIZE = 256 * 1024
 #: Whole blocks kept in memory for readers, shared by all resources.
 RECENT_BLOCKS = 24  # 6 MiB
+#: Block buffers kept for reuse once readers no longer need them (a new one costs 64 page faults).
+SPARE_BUFFERS = 8
 #: Size records wait until this many are due, then go in one transaction (or at `flush_sizes`).
 SAVE_BATCH = 16
 _CLOSED_MSG = "I/O operation on closed file."
@@ -87,12 +89,15 @@ class Store:
         # Notified by writers (bytes, size, completion), by fail(), and by close().
         self._changed = threading.Condition(self._lock)
         self._res: dict[str, _Res] = {}
-        self._recent: collections.OrderedDict[tuple[str, int], bytes | memoryview] = collections.OrderedDict()
+        self._recent: collections.OrderedDict[tuple[str, int], memoryview] = collections.OrderedDict()
         self._closed = False
         self._generation = 0
         # Size records waiting for the thread that is writing (see _save_size).
         self._unsaved: dict[str, _Res] = {}
         self._saving = False
+        # Block buffers: spare ones, and the ids of those a writer is still putting on disk.
+        self._spare: list[bytearray] = []
+        self._on_disk_soon: set[int] = set()
         #: Called (outside the lock) with (rid, SizeInfo) whenever a size or padding is learnt.
         self.on_size: Callable[[str, SizeInfo], None] | None = None
 
@@ -381,9 +386,9 @@ class Store:
                 # A block not known here may still be on disk: stored by an earlier
                 # run or another process.
                 probed = True
-                block = self._load_block(rid, index, known)
-                if block is not None:
-                    return _copy(block, inner, out)
+                copied = self._load_block(rid, index, known, inner, out)
+                if copied is not None:
+                    return copied
             if not asked and need is not None:
                 need()
             asked = True
@@ -410,27 +415,53 @@ class Store:
             got += n
         return got
 
-    def _load_block(self, rid: str, index: int, known: bool) -> bytes | None:
-        data = self.cache.read_blob(rid, index * BLOCK_SIZE, BLOCK_SIZE)
+    def _load_block(self, rid: str, index: int, known: bool, inner: int, out: memoryview) -> int | None:
+        """Load block `index` of `rid` from disk, keep it, and copy from `inner` of it into `out`;
+        None if the disk does not hold it whole."""
+        with self._lock:
+            buf = self._new_buffer()
+        n = self.cache.read_blob_into(rid, index * BLOCK_SIZE, buf)
+        data = memoryview(buf)[:n]
         with self._lock:
             res = self._get(rid)
             # A short read is the final block only if it ends where the resource does.
-            whole = len(data) == BLOCK_SIZE or (data and res.size == index * BLOCK_SIZE + len(data))
+            whole = n == BLOCK_SIZE or (n and res.size == index * BLOCK_SIZE + n)
             if not whole:
                 if known:
                     # Evicted: forget it so a fetch brings it back.
                     res.blocks.discard(index)
                     res.complete = False
+                self._recycle(data)
                 return None
             res.blocks.add(index)
             self._remember(rid, index, data)
-            return data
+            # Under the lock: once it is released, the block may leave `_recent` and its buffer be reused.
+            return _copy(data, inner, out)
 
-    def _remember(self, rid: str, index: int, data: bytes | memoryview) -> None:
+    def _remember(self, rid: str, index: int, data: memoryview) -> None:
         self._recent[(rid, index)] = data
         self._recent.move_to_end((rid, index))
         while len(self._recent) > RECENT_BLOCKS:
-            self._recent.popitem(last=False)
+            _, dropped = self._recent.popitem(last=False)
+            self._recycle(dropped)
+
+    def _new_buffer(self) -> bytearray:
+        """A block buffer: a spare one if any. Call under the lock."""
+        return self._spare.pop() if self._spare else bytearray(BLOCK_SIZE)
+
+    def _recycle(self, view: memoryview) -> None:
+        """Keep the buffer under `view` for a next block, unless a writer is still putting it
+        on disk (the writer recycles it then).
+
+        Call under the lock, with `view` gone from `_recent` (readers copy under the
+        lock, so nobody else reads it).
+        """
+        buf = view.obj
+        if id(buf) in self._on_disk_soon or not isinstance(buf, bytearray):
+            return
+        view.release()
+        if len(self._spare) < SPARE_BUFFERS and not self._closed:
+            self._spare.append(buf)
 
     # -- writing -------------------------------------------------------------
 
@@ -442,7 +473,7 @@ class Store:
             res = self._get(rid)
             res.writing = True
             res.error = None
-            res.buf = bytearray(BLOCK_SIZE)
+            res.buf = self._new_buffer()
             res.buf_block, res.buf_len = start // BLOCK_SIZE, 0
         return Writer(self, res, start)
 
@@ -459,15 +490,22 @@ class Store:
             if res.buf is None:
                 return
             # The filled buffer becomes the block readers keep: no copy; the writer takes a new one.
-            data = memoryview(res.buf)[:length]
+            buf = res.buf
+            data = memoryview(buf)[:length]
             # (A short block is the last one: nothing follows it.)
-            res.buf = bytearray(BLOCK_SIZE) if length == BLOCK_SIZE else None
+            res.buf = self._new_buffer() if length == BLOCK_SIZE else None
             res.buf_block, res.buf_len = index + 1, 0
+            self._on_disk_soon.add(id(buf))
             self._remember(res.rid, index, data)
         try:
             written = os.pwrite(fd, data, index * BLOCK_SIZE)
         except OSError as exc:
             raise StorageError(f"cache write failed: {exc}") from exc
+        finally:
+            with self._lock:
+                self._on_disk_soon.discard(id(buf))
+                if self._recent.get((res.rid, index)) is not data:
+                    self._recycle(data)  # readers dropped it while it was being written
         if written != length:
             raise StorageError(f"cache write failed: {written} of {length} bytes written")
         with self._lock:
@@ -487,6 +525,9 @@ class Store:
             res.size = size
             res.complete = True
             res.writing = False
+            if res.buf is not None and len(self._spare) < SPARE_BUFFERS:
+                # Taken for a block after the last (the size is a multiple of BLOCK_SIZE).
+                self._spare.append(res.buf)
             res.buf = None
             res.buf_block, res.buf_len = -1, 0
             self._changed.notify_all()
@@ -505,6 +546,7 @@ class Store:
         with self._lock:
             self._closed = True
             self._recent.clear()
+            self._spare.clear()
             self._changed.notify_all()
 
     @property
@@ -521,11 +563,9 @@ def _take(res: _Res, info: SizeInfo) -> None:
         res.pad = info.pad
 
 
-def _copy(block: bytes | memoryview, inner: int, out: memoryview) -> int:
+def _copy(block: memoryview, inner: int, out: memoryview) -> int:
     n = min(len(out), len(block) - inner)
-    out[:n] = (
-        block[inner : inner + n] if isinstance(block, memoryview) else memoryview(block)[inner : inner + n]
-    )
+    out[:n] = block[inner : inner + n]
     return n
 
 
