@@ -51,7 +51,9 @@ class TaskRunner:
         """A request is retried: a recoverable Error event; another worker may start meanwhile
         (a request that never went out, as on a refused connection, started none)."""
         self._s.bus.publish(ev.Error(error, recoverable=True))
-        self._blocking()
+        pool = self._s._pool
+        if pool is not None:
+            pool.grow(always=True)
 
     def run(self, task: Task) -> bool | None:
         """Run one task: True when done, False if it failed (the store keeps the error), None if cancelled."""
@@ -177,6 +179,9 @@ class TaskRunner:
         finally:
             with self._lock:
                 self._writers.pop(part.rid, None)
+        pool = self._s._pool
+        if pool is not None and stats.bytes:
+            pool.response_wait(stats.ttfb)
         return stats
 
     def _refresh(self, part: Part) -> None:
