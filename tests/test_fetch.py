@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kithara_hls.fetch import FetchPool, Task
+from kithara_hls.fetch import BASE_WORKERS, SLOW_RESPONSE_S, FetchPool, Task
 from kithara_hls.layout import Layout, build_parts
 from kithara_hls.playlist import parse_media
 
@@ -95,3 +95,22 @@ def test_a_part_queued_or_probing_is_not_queued_again(pool_and_runner: tuple[Fet
     assert sorted(runner.wait_probed(2)) == [2, 3]
     pool.close(WAIT_S)  # every queued probe ran first or was dropped: nothing ran twice
     assert sorted(runner.probed) == [2, 3]
+
+
+@pytest.mark.parametrize(("wait_s", "started"), [(None, 8), (0.002, BASE_WORKERS), (SLOW_RESPONSE_S, 8)])
+def test_workers_past_the_base_start_only_while_responses_are_slow(
+    wait_s: float | None, started: int
+) -> None:
+    layout = Layout(build_parts(parse_media(playlist(4), URL), 0))
+    pool = FetchPool(layout, Runner(hold=-1), workers=8, lookahead_s=0.0, lookahead_bytes=0)
+    try:
+        if wait_s is not None:
+            pool.response_wait(wait_s)
+        pool.start()
+        for _ in range(20):
+            pool.grow()
+        assert len(pool.threads()) == started
+        pool.grow(always=True)  # a worker about to sit out a retry's backoff
+        assert len(pool.threads()) == min(8, started + 1)
+    finally:
+        pool.close(WAIT_S)
