@@ -154,6 +154,10 @@ class FetchPool:
             if index not in self._demand:
                 self._demand.appendleft(index)
             self._work.notify()
+            busy = len(self._inflight) >= self._started
+        if busy:
+            # Every worker is in a look-ahead download, maybe a slow one: one more takes this now.
+            self.grow(always=True)
 
     def probe(self, indices: list[int]) -> None:
         """Learn the sizes of these parts, before look-ahead.

@@ -114,3 +114,41 @@ def test_workers_past_the_base_start_only_while_responses_are_slow(
         assert len(pool.threads()) == min(8, started + 1)
     finally:
         pool.close(WAIT_S)
+
+
+def test_a_demand_while_every_worker_is_busy_starts_another() -> None:
+    class Busy:
+        """Look-ahead downloads block until released; the demanded part runs at once."""
+
+        def __init__(self) -> None:
+            self.cond = threading.Condition()
+            self.holding = 0
+            self.release = threading.Event()
+            self.demanded = threading.Event()
+
+        def __call__(self, task: Task) -> bool | None:
+            if task.urgent:
+                self.demanded.set()
+                return True
+            with self.cond:
+                self.holding += 1
+                self.cond.notify_all()
+            assert self.release.wait(WAIT_S)
+            return None
+
+    layout = Layout(build_parts(parse_media(playlist(12), URL), 0))
+    runner = Busy()
+    pool = FetchPool(layout, runner, workers=8, lookahead_s=600.0, lookahead_bytes=2**40)
+    try:
+        pool.response_wait(0.001)  # a near link: no more than the base workers start by themselves
+        pool.start()
+        for _ in range(BASE_WORKERS):
+            pool.grow()
+        with runner.cond:
+            assert runner.cond.wait_for(lambda: runner.holding == BASE_WORKERS, WAIT_S)
+        pool.demand(11)
+        assert runner.demanded.wait(WAIT_S)
+        assert len(pool.threads()) == BASE_WORKERS + 1
+    finally:
+        runner.release.set()
+        pool.close(WAIT_S)
