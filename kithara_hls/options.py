@@ -94,7 +94,8 @@ class NetworkOptions:
     every request. verify: TLS verification (a CA bundle path is accepted).
     workers: fetch threads at most (one more starts each time one waits on the
     network; past four, only while responses take 10 ms or more, since on a near
-    link more threads only contend for the GIL); probe_workers: threads that only learn sizes (a seek
+    link more threads only contend for the GIL, or when a read waits for a part
+    and every worker is busy); probe_workers: threads that only learn sizes (a seek
     far ahead probes many segments at once); the connection pool fits both.
     lookahead / lookahead_bytes: how far ahead of the reader to fetch.
     read_deadline: the longest a read waits for data before raising `NetError`.
