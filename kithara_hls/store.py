@@ -225,7 +225,7 @@ class Store:
             self.flush_sizes()
         except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
             # The bodies are stored and the sizes known here: a later run can learn them again.
-            log.warning("could not keep %d size records: %s", SAVE_BATCH, exc)
+            log.warning("could not keep size records: %s", exc)
 
     def flush_sizes(self) -> None:
         """Write every queued size record now. StorageError (or sqlite3.Error) on failure.
