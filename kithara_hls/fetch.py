@@ -154,9 +154,9 @@ class FetchPool:
             if index not in self._demand:
                 self._demand.appendleft(index)
             self._work.notify()
-            busy = len(self._inflight) >= self._started
-        if busy:
-            # Every worker is in a look-ahead download, maybe a slow one: one more takes this now.
+            # Every worker is in another download (look-ahead, maybe a slow one): one more takes this now.
+            stuck = part.rid not in self._inflight and len(self._inflight) >= self._started
+        if stuck:
             self.grow(always=True)
 
     def probe(self, indices: list[int]) -> None:

@@ -149,6 +149,8 @@ def test_a_demand_while_every_worker_is_busy_starts_another() -> None:
         pool.demand(11)
         assert runner.demanded.wait(WAIT_S)
         assert len(pool.threads()) == BASE_WORKERS + 1
+        pool.demand(0)  # in flight already: its worker brings it
+        assert len(pool.threads()) == BASE_WORKERS + 1
     finally:
         runner.release.set()
         pool.close(WAIT_S)
