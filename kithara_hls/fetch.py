@@ -27,13 +27,15 @@ IDLE_WAIT_S = 30.0
 PROBE_BATCH = 64
 #: Download workers that start whatever the network: enough to keep a near, fast link busy.
 BASE_WORKERS = 4
-#: Past BASE_WORKERS, more start only while responses typically take this long or more
-#: (request sent to headers). Latency then sets the pace and more requests in flight
-#: hide it; on a near link they only contend for the GIL (a loopback read with 12
-#: workers took about 15 % longer than with 3).
+#: Past BASE_WORKERS, more start only while the quickest recent response took this long
+#: or more (request sent to headers). Latency then sets the pace and more requests in
+#: flight hide it; on a near link they only contend for the GIL (a loopback read with
+#: 12 workers took about 15 % longer than with 3).
 SLOW_RESPONSE_S = 0.010
-#: Weight of the newest response wait in the running estimate.
-WAIT_WEIGHT = 0.3
+#: Recent response waits kept. The quickest tells the link's latency: a slower one
+#: may be a busy server or our own busy CPU (at the start, loopback answers took up
+#: to 30 ms).
+RECENT_WAITS = 8
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class FetchPool:
         self._name = name
         self._workers = workers
         self._started = 0  # download workers started
-        self._wait_s: float | None = None  # typical response wait, once one was seen
+        self._waits: collections.deque[float] = collections.deque(maxlen=RECENT_WAITS)
         self._threads: list[threading.Thread] = []
         # Probes are tiny requests: they get threads of their own, started at the
         # first probe, so a seek's sizes arrive many at a time beside downloads.
@@ -119,7 +121,7 @@ class FetchPool:
         with self._lock:
             if self._closed or self._started >= self._workers:
                 return
-            fast = self._wait_s is not None and self._wait_s < SLOW_RESPONSE_S
+            fast = bool(self._waits) and min(self._waits) < SLOW_RESPONSE_S
             if fast and not always and self._started >= BASE_WORKERS:
                 return
             thread = threading.Thread(
@@ -133,8 +135,7 @@ class FetchPool:
     def response_wait(self, seconds: float) -> None:
         """A download's response came `seconds` after its request was sent."""
         with self._lock:
-            last = self._wait_s
-            self._wait_s = seconds if last is None else last + WAIT_WEIGHT * (seconds - last)
+            self._waits.append(seconds)
 
     # -- what the reader says ------------------------------------------------
 
@@ -210,6 +211,11 @@ class FetchPool:
         """The layout changed after the reader (ABR switch): re-plan."""
         with self._lock:
             self._work.notify()
+
+    def in_flight(self, rid: str) -> bool:
+        """True while a worker downloads `rid` (until its task ends, after the body is stored)."""
+        with self._lock:
+            return rid in self._inflight
 
     def is_done(self, rid: str) -> bool:
         """True once `rid` was stored whole by this pool."""

@@ -252,3 +252,43 @@ def test_html_instead_of_playlist(origin: Origin, fixtures: dict[str, StreamFixt
     page.write_text("<html><body>login</body></html>")
     with pytest.raises(kithara_hls.PlaylistParseError):
         kithara_hls.open(origin.url("page.m3u8"), opts(tmp_path))
+
+
+def test_a_read_between_a_stored_body_and_its_padding_probes_nothing(
+    fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An AES-128 part's padding is learnt just after its body is stored: a read in that
+    window needs no size probe, of this part or of those ahead."""
+    from kithara_hls.tasks import TaskRunner
+
+    fx = fixtures["aes"]
+    expected = fx.expected(0)
+    learning, release = threading.Event(), threading.Event()
+    real = TaskRunner.learn_pad
+
+    def held(runner: TaskRunner, part: object) -> None:
+        if getattr(part, "segment", None) == 0:
+            learning.set()
+            assert release.wait(30)
+        real(runner, part)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TaskRunner, "learn_pad", held)
+    origin.reset_log()
+    f = kithara_hls.open(origin.url(fx.entry), opts(tmp_path))
+    try:
+        assert f.read(1000) == expected[:1000]
+        assert learning.wait(30)  # segment 0 is stored; its padding is not known yet
+        out: list[bytes] = []
+        reader = threading.Thread(target=lambda: out.append(f.read(1000)), name="reader")
+        reader.start()
+        reader.join(5)  # only a read that waits on the held padding takes this long
+        waited = reader.is_alive()
+        release.set()
+        reader.join(30)
+        assert out == [expected[1000:2000]]
+        assert read_all(f) == expected[2000:]
+    finally:
+        release.set()
+        f.close()
+    assert not waited
+    assert not [r for r in origin.requests if r.range_header and r.range_header.startswith("bytes=-")]
