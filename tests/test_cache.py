@@ -54,6 +54,13 @@ def read_all(url: str, options: HlsOptions) -> bytes:
         return f.read()
 
 
+def stored(fx: StreamFixture, origin: Origin, cache: Path) -> str:
+    """Read `fx` whole through a fresh cache in `cache` (checking its bytes); its URL."""
+    url = origin.url(fx.entry)
+    assert read_all(url, opts(cache)) == fx.expected()
+    return url
+
+
 def segment_paths(fx: StreamFixture) -> list[str]:
     media = fx.root / fx.media[0]
     base = Path(fx.media[0]).parent
@@ -246,8 +253,7 @@ def test_bodies_stored_whole_without_any_size_record_are_not_fetched_again(
     big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
 ) -> None:
     fx = big["blocks"]
-    url = big_origin.url(fx.entry)
-    assert read_all(url, opts(tmp_path)) == fx.expected()
+    url = stored(fx, big_origin, tmp_path)
     # As a process killed before writing its sizes leaves them.
     assert drop_keys(tmp_path, "size:") == 3
     assert drop_keys(tmp_path, "sizes:") == 1
@@ -285,8 +291,7 @@ def test_a_corrupt_sizes_snapshot_is_ignored(
     big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
 ) -> None:
     fx = big["b"]
-    url = big_origin.url(fx.entry)
-    assert read_all(url, opts(tmp_path)) == fx.expected()
+    url = stored(fx, big_origin, tmp_path)
     cache = Cache(CacheOptions(dir=tmp_path))
     try:
         snapshot = f"sizes:{stream_id(url)}"
@@ -350,8 +355,7 @@ def test_torn_blob_resumes_at_its_last_whole_block(
 ):
     # A process killed inside a write leaves a blob ending mid-block: that block is fetched again.
     fx = big["a"]
-    url = big_origin.url(fx.entry)
-    assert read_all(url, opts(tmp_path)) == fx.expected()
+    url = stored(fx, big_origin, tmp_path)
     path = segment_paths(fx)[2]
     cache = Cache(CacheOptions(dir=tmp_path))
     try:
@@ -386,8 +390,7 @@ def test_blobs_count_in_volume_and_leave_with_their_stream(
     big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
 ):
     fx = big["b"]
-    url = big_origin.url(fx.entry)
-    assert read_all(url, opts(tmp_path)) == fx.expected()
+    url = stored(fx, big_origin, tmp_path)
     cache = Cache(CacheOptions(dir=tmp_path))
     try:
         blobs = [p for p in (tmp_path / BLOBS_FOLDER).rglob("*") if p.is_file()]
@@ -468,8 +471,7 @@ def test_a_body_file_removed_behind_a_done_record_is_fetched_again(
     big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
 ):
     fx = big["c"]
-    url = big_origin.url(fx.entry)
-    assert read_all(url, opts(tmp_path)) == fx.expected()
+    url = stored(fx, big_origin, tmp_path)
     blobs = sorted(p for p in (tmp_path / BLOBS_FOLDER).rglob("*") if p.is_file())
     blobs[0].unlink()
     with open(blobs[1], "r+b") as body:
