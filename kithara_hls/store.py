@@ -564,7 +564,9 @@ def _take(res: _Res, info: SizeInfo) -> None:
 
 
 def _copy(block: memoryview, inner: int, out: memoryview) -> int:
-    n = min(len(out), len(block) - inner)
+    # None (the resource's end) when `inner` lies past a final block: a read aimed by
+    # offsets not yet known, whose size was learnt while its block loaded.
+    n = max(0, min(len(out), len(block) - inner))
     out[:n] = block[inner : inner + n]
     return n
 

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -488,7 +489,6 @@ def test_block_buffers_reused_under_concurrent_readers_and_writers_keep_bytes_ex
     """Blocks leave memory (and their buffers are reused) while other threads read and write."""
     import random
     import threading
-    import time
 
     from kithara_hls import store as store_module
 
@@ -542,3 +542,33 @@ def test_block_buffers_reused_under_concurrent_readers_and_writers_keep_bytes_ex
         store.cache.close()
     assert not errors, errors[:3]
     assert not any(thread.is_alive() for thread in readers)
+
+
+def test_a_read_past_the_end_learnt_while_its_block_loads_ends_cleanly(tmp_path: Path):
+    """Offsets aimed before the sizes were known may lie past a resource's end; its size
+    may arrive (from another thread) while the final block is read from disk."""
+    from kithara_hls.store import Store
+
+    folder = CacheOptions(dir=tmp_path)
+    theirs, ours = Store(Cache(folder)), Store(Cache(folder))
+    body = bytes(range(256)) * 70  # one short block
+    writer = theirs.writer("res:short", 0)
+    writer.on_size(len(body))
+    writer.on_data(0, memoryview(body))
+    writer.finish()
+    real = ours.cache.read_blob_into
+
+    def read_blob_into(name: str, offset: int, buf: bytearray) -> int:
+        ours.learn_size(name, len(body), persist=False)  # as a download's headers would, meanwhile
+        return real(name, offset, buf)
+
+    ours.cache.read_blob_into = read_blob_into  # type: ignore[method-assign]
+    try:
+        out = memoryview(bytearray(5000))
+        assert ours.read_into("res:short", len(body) + 2000, out, time.monotonic() + 10) == 0
+        assert ours.read_into("res:short", 100, out, time.monotonic() + 10) == 5000
+        assert bytes(out) == body[100:5100]
+    finally:
+        for store in (theirs, ours):
+            store.close()
+            store.cache.close()
