@@ -368,7 +368,8 @@ class Session:
         """Fill `out` from virtual offset `pos`; short only at the end of the stream."""
         deadline = time.monotonic() + self.options.network.read_deadline
         filled = 0
-        layout = self.layout
+        layout, pool = self.layout, self._pool
+        assert pool is not None
         if self._reader_part < 0:
             self.bus.seal()
         while filled < len(out):
@@ -382,7 +383,9 @@ class Session:
             layout.commit(index)
             if index != self._reader_part:
                 self._entered(index, part)
-            if off > 0 and layout.size_of(index) is None and not self._downloading(part.rid):
+            # A part still in its download task will tell its size: from its headers, or
+            # (AES-128 padding) just after its body is stored.
+            if off > 0 and layout.size_of(index) is None and not pool.in_flight(part.rid):
                 self.resolve_sizes(index, index + 1, deadline, ahead=PROBE_BATCH)
                 continue
             n = self._read_part(index, part, off, out[filled:], deadline, len(out))
@@ -391,12 +394,6 @@ class Session:
                 continue
             filled += n
         return filled
-
-    def _downloading(self, rid: str) -> bool:
-        """A download of `rid` runs: its headers, or its task's end (an AES-128 part's
-        padding is learnt just after its body is stored), will tell the size."""
-        pool = self._pool
-        return self.store.is_writing(rid) or (pool is not None and pool.in_flight(rid))
 
     def _read_part(
         self, index: int, part: Part, off: int, out: memoryview, deadline: float, asked: int

@@ -174,12 +174,6 @@ class Store:
             res = self._res.get(rid)
             return None if res is None else self._info(res)
 
-    def is_writing(self, rid: str) -> bool:
-        """True while a writer is filling `rid`."""
-        with self._lock:
-            res = self._res.get(rid)
-            return res is not None and res.writing
-
     def learn_size(self, rid: str, size: int, pad: int | None = None, *, persist: bool = True) -> None:
         """Record a size (from headers or a probe), in memory and (if `persist`) in the cache
         (with the next batch of size records, see `flush_sizes`).
@@ -460,6 +454,10 @@ class Store:
         if id(buf) in self._on_disk_soon or not isinstance(buf, bytearray):
             return
         view.release()
+        self._keep_spare(buf)
+
+    def _keep_spare(self, buf: bytearray) -> None:
+        """Keep `buf` for a next block, if there is room. Call under the lock."""
         if len(self._spare) < SPARE_BUFFERS and not self._closed:
             self._spare.append(buf)
 
@@ -525,9 +523,9 @@ class Store:
             res.size = size
             res.complete = True
             res.writing = False
-            if res.buf is not None and len(self._spare) < SPARE_BUFFERS:
+            if res.buf is not None:
                 # Taken for a block after the last (the size is a multiple of BLOCK_SIZE).
-                self._spare.append(res.buf)
+                self._keep_spare(res.buf)
             res.buf = None
             res.buf_block, res.buf_len = -1, 0
             self._changed.notify_all()
@@ -564,8 +562,8 @@ def _take(res: _Res, info: SizeInfo) -> None:
 
 
 def _copy(block: memoryview, inner: int, out: memoryview) -> int:
-    # None (the resource's end) when `inner` lies past a final block: a read aimed by
-    # offsets not yet known, whose size was learnt while its block loaded.
+    # Nothing (0: the resource's end) when `inner` lies past a final block: a read aimed
+    # by offsets not yet known, whose size was learnt while its block loaded.
     n = max(0, min(len(out), len(block) - inner))
     out[:n] = block[inner : inner + n]
     return n

@@ -51,9 +51,7 @@ class TaskRunner:
         """A request is retried: a recoverable Error event; another worker may start meanwhile
         (a request that never went out, as on a refused connection, started none)."""
         self._s.bus.publish(ev.Error(error, recoverable=True))
-        pool = self._s._pool
-        if pool is not None:
-            pool.grow(always=True)
+        self._blocking(always=True)
 
     def run(self, task: Task) -> bool | None:
         """Run one task: True when done, False if it failed (the store keeps the error), None if cancelled."""
@@ -80,11 +78,12 @@ class TaskRunner:
             self._s.bus.publish(ev.Error(exc, recoverable=False))
             return False
 
-    def _blocking(self) -> None:
-        """This worker is about to wait (on the network, or a job's I/O): let the pool start another."""
+    def _blocking(self, *, always: bool = False) -> None:
+        """This worker is about to wait (on the network, or a job's I/O): let the pool start
+        another (`always`: whatever the network's latency, as `FetchPool.grow` says)."""
         pool = self._s._pool
         if pool is not None:
-            pool.grow()
+            pool.grow(always=always)
 
     def _run_job(self, task: Task) -> bool:
         assert task.job is not None
