@@ -184,6 +184,70 @@ def seek_floor(args: argparse.Namespace) -> Runner:
     return run
 
 
+def cache_floor(args: argparse.Namespace) -> Runner:
+    """What a caching reader needs at least on this origin, with no library but urllib3:
+    `--threads` workers each GET one segment at a time (readinto a reused buffer) and write
+    it to its own file under `--cache`; the reader reads the files back in playlist order
+    as they complete. No retries, no checks, no look-ahead bound: a floor, not a client."""
+    import os
+    import threading
+
+    import m3u8
+    import urllib3
+
+    def run(probe: Probe) -> dict[str, Any]:
+        pool = urllib3.PoolManager(maxsize=args.threads)
+        playlist = m3u8.loads(pool.request("GET", args.url).data.decode(), uri=args.url)
+        uris = [seg.absolute_uri for seg in playlist.segments]
+        folder = Path(args.cache)
+        folder.mkdir(parents=True, exist_ok=True)
+        todo = iter(range(len(uris)))
+        lock = threading.Lock()
+        done = threading.Condition()
+        finished: set[int] = set()
+
+        def work() -> None:
+            view = memoryview(bytearray(READ_BUFFER_BYTES))
+            while True:
+                with lock:
+                    index = next(todo, None)
+                if index is None:
+                    return
+                resp = pool.request("GET", uris[index], preload_content=False)
+                fd = os.open(folder / str(index), os.O_WRONLY | os.O_CREAT, 0o600)
+                offset = 0
+                while n := resp.readinto(view):
+                    os.pwrite(fd, view[:n], offset)
+                    offset += n
+                os.close(fd)
+                resp.release_conn()
+                with done:
+                    finished.add(index)
+                    done.notify_all()
+
+        workers = [threading.Thread(target=work, daemon=True) for _ in range(args.threads)]
+        for worker in workers:
+            worker.start()
+        view = memoryview(bytearray(READ_BUFFER_BYTES))
+        first = True
+        for index in range(len(uris)):
+            with done:
+                if not done.wait_for(lambda i=index: i in finished, timeout=60):  # type: ignore[misc]
+                    raise TimeoutError(f"segment {index} did not arrive")
+            fd = os.open(folder / str(index), os.O_RDONLY)
+            offset = 0
+            while n := os.preadv(fd, [view[:FIRST_READ_BYTES] if first else view], offset):
+                probe.got(n)
+                offset += n
+                first = False
+            os.close(fd)
+        for worker in workers:
+            worker.join()
+        return {}
+
+    return run
+
+
 #: HEAD requests written at once on each raw connection of `seek_floor`.
 FLOOR_HEADS_PER_CONNECTION = 2
 
@@ -396,6 +460,7 @@ CLIENTS: dict[str, Callable[[argparse.Namespace], Runner]] = {
     "kithara": kithara,
     "kithara-seek": kithara_seek,
     "seek-floor": seek_floor,
+    "cache-floor": cache_floor,
     "kithara-idle": kithara_idle,
     "kithara-av": kithara_av,
     "ffmpeg-av": ffmpeg_av,

@@ -34,6 +34,8 @@ DECRYPT_FACTOR = 1.3
 #: Peers and their concurrency, as the targets name them.
 STREAMLINK_THREADS = 10
 YTDLP_FRAGMENTS = 8
+#: Workers of the LAN floor line: kithara's base worker count on a near link.
+CACHE_FLOOR_THREADS = 4
 
 
 def _faster(label: str, ours: Measure | None, peer: Measure | None) -> Row:
@@ -114,6 +116,13 @@ def lan(bench: Bench) -> list[Row]:
         row.ratio = f"{cold.wall_s / seq.wall_s:.2f}× requests"
         row.result = verdict(cold.wall_s <= LAN_REQUESTS_FACTOR * seq.wall_s)
     rows.append(row)
+    floor = bench.measure("lan", "cache-floor", stream, "--threads", str(CACHE_FLOOR_THREADS))
+    floor_row = Row.of(f"LAN floor: urllib3 ×{CACHE_FLOOR_THREADS} + files", floor, target="(reported)")
+    if floor is not None and seq is not None:
+        floor_row.ratio = f"{floor.wall_s / seq.wall_s:.2f}× requests"
+        if cold is not None:
+            row.ratio += f", {cold.wall_s / floor.wall_s:.1f}× floor"
+    rows.append(floor_row)
     for label, m in _peers(bench, "lan", stream):
         peer_row = _faster(f"LAN {label}", cold, m)
         if label.startswith("yt-dlp"):  # no goal against yt-dlp on the loopback: shown for reference
