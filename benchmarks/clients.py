@@ -205,6 +205,17 @@ def cache_floor(args: argparse.Namespace) -> Runner:
         lock = threading.Lock()
         done = threading.Condition()
         finished: set[int] = set()
+        failures: list[BaseException] = []
+
+        def fetch(index: int, view: memoryview) -> None:
+            resp = pool.request("GET", uris[index], preload_content=False)
+            fd = os.open(folder / str(index), os.O_WRONLY | os.O_CREAT, 0o600)
+            offset = 0
+            while n := resp.readinto(view):
+                os.pwrite(fd, view[:n], offset)
+                offset += n
+            os.close(fd)
+            resp.release_conn()
 
         def work() -> None:
             view = memoryview(bytearray(READ_BUFFER_BYTES))
@@ -213,14 +224,13 @@ def cache_floor(args: argparse.Namespace) -> Runner:
                     index = next(todo, None)
                 if index is None:
                     return
-                resp = pool.request("GET", uris[index], preload_content=False)
-                fd = os.open(folder / str(index), os.O_WRONLY | os.O_CREAT, 0o600)
-                offset = 0
-                while n := resp.readinto(view):
-                    os.pwrite(fd, view[:n], offset)
-                    offset += n
-                os.close(fd)
-                resp.release_conn()
+                try:
+                    fetch(index, view)
+                except BaseException as exc:
+                    with done:
+                        failures.append(exc)
+                        done.notify_all()
+                    raise
                 with done:
                     finished.add(index)
                     done.notify_all()
@@ -232,8 +242,10 @@ def cache_floor(args: argparse.Namespace) -> Runner:
         first = True
         for index in range(len(uris)):
             with done:
-                if not done.wait_for(lambda i=index: i in finished, timeout=60):  # type: ignore[misc]
+                if not done.wait_for(lambda i=index: i in finished or bool(failures), timeout=60):  # type: ignore[misc]
                     raise TimeoutError(f"segment {index} did not arrive")
+                if index not in finished:
+                    raise failures[0]
             fd = os.open(folder / str(index), os.O_RDONLY)
             offset = 0
             while n := os.preadv(fd, [view[:FIRST_READ_BYTES] if first else view], offset):

@@ -120,8 +120,8 @@ def lan(bench: Bench) -> list[Row]:
     floor_row = Row.of(f"LAN floor: urllib3 ×{CACHE_FLOOR_THREADS} + files", floor, target="(reported)")
     if floor is not None and seq is not None:
         floor_row.ratio = f"{floor.wall_s / seq.wall_s:.2f}× requests"
-        if cold is not None:
-            row.ratio += f", {cold.wall_s / floor.wall_s:.1f}× floor"
+    if floor is not None and cold is not None:
+        row.ratio = ", ".join(filter(None, [row.ratio, f"{cold.wall_s / floor.wall_s:.1f}× floor"]))
     rows.append(floor_row)
     for label, m in _peers(bench, "lan", stream):
         peer_row = _faster(f"LAN {label}", cold, m)
