@@ -11,6 +11,7 @@ read blocked in another thread returns at once; that call then raises `Cancelled
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.client import HTTPException
+from http.client import HTTPException, HTTPResponse
 from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
 
@@ -104,6 +105,16 @@ class Sink(Protocol):
 
     def on_data(self, offset: int, data: memoryview) -> None:
         """Contiguous body bytes at `offset` from the resource start; the view is of immutable bytes."""
+
+
+class BufferSink(Sink, Protocol):
+    """A sink the body can be read straight into, with no copy (see `HttpClient.fetch`)."""
+
+    def buffer(self) -> memoryview:
+        """Writable room (never empty) for the bytes that follow those delivered so far."""
+
+    def filled(self, n: int) -> None:
+        """The first `n` bytes of the last `buffer()` now hold the next bytes of the resource."""
 
 
 def _check_redirect(requested: str, final: str) -> None:
@@ -295,11 +306,19 @@ class _Transfer:
         return last - asked_first + 1
 
     def deliver(self, data: memoryview) -> None:
-        end = self.next + len(data)
-        if self.max_bytes is not None and end > self.max_bytes:
-            raise AssetsError(f"resource exceeds the limit of {self.max_bytes} bytes", url=self.url)
+        self._check_limit(len(data))
         self.sink.on_data(self.next, data)
-        self.next = end
+        self.next += len(data)
+
+    def advance(self, sink: BufferSink, n: int) -> None:
+        """`n` bytes were read into `sink.buffer()`."""
+        self._check_limit(n)
+        sink.filled(n)
+        self.next += n
+
+    def _check_limit(self, n: int) -> None:
+        if self.max_bytes is not None and self.next + n > self.max_bytes:
+            raise AssetsError(f"resource exceeds the limit of {self.max_bytes} bytes", url=self.url)
 
 
 class HttpClient:
@@ -434,7 +453,12 @@ class HttpClient:
             skip, want = self._plan(resp, t)
             began = time.monotonic()
             try:
-                got = self._pump(resp, skip, want, chunk_size, t.deliver)
+                body = getattr(resp.raw, "_fp", None)
+                into = t.sink if callable(getattr(t.sink, "filled", None)) else None
+                if into is not None and not skip and isinstance(body, HTTPResponse) and _sized(body):
+                    got = self._pump_into(resp, body, want, t, cast(BufferSink, into))
+                else:
+                    got = self._pump(resp, skip, want, chunk_size, t.deliver)
             finally:
                 t.transfer += time.monotonic() - began
         if want is None:
@@ -487,6 +511,37 @@ class HttpClient:
             if view:
                 emit(view)
                 got += len(view)
+        return got
+
+    def _pump_into(
+        self, resp: requests.Response, body: HTTPResponse, want: int | None, t: _Transfer, sink: BufferSink
+    ) -> int:
+        """Read the body (`want` bytes; None: all) straight into `sink`'s buffers; return how many.
+
+        This reads the http.client response under urllib3's: its readinto fills the
+        buffer from the socket, where urllib3's read returns new bytes to copy. A
+        body read to its end hands the connection back to the pool, as urllib3 does
+        for a body read through it; one cut short closes it with the response.
+        """
+        reader = _BodyReader(body)
+        got = 0
+        while want is None or got < want:
+            self._check_cancel()
+            view = sink.buffer()
+            if want is not None and len(view) > want - got:
+                view = view[: want - got]
+            try:
+                n = reader.readinto(view)
+            except OSError as exc:  # urllib3 would have raised ProtocolError or ReadTimeoutError
+                raise _TransientError(
+                    f"body read failed ({type(exc).__name__})", url=t.url, status=resp.status_code
+                ) from exc
+            if not n:
+                break
+            t.advance(sink, n)
+            got += n
+        if body.isclosed() and (want is None or got == want):
+            resp.raw.release_conn()
         return got
 
     def probe(self, url: str, *, base: tuple[int, int] | None = None, tail: int = 0) -> tuple[int, bytes]:
@@ -657,6 +712,45 @@ class HttpClient:
                 if self._cancel.is_set() and not isinstance(exc, (Cancelled, HlsError)):
                     raise Cancelled("client closed") from exc
                 raise
+
+
+def _sized(body: HTTPResponse) -> bool:
+    """Whether `body` has a length to count down (not chunked, not read to the connection's close)."""
+    return body.length is not None and not body.chunked and body.fp is not None
+
+
+class _BodyReader:
+    """Reads a sized http.client body into the caller's buffers as bytes arrive, with no copy.
+
+    http.client's own readinto waits until the whole buffer is full, so a reader
+    would wait for a whole block; its buffered file's readinto1 makes one socket
+    read at most, and we count the body down as http.client would. The last byte
+    goes through http.client, which then knows the body was read and frees the
+    connection for the next request.
+    """
+
+    def __init__(self, body: HTTPResponse) -> None:
+        self._body = body
+        # The file may hold body bytes read along with the headers. readinto1 of
+        # more than its buffer copies those, then waits on the socket for more:
+        # bytes already here would wait behind a stall (and be lost to its
+        # timeout). A read of at most its buffer returns them alone, and only
+        # one that filled its whole ask can leave more behind.
+        self._maybe_buffered = True
+
+    def readinto(self, view: memoryview) -> int:
+        """Body bytes into `view` (at least one unless at the end); 0 at the end or once the peer closed."""
+        body = self._body
+        left = body.length
+        if left is None or left <= 1:
+            return body.readinto(view)
+        ask = min(len(view), left - 1)
+        if self._maybe_buffered:
+            ask = min(ask, io.DEFAULT_BUFFER_SIZE)  # what socket.makefile gives http.client
+        n = body.fp.readinto1(view[:ask])
+        self._maybe_buffered = ask <= io.DEFAULT_BUFFER_SIZE and n == ask
+        body.length = left - n
+        return n
 
 
 def _probe_range(header: str | None, url: str, base: tuple[int, int] | None, tail: int) -> tuple[int, int]:

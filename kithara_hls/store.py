@@ -483,6 +483,22 @@ class Store:
             res.buf_len = inner + len(data)
             self._changed.notify_all()
 
+    def _room(self, res: _Res, position: int) -> memoryview:
+        """The unfilled rest of the block buffer of `res` at `position` (a writer reads into it)."""
+        index, inner = divmod(position, BLOCK_SIZE)
+        with self._lock:
+            buf = res.buf
+            if buf is None or res.buf_block != index:
+                raise HlsError(f"no block buffer at offset {position}")
+        return memoryview(buf)[inner:]
+
+    def _filled(self, res: _Res, index: int, end: int) -> None:
+        """The buffer of block `index` now holds bytes up to `end`: readers may take them."""
+        with self._lock:
+            if res.buf is not None and res.buf_block == index:
+                res.buf_len = end
+                self._changed.notify_all()
+
     def _commit_block(self, res: _Res, index: int, length: int, fd: int) -> None:
         with self._lock:
             if res.buf is None:
@@ -601,6 +617,23 @@ class Writer:
             data = data[take:]
             if inner + take == BLOCK_SIZE:
                 self._commit(index, BLOCK_SIZE)
+
+    def buffer(self) -> memoryview:
+        """The rest of the block being filled: the response is read straight into it."""
+        if self._cancelled:
+            raise Cancelled("download abandoned")
+        return self._store._room(self._res, self.position)
+
+    def filled(self, n: int) -> None:
+        """`n` more bytes are in the block buffer (readers see them; a whole block goes to disk)."""
+        index, inner = divmod(self.position, BLOCK_SIZE)
+        end = inner + n
+        if n <= 0 or end > BLOCK_SIZE:
+            raise HlsError(f"store writer filled {n} bytes at offset {self.position}")
+        self._store._filled(self._res, index, end)
+        self.position += n
+        if end == BLOCK_SIZE:
+            self._commit(index, BLOCK_SIZE)
 
     def _commit(self, index: int, length: int) -> None:
         if self._fd is None:

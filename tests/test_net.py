@@ -50,6 +50,30 @@ class RecordingSink:
         self.first.set()
 
 
+class IntoSink(RecordingSink):
+    """A `net.BufferSink`: the body is read into a small buffer of its own (many reads per body)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._room = bytearray(97)
+        self.reads = 0
+
+    def buffer(self) -> memoryview:
+        return memoryview(self._room)
+
+    def filled(self, n: int) -> None:
+        assert 0 < n <= len(self._room)
+        self.reads += 1
+        self.data += self._room[:n]
+        self.first.set()
+
+
+@pytest.fixture(params=["on_data", "into"])
+def new_sink(request: pytest.FixtureRequest) -> Callable[[], RecordingSink]:
+    """Makes sinks of both kinds: one given each chunk, one the body is read straight into."""
+    return IntoSink if request.param == "into" else RecordingSink
+
+
 @pytest.fixture
 def make_client() -> Iterator[Callable[..., HttpClient]]:
     clients: list[HttpClient] = []
@@ -413,8 +437,10 @@ def _chunks(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def test_reset_mid_body_resumes_from_the_next_byte(make_client: Callable[..., HttpClient]) -> None:
-    sink = RecordingSink()
+def test_reset_mid_body_resumes_from_the_next_byte(
+    make_client: Callable[..., HttpClient], new_sink: Callable[[], RecordingSink]
+) -> None:
+    sink = new_sink()
     delivered_at_retry: list[int] = []
     client = make_client(on_retry=lambda exc, n: delivered_at_retry.append(len(sink.data)))
     with Server(serve(send=400, then="reset", wait_for=sink.first), serve()) as server:
@@ -427,6 +453,7 @@ def test_reset_mid_body_resumes_from_the_next_byte(make_client: Callable[..., Ht
 
 def test_cookies_set_by_one_response_and_configured_headers_go_with_the_next_requests(
     make_client: Callable[..., HttpClient],
+    new_sink: Callable[[], RecordingSink],
 ) -> None:
     def set_cookie(conn: socket.socket, request: Request, server: Server) -> None:
         body = b"#EXTM3U\n"
@@ -434,7 +461,7 @@ def test_cookies_set_by_one_response_and_configured_headers_go_with_the_next_req
         conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
 
     client = make_client(headers={"X-Token": "t1"})
-    sink = RecordingSink()
+    sink = new_sink()
     with Server(set_cookie, serve()) as server:
         assert client.get(server.url, max_bytes=100)[0] == b"#EXTM3U\n"
         client.fetch(server.url, sink)
@@ -466,8 +493,10 @@ def test_on_sent_is_called_once_as_the_first_request_goes_out(make_client: Calla
     assert calls == [threading.current_thread().name]  # once, though two requests went out
 
 
-def test_truncated_body_is_resumed(make_client: Callable[..., HttpClient]) -> None:
-    sink = RecordingSink()
+def test_truncated_body_is_resumed(
+    make_client: Callable[..., HttpClient], new_sink: Callable[[], RecordingSink]
+) -> None:
+    sink = new_sink()
     with Server(serve(send=600), serve()) as server:
         make_client().fetch(server.url, sink)
     assert bytes(sink.data) == BODY
@@ -484,8 +513,10 @@ def test_truncated_range_is_resumed_up_to_its_end(make_client: Callable[..., Htt
     assert server.ranges == ["bytes=100-899", "bytes=400-899"]
 
 
-def test_stall_after_headers_times_out_and_resumes(make_client: Callable[..., HttpClient]) -> None:
-    sink = RecordingSink()
+def test_stall_after_headers_times_out_and_resumes(
+    make_client: Callable[..., HttpClient], new_sink: Callable[[], RecordingSink]
+) -> None:
+    sink = new_sink()
     with Server(serve(send=500, then="stall"), serve()) as server:
         make_client(read_timeout=0.3).fetch(server.url, sink)
     assert bytes(sink.data) == BODY
@@ -532,11 +563,13 @@ def test_range_mismatch_is_an_error(make_client: Callable[..., HttpClient]) -> N
     assert not sink.data
 
 
-def test_body_to_connection_close_learns_the_size_at_the_end(make_client: Callable[..., HttpClient]) -> None:
+def test_body_to_connection_close_learns_the_size_at_the_end(
+    make_client: Callable[..., HttpClient], new_sink: Callable[[], RecordingSink]
+) -> None:
     def no_length(conn: socket.socket, request: Request, server: Server) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BODY)
 
-    sink = RecordingSink()
+    sink = new_sink()
     with Server(no_length) as server:
         stats = make_client().fetch(server.url, sink)
     assert bytes(sink.data) == BODY
@@ -582,8 +615,9 @@ def test_body_over_max_bytes_is_refused_from_headers(make_client: Callable[..., 
 
 def test_chunked_body_over_max_bytes_is_refused_while_streaming(
     make_client: Callable[..., HttpClient],
+    new_sink: Callable[[], RecordingSink],
 ) -> None:
-    sink = RecordingSink()
+    sink = new_sink()
     with Server(serve(chunked=True)) as server, pytest.raises(AssetsError):
         make_client().fetch(server.url, sink, max_bytes=500, chunk_size=100)
     assert len(sink.data) <= 500
@@ -697,3 +731,12 @@ def test_a_resume_past_the_end_of_a_resource_is_an_error(make_client: Callable[.
     with pytest.raises(NetError) as caught:
         make_client().fetch(MOCK_URL, RecordingSink(), start=len(BODY))
     assert caught.value.status == 416
+
+
+def test_a_sized_body_is_read_straight_into_the_sinks_buffer(make_client: Callable[..., HttpClient]) -> None:
+    sink = IntoSink()
+    with Server(serve()) as server:
+        stats = make_client().fetch(server.url, sink)
+    assert bytes(sink.data) == BODY and stats.bytes == len(BODY)
+    assert sink.start is None  # nothing came through on_data
+    assert sink.reads >= len(BODY) // 97
