@@ -111,6 +111,16 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
 # --- statuses and connections ---------------------------------------------------------------
 
 
+def test_connections_are_reused_across_segments(fixtures: Fixtures, origin: Origin, tmp_path: Path) -> None:
+    """A body read to its end frees its connection: one worker fetches every segment on one."""
+    fx = fixtures["ts"]
+    with kithara_hls.open(origin.url(fx.entry), opts(tmp_path, workers=1)) as f:
+        assert read_all(f) == fx.expected(0)
+    segments = {seg_path(fx, i) for i in range(len(fx.durations(0)))}
+    ports = [r.port for r in origin.requests if r.path in segments]
+    assert len(ports) == len(segments) and len(set(ports)) == 1
+
+
 RETRYABLE = [(c, None) for c in (500, 502, 503, 408, 429)] + [(503, 0.01), (429, 0.01), (429, 3600.0)]
 
 

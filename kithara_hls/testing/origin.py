@@ -53,6 +53,8 @@ class RequestRecord(NamedTuple):
     status: int
     query: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    #: The client's port: one per connection, so tests can tell connections apart.
+    port: int = 0
 
 
 @dataclass
@@ -297,7 +299,8 @@ class Origin:
         with self._lock:
             query = urlsplit(handler.path).query
             headers = tuple(handler.headers.items())
-            self.requests.append(RequestRecord(method, path, range_header, response.status, query, headers))
+            port = handler.client_address[1]
+            self.requests.append(RequestRecord(method, path, range_header, response.status, query, headers, port))
         handler.send_response(response.status)
         for name, value in response.headers.items():
             handler.send_header(name, value)
