@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 import responses
 
 from kithara_hls import net
@@ -740,3 +741,59 @@ def test_a_sized_body_is_read_straight_into_the_sinks_buffer(make_client: Callab
     assert bytes(sink.data) == BODY and stats.bytes == len(BODY)
     assert sink.start is None  # nothing came through on_data
     assert sink.reads >= len(BODY) // 97
+
+
+# --- the direct path: segment requests on urllib3 alone -------------------------------------
+
+
+def test_a_redirected_segment_is_followed_and_its_host_then_goes_through_requests(
+    make_client: Callable[..., HttpClient],
+) -> None:
+    def moved(conn: socket.socket, request: Request, server: Server) -> None:
+        head = "HTTP/1.1 302 Found\r\nLocation: /moved.ts\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        conn.sendall(head.encode())
+
+    client = make_client()
+    with Server(moved, moved, serve(), moved, serve()) as server:
+        for _ in range(2):
+            sink = RecordingSink()
+            client.fetch(server.url, sink)
+            assert bytes(sink.data) == BODY
+    # The first fetch's direct request met the redirect; requests then asked again and
+    # followed it. The second fetch went through requests at once.
+    assert [r.path for r in server.requests] == [
+        "/media.ts",
+        "/media.ts",
+        "/moved.ts",
+        "/media.ts",
+        "/moved.ts",
+    ]
+
+
+def test_a_segment_response_sets_cookies_and_sends_configured_headers(
+    make_client: Callable[..., HttpClient],
+) -> None:
+    def set_cookie(conn: socket.socket, request: Request, server: Server) -> None:
+        head = f"HTTP/1.1 200 OK\r\nSet-Cookie: edge=abc; Path=/\r\nContent-Length: {len(BODY)}\r\n"
+        conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + BODY)
+
+    client = make_client(headers={"X-Token": "t1"})
+    with Server(set_cookie, serve()) as server:
+        for _ in range(2):
+            sink = IntoSink()
+            client.fetch(server.url, sink)
+            assert bytes(sink.data) == BODY
+    first, second = server.requests
+    assert "cookie" not in first.headers and second.headers["cookie"] == "edge=abc"
+    assert first.headers["x-token"] == second.headers["x-token"] == "t1"
+    assert first.headers["accept-encoding"] == "identity"
+    assert "python-requests" in first.headers["user-agent"]
+
+
+def test_an_untrusted_certificate_is_refused_on_segment_requests(
+    make_client: Callable[..., HttpClient], tls: tuple[ssl.SSLContext, str]
+) -> None:
+    context, _ = tls
+    with Server(serve(), tls=context) as server, pytest.raises(RetryExhausted) as info:
+        make_client(retries=0).fetch(server.url, RecordingSink())
+    assert isinstance(info.value.__cause__, requests.exceptions.SSLError)

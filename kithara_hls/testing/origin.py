@@ -299,8 +299,10 @@ class Origin:
         with self._lock:
             query = urlsplit(handler.path).query
             headers = tuple(handler.headers.items())
-            port = handler.client_address[1]
-            self.requests.append(RequestRecord(method, path, range_header, response.status, query, headers, port))
+            record = RequestRecord(
+                method, path, range_header, response.status, query, headers, handler.client_address[1]
+            )
+            self.requests.append(record)
         handler.send_response(response.status)
         for name, value in response.headers.items():
             handler.send_header(name, value)
