@@ -162,6 +162,11 @@ class Cache:
             self._opened.set()
 
     @property
+    def ready(self) -> bool:
+        """Whether the database is open (or failed to): a first use would not wait."""
+        return self._opened.is_set()
+
+    @property
     def _dc(self) -> diskcache.Cache:
         if not self._opened.wait(OPEN_DEADLINE_S):
             raise StorageError("the cache database did not open in time")

@@ -16,7 +16,7 @@ import time
 from . import events as ev
 from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
-from .cache import Cache, digest
+from .cache import OPEN_DEADLINE_S, SQLITE_TIMEOUT_S, Cache, digest
 from .catalog import Catalog, sizes_key, stream_id
 from .decrypt import Decryptor
 from .errors import (
@@ -38,6 +38,9 @@ from .tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 
+#: The longest close (or an eviction) waits for the cache bookkeeping of `open`: that of
+#: the database's open and of a write that finds it locked.
+BOOKKEEPING_DEADLINE_S = OPEN_DEADLINE_S + SQLITE_TIMEOUT_S
 #: Bytes downloaded between two checks of the cache's size cap.
 EVICT_CHECK_BYTES = 32 * 2**20  # 32 MiB
 
@@ -74,6 +77,7 @@ class Session:
         self._unsaved_playlists: list[tuple[str, bytes]] | None = []
         self.catalog = Catalog(self.cache)
         self._lease: tuple[str, str] | None = None
+        self._bookkeeping: threading.Thread | None = None
         try:
             self._open(url)
         except BaseException:
@@ -130,12 +134,19 @@ class Session:
             deadline = time.monotonic() + net.read_deadline
             self._pool.submit(lambda: self.keys.prefetch(first_key, deadline))
         unsaved, self._unsaved_playlists = self._unsaved_playlists or [], None
-        for key, blob in unsaved:
-            self.cache.set(key, blob)
-        if not stored_before:
-            self._load_sizes(sid)
-        self._record(media, first)
-        self._lease = (sid, self.catalog.lease(sid))
+        job = (media, first, sid, unsaved, not stored_before)
+        if stored_before:
+            # Its bytes come from the cache: leased before the first read, so that no
+            # other process evicts them meanwhile (the database is open by now).
+            self._bookkeep(*job, own_thread=False)
+        else:
+            # A new stream's bookkeeping waits for the database, which a fresh cache
+            # creates meanwhile (tens of ms; far more while the file system commits a
+            # big delete): on a thread of its own, the first read need not wait for it.
+            self._bookkeeping = threading.Thread(
+                target=self._bookkeep, args=job, name="kithara-catalog", daemon=True
+            )
+            self._bookkeeping.start()
         if len(self.variants) > 1 and not self.options.offline:
             abr = self.options.abr
             if abr.buffer_target_secs > net.lookahead:
@@ -149,6 +160,40 @@ class Session:
                 bus=self.bus,
                 manual=choice,
             )
+
+    def _bookkeep(
+        self,
+        media: MediaPlaylist,
+        variant: int,
+        sid: str,
+        playlists: list[tuple[str, bytes]],
+        sizes: bool,
+        *,
+        own_thread: bool = True,
+    ) -> None:
+        """Store the playlists read while opening, take an earlier run's sizes (if `sizes`),
+        record the stream in the catalog and lease it."""
+        try:
+            for key, blob in playlists:
+                self.cache.set(key, blob)
+            if sizes:
+                self._load_sizes(sid)
+            self._record(media, variant)
+            self._lease = (sid, self.catalog.lease(sid))
+        except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
+            if not own_thread:
+                raise
+            # The stream plays on; a later run stores what this one could not.
+            log.warning("could not record the stream in the cache: %s", exc)
+            self.bus.publish(ev.Error(exc, recoverable=True))
+        finally:
+            if own_thread:
+                self.cache.close()  # this thread's connection
+
+    def _bookkept(self) -> None:
+        """Wait for `_bookkeep` (its cache calls have deadlines of their own)."""
+        if self._bookkeeping is not None:
+            self._bookkeeping.join(BOOKKEEPING_DEADLINE_S)
 
     def _offline_plan(self, base: MediaPlaylist, first: int) -> list[Part]:
         """Offline with ABR: per segment, the best variant the cache holds whole."""
@@ -200,6 +245,7 @@ class Session:
             log.warning("could not keep the stream's sizes: %s", exc)
 
     def _evict(self) -> None:
+        self._bookkept()  # this stream's lease protects it
         removed = self.catalog.evict(self.options.cache.max_bytes)
         if removed:
             log.info("cache over its cap: evicted %d stream(s)", removed)
@@ -499,6 +545,7 @@ class Session:
         if self._pool is not None:
             self._pool.close()
         self.client.close()
+        self._bookkept()
         self._save_sizes()
         lease, self._lease = self._lease, None
         if lease is not None:

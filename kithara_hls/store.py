@@ -212,7 +212,8 @@ class Store:
         """
         with self._lock:
             self._unsaved[res.rid] = res
-            due = len(self._unsaved) >= SAVE_BATCH
+            # A worker does not wait for the database to open: the records wait for the next batch.
+            due = len(self._unsaved) >= SAVE_BATCH and self.cache.ready
         if not due:
             return
         try:

@@ -457,6 +457,26 @@ def test_a_failed_open_leaves_no_cache_thread(origin: Origin, tmp_path: Path):
     assert not ours
 
 
+def test_a_new_stream_plays_when_the_cache_database_cannot_open(
+    fixtures: dict[str, StreamFixture], origin: Origin, tmp_path: Path
+):
+    """The catalog's bookkeeping fails on its own thread: an Error event, not a failed open."""
+    import threading
+
+    from kithara_hls import events as ev
+
+    (tmp_path / "cache.db").mkdir()  # where diskcache keeps its database
+    fx = fixtures["ts"]
+    errors: list[ev.Error] = []
+    with kithara_hls.open(origin.url(fx.entry), opts(tmp_path, variant=0)) as f:
+        f.on_event(lambda e: errors.append(e) if isinstance(e, ev.Error) else None)
+        assert f.read() == fx.expected(0)
+    # close() waited for the bookkeeping, so its Error is in.
+    assert errors and all(e.recoverable and "cannot open the cache" in str(e.error) for e in errors)
+    ours = [t for t in threading.enumerate() if t.name.startswith("kithara-") and t.name != "kithara-origin"]
+    assert not ours
+
+
 def test_bodies_in_the_old_folder_layout_are_removed_on_open(tmp_path: Path):
     legacy = tmp_path / LEGACY_BLOBS_FOLDER / "ab"
     legacy.mkdir(parents=True)
