@@ -92,6 +92,7 @@ def _open_diskcache(path: Path) -> diskcache.Cache:
     raise StorageError("cannot open the cache")
 
 
+_UTIME_FD = os.utime in os.supports_fd
 #: Reads into a reused buffer: a new 256 KiB bytes object costs 64 page faults.
 _PREADV = hasattr(os, "preadv")
 
@@ -246,6 +247,30 @@ class Cache:
                 return os.open(path, flags, 0o600)
         except OSError as exc:
             raise StorageError(f"cannot open a cache file: {exc}") from exc
+
+    def blob_state(self, name: str) -> tuple[int, bool]:
+        """Bytes the blob `name` holds (0 if absent), and whether it is sealed whole (see `seal_blob`)."""
+        try:
+            st = os.stat(self.blob_path(name))
+        except OSError:
+            return 0, False
+        return st.st_size, st.st_mtime_ns == st.st_size > 0
+
+    def seal_blob(self, name: str, fd: int, length: int) -> None:
+        """Seal the blob `name` (open at `fd`) whole at `length` bytes, after its last write.
+
+        The seal is its modification time, set to `length` nanoseconds past the
+        epoch: no database write, atomic, and broken by any later write or
+        truncation (which move the time to now). A process killed before it
+        leaves the blob unsealed, to be resumed.
+        """
+        try:
+            if _UTIME_FD:
+                os.utime(fd, ns=(time.time_ns(), length))
+            else:
+                os.utime(self.blob_path(name), ns=(time.time_ns(), length))
+        except OSError as exc:
+            log.warning("cache write failed: %s", exc)
 
     def blob_length(self, name: str) -> int:
         """Bytes the blob `name` holds (0 if absent)."""

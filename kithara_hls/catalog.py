@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .cache import Cache, digest
 from .errors import StorageError, redact_url
-from .store import SizeInfo, read_size_record
+from .store import SizeInfo
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ class Catalog:
         return sorted(records, key=lambda r: r.last_used, reverse=True)
 
     def _size(self, rid: str) -> int:
-        info = read_size_record(self.cache, rid)
-        return 0 if info is None else info.size
+        return self.cache.blob_length(rid)
 
     def sizes(self, sid: str) -> dict[str, SizeInfo]:
         """The sizes snapshot of stream `sid`, by resource id (empty if none; bad entries skipped)."""

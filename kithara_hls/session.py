@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 #: The longest close (or an eviction) waits for the cache bookkeeping of `open`: that of
 #: the database's open and of a write that finds it locked.
 BOOKKEEPING_DEADLINE_S = OPEN_DEADLINE_S + SQLITE_TIMEOUT_S
+#: Seconds between two writes of the stream's sizes snapshot while downloading: what a
+#: process killed meanwhile loses (its bodies stay; a later run asks each one's size again).
+SIZES_SAVE_INTERVAL_S = 5.0
 #: Bytes downloaded between two checks of the cache's size cap.
 EVICT_CHECK_BYTES = 32 * 2**20  # 32 MiB
 
@@ -72,7 +75,9 @@ class Session:
         self._unevicted_bytes = EVICT_CHECK_BYTES
         self._stream_keys: list[str] = []  # playlists and the sizes snapshot, for eviction
         self._sizes_sid: str | None = None  # the stream whose sizes snapshot this run keeps
-        self._sizes_kept: dict[str, SizeInfo] = {}  # what the snapshot on disk holds
+        self._sizes_lock = threading.Lock()  # one snapshot write at a time
+        self._sizes_learnt_kept = 0  # the store's count of sizes learnt, when last kept
+        self._sizes_saved_at = time.monotonic()
         # Playlists read while opening, stored once the first download is under way.
         self._unsaved_playlists: list[tuple[str, bytes]] | None = []
         self.catalog = Catalog(self.cache)
@@ -226,23 +231,21 @@ class Session:
         """Take the sizes an earlier run of this stream knew (its snapshot)."""
         self._sizes_sid = sid
         self._stream_keys.append(sizes_key(sid))
-        self._sizes_kept = self.catalog.sizes(sid)
-        self.store.preload(self._sizes_kept)
+        self.store.preload(self.catalog.sizes(sid))
 
     def _save_sizes(self) -> None:
-        """Write the queued size records, and keep every size known now in the stream's
-        snapshot if this run learnt any."""
-        try:
-            self.store.flush_sizes()
-        except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
-            log.warning("could not keep size records: %s", exc)
-        sizes = self.store.known_sizes()
-        if self._sizes_sid is None or sizes == self._sizes_kept:
-            return
-        try:
-            self.catalog.keep_sizes(self._sizes_sid, sizes)
-        except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
-            log.warning("could not keep the stream's sizes: %s", exc)
+        """Keep every size known now in the stream's snapshot, if some were learnt since
+        it was last kept: at close, and every `SIZES_SAVE_INTERVAL_S` while downloading."""
+        with self._sizes_lock:
+            learnt = self.store.sizes_learnt
+            if self._sizes_sid is None or learnt == self._sizes_learnt_kept:
+                return
+            try:
+                self.catalog.keep_sizes(self._sizes_sid, self.store.known_sizes())
+            except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
+                log.warning("could not keep the stream's sizes: %s", exc)
+                return
+            self._sizes_learnt_kept = learnt
 
     def _evict(self) -> None:
         self._bookkept()  # this stream's lease protects it
@@ -299,8 +302,15 @@ class Session:
             evict = nbytes > 0 and self._unevicted_bytes >= EVICT_CHECK_BYTES
             if evict:
                 self._unevicted_bytes = 0
-        if evict and self._pool is not None:
-            self._pool.submit(self._evict)
+            now = time.monotonic()
+            save = now - self._sizes_saved_at >= SIZES_SAVE_INTERVAL_S
+            if save:
+                self._sizes_saved_at = now
+        if self._pool is not None:
+            if evict:
+                self._pool.submit(self._evict)
+            if save:
+                self._pool.submit(self._save_sizes)
 
     def _on_finished(self, ok: bool, done: int, idle: bool) -> None:
         """A download ended (on a worker): progress, and EndOfStream once the reader is done too."""

@@ -4,17 +4,17 @@ A resource (a URL, or a BYTERANGE slice of one) is kept in the `Cache` as one
 blob written in fixed-size blocks, in order from its start: a block reaches
 disk only once it is whole (or is the final, short block), so the blob's length
 tells which blocks are stored, and a crash never leaves bytes that read back
-wrong. The block being downloaded lives in memory and is readable as it fills:
+wrong. Sizes live in memory; the session keeps them in its stream's sizes
+snapshot (see `Catalog.keep_sizes`), which tells a later run which blobs are
+whole. The block being downloaded lives in memory and is readable as it fills:
 readers wait on a range, never on a whole segment.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -32,8 +32,6 @@ BLOCK_SIZE = 256 * 1024
 RECENT_BLOCKS = 24  # 6 MiB
 #: Block buffers kept for reuse once readers no longer need them (a new one costs 64 page faults).
 SPARE_BUFFERS = 8
-#: Size records wait until this many are due, then go in one transaction (or at `flush_sizes`).
-SAVE_BATCH = 16
 _CLOSED_MSG = "I/O operation on closed file."
 
 
@@ -43,24 +41,6 @@ class SizeInfo:
 
     size: int
     pad: int | None = None
-
-
-def size_key(rid: str) -> str:
-    """The cache key of the size record of resource `rid`."""
-    return f"size:{rid}"
-
-
-def read_size_record(cache: Cache, rid: str) -> SizeInfo | None:
-    """The size record of `rid` in `cache`; None if absent or corrupt. Disk I/O."""
-    meta = cache.get(size_key(rid))
-    if meta is None:
-        return None
-    try:
-        raw = json.loads(meta)
-        return SizeInfo(int(raw["size"]), raw.get("pad"))
-    except (ValueError, KeyError, TypeError):
-        log.warning("ignoring a corrupt size record for %s", rid)
-        return None
 
 
 @dataclass
@@ -76,8 +56,6 @@ class _Res:
     buf_len: int = 0
     writing: bool = False
     error: BaseException | None = None
-    # The size record on disk says what is in memory.
-    saved: bool = False
 
 
 class Store:
@@ -92,9 +70,8 @@ class Store:
         self._recent: collections.OrderedDict[tuple[str, int], memoryview] = collections.OrderedDict()
         self._closed = False
         self._generation = 0
-        # Size records waiting for the thread that is writing (see _save_size).
-        self._unsaved: dict[str, _Res] = {}
-        self._saving = False
+        # Counts sizes (and paddings) learnt: the session keeps them when this moved.
+        self.sizes_learnt = 0
         # Block buffers: spare ones, and the ids of those a writer is still putting on disk.
         self._spare: list[bytearray] = []
         self._on_disk_soon: set[int] = set()
@@ -109,15 +86,12 @@ class Store:
             res = self._res[rid] = _Res(rid)
         return res
 
-    def load(
-        self, rid: str, *, need_pad: bool = False, if_stored: bool = False
-    ) -> tuple[SizeInfo | None, bool]:
+    def load(self, rid: str, *, if_stored: bool = False) -> tuple[SizeInfo | None, bool]:
         """Learn what the cache holds of `rid`: (size info, complete). Disk I/O: call outside locks.
 
-        The size record is read only if memory lacks the size (or, with
-        `need_pad`, an encrypted part's padding). if_stored: not either when no
-        byte of `rid` is on disk (a download about to start learns the size
-        from its response).
+        Whole once its blob is sealed so (its size is then its length), or is as
+        long as its size (known from a snapshot, or live). if_stored: no disk look
+        when no byte of `rid` is on disk.
         """
         with self._lock:
             res = self._get(rid)
@@ -126,17 +100,15 @@ class Store:
                 if info is not None and self.on_size is not None:
                     self.on_size(rid, info)
                 return info, True
-            known = res.size is not None and (res.pad is not None or not need_pad)
-        length = self.cache.blob_length(rid)
+        length, sealed = self.cache.blob_state(rid)
         if if_stored and not length:
             return None, False
-        record = None if known else read_size_record(self.cache, rid)
         with self._lock:
-            if record is not None:
-                _take(res, record)
+            if sealed and res.size is None:
+                res.size = length
+                self.sizes_learnt += 1
             # Blocks are written in order, so a body file as long as the size is whole;
-            # one gone or short (removed by hand, cut by a crash, or kept in blocks by
-            # an older version) is fetched where it stops.
+            # one gone or short (removed by hand, cut by a crash) is fetched where it stops.
             if res.size is not None and length >= res.size:
                 res.complete = True
             complete, info = res.complete, self._info(res)
@@ -174,9 +146,8 @@ class Store:
             res = self._res.get(rid)
             return None if res is None else self._info(res)
 
-    def learn_size(self, rid: str, size: int, pad: int | None = None, *, persist: bool = True) -> None:
-        """Record a size (from headers or a probe), in memory and (if `persist`) in the cache
-        (with the next batch of size records, see `flush_sizes`).
+    def learn_size(self, rid: str, size: int, pad: int | None = None) -> None:
+        """Record a size (from headers or a probe) and padding, if learnt.
 
         A size that contradicts the one known raises `AssetsError`: the resource
         changed under us (or a header lies), and offsets already handed out
@@ -196,78 +167,15 @@ class Store:
                 self.on_size(rid, info)
             self._changed.notify_all()
             if changed:
-                res.saved = False
-            persist = persist and not res.saved
-        if persist and info is not None:
-            self._save_size(res)
+                self.sizes_learnt += 1
 
-    def _save_size(self, res: _Res) -> None:
-        """Queue the size record of `res` (what it holds when written); write the queue
-        once `SAVE_BATCH` records are due.
-
-        A SQLite transaction per segment cost about a tenth of a cold loopback read.
-        The price: a process killed before its next batch (or `flush_sizes`) leaves
-        up to SAVE_BATCH - 1 stored bodies without sizes; a later run fetches each
-        from its last whole block, and the response says the size.
-        """
-        with self._lock:
-            self._unsaved[res.rid] = res
-            # A worker does not wait for the database to open: the records wait for the next batch.
-            due = len(self._unsaved) >= SAVE_BATCH and self.cache.ready
-        if not due:
-            return
-        try:
-            self.flush_sizes()
-        except (OSError, sqlite3.Error) as exc:  # StorageError is an OSError
-            # The bodies are stored and the sizes known here: a later run can learn them again.
-            log.warning("could not keep size records: %s", exc)
-
-    def flush_sizes(self) -> None:
-        """Write every queued size record now. StorageError (or sqlite3.Error) on failure.
-
-        Group commit: while one thread writes, others queue their records and go
-        on; the writer then takes them all in one transaction.
-        """
-        with self._lock:
-            if self._saving or not self._unsaved:
-                return
-            self._saving = True
-        try:
-            while True:
-                with self._lock:
-                    pending = self._unsaved.values()
-                    batch = [(r, SizeInfo(r.size, r.pad)) for r in pending if r.size is not None]
-                    self._unsaved.clear()
-                    if not batch:
-                        # Under the same lock as the check: a record queued after it finds no writer.
-                        self._saving = False
-                        return
-                with self.cache.transact():
-                    for r, i in batch:
-                        record = json.dumps({"size": i.size, "pad": i.pad}).encode()
-                        self.cache.set(size_key(r.rid), record, tag=r.rid)
-                with self._lock:
-                    for r, i in batch:
-                        r.saved = r.size == i.size and r.pad == i.pad
-        except BaseException:
-            with self._lock:
-                self._saving = False
-            raise
-
-    def first_missing(self, rid: str, *, loaded: bool = False) -> int:
-        """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O.
-
-        loaded: the caller has just called `load(rid)`, so the size record need not be read again.
-        """
+    def first_missing(self, rid: str) -> int:
+        """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O."""
         with self._lock:
             res = self._get(rid)
             if res.complete and res.size is not None:
                 return res.size
             size = res.size
-        if size is None and not loaded:
-            # Another process may have stored it: its size record comes with its first block.
-            info, _ = self.load(rid)
-            size = None if info is None else info.size
         length = self.cache.blob_length(rid)
         if size is not None and length >= size:
             return size
@@ -527,15 +435,7 @@ class Store:
             res.blocks.add(index)
             self._changed.notify_all()
 
-    def _keep_size(self, res: _Res) -> None:
-        """Queue the size record of `res` unless it is unknown or already on disk."""
-        with self._lock:
-            needed = res.size is not None and not res.saved
-        if needed:
-            self._save_size(res)
-
     def _finish(self, res: _Res, size: int) -> None:
-        self._keep_size(res)
         with self._lock:
             res.size = size
             res.complete = True
@@ -553,8 +453,6 @@ class Store:
             res.buf = None
             res.buf_block, res.buf_len = -1, 0
             self._changed.notify_all()
-        # Keep a size learnt from headers: a later open needs no probe for it.
-        self._keep_size(res)
 
     def close(self) -> None:
         """Wake every waiting reader with ValueError; drop memory. Idempotent."""
@@ -601,8 +499,8 @@ class Writer:
         self._cancelled = True
 
     def on_size(self, size: int) -> None:
-        """Total raw size, learnt from the response headers (stored with the first block)."""
-        self._store.learn_size(self._res.rid, size, persist=False)
+        """Total raw size, learnt from the response headers."""
+        self._store.learn_size(self._res.rid, size)
 
     def on_data(self, offset: int, data: memoryview) -> None:
         """Contiguous bytes at `offset` of the resource."""
@@ -647,10 +545,6 @@ class Writer:
                     f"cache file ends before the resume point: {stored} < {index * BLOCK_SIZE}"
                 )
             self._fd = fd
-            if length == BLOCK_SIZE:
-                # A resume in another run needs the size (a short block is the
-                # last: finish() keeps the size with it).
-                self._store._keep_size(self._res)
         self._store._commit_block(self._res, index, length, self._fd)
 
     def _close(self) -> None:
@@ -662,12 +556,14 @@ class Writer:
         """The download ended at the resource's end: store the short final block."""
         try:
             if self._res.size is None:
-                self._store.learn_size(self._res.rid, self.position, persist=False)
+                self._store.learn_size(self._res.rid, self.position)
             size = self._res.size if self._res.size is not None else self.position
             if self.position != size:
                 raise HlsError(f"download ended at {self.position} of {size} bytes")
             if size % BLOCK_SIZE:
                 self._commit(size // BLOCK_SIZE, size % BLOCK_SIZE)
+            if self._fd is not None:
+                self._store.cache.seal_blob(self._res.rid, self._fd, size)
         finally:
             self._close()
         self._store._finish(self._res, size)

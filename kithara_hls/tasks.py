@@ -99,10 +99,8 @@ class TaskRunner:
             return False
 
     def _probe(self, part: Part) -> None:
-        # Online, a size probed before and not in the stream's snapshot costs a request,
-        # not a record read for every probe of a far seek.
         offline = self._s.options.offline
-        info, complete = self._s.store.load(part.rid, need_pad=part.key is not None, if_stored=not offline)
+        info, complete = self._s.store.load(part.rid, if_stored=not offline)
         if info is not None and (part.key is None or info.pad is not None):
             return
         if complete:
@@ -113,14 +111,13 @@ class TaskRunner:
         self._blocking()
         size, tail = self._s.client.probe(part.url, base=part.base, tail=tail_size(part))
         pad = self._s.keys.padding(part, tail, size) if part.key is not None else None
-        # Kept by the stream's sizes snapshot when it closes.
-        self._s.store.learn_size(part.rid, size, pad, persist=False)
+        # Kept by the stream's sizes snapshot.
+        self._s.store.learn_size(part.rid, size, pad)
 
     def _fetch(self, index: int, part: Part) -> None:
         store = self._s.store
-        # Nothing on disk (the usual cold case): the request goes out at once,
-        # and its headers tell the size a record would.
-        info, complete = store.load(part.rid, need_pad=part.key is not None, if_stored=True)
+        # Nothing on disk (the usual cold case): the request goes out at once.
+        info, complete = store.load(part.rid, if_stored=True)
         if complete:
             if part.key is not None and (info is None or info.pad is None):
                 self.learn_pad(part)
@@ -129,7 +126,7 @@ class TaskRunner:
             return
         if self._s.options.offline:
             raise OfflineMiss("segment not in the cache", url=part.url, segment=part.segment)
-        start = store.first_missing(part.rid, loaded=True)
+        start = store.first_missing(part.rid)
         info = store.size_info(part.rid)
         if info is not None and start >= info.size > 0:
             # Another process (or source) stored it all meanwhile.
