@@ -43,7 +43,7 @@ from requests.exceptions import (
 from requests.exceptions import SSLError as RequestsSSLError
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPSConnectionPool
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ClosedPoolError,
     ConnectTimeoutError,
@@ -385,6 +385,7 @@ class HttpClient:
         self._direct_timeout = Timeout(connect=net.connect_timeout, read=net.read_timeout)
         # Hosts that answered a request with a redirect: requests follows them there.
         self._redirecting: set[tuple[str, str]] = set()
+        self._direct_pools: dict[tuple[tuple[str, str], bool | str], HTTPConnectionPool] = {}
         self._environments: dict[tuple[str, str], tuple[dict[str, str], bool | str]] = {}
 
     def get(
@@ -746,7 +747,12 @@ class HttpClient:
                 return None
         request = requests.PreparedRequest()
         request.url = url
-        pool = self._adapter.get_connection_with_tls_context(request, verify)
+        # Looked up once per host: requests' lookup parses the URL twice more. A pool the
+        # manager closed since (it keeps DEFAULT_POOL_HOSTS) is looked up again.
+        pool = self._direct_pools.get((host, verify))
+        if pool is None or pool.pool is None:
+            pool = self._adapter.get_connection_with_tls_context(request, verify)
+            self._direct_pools[(host, verify)] = pool
         target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         sent = {**self._session.headers, **headers}
         _sending.hook = on_sent
