@@ -256,16 +256,17 @@ class Cache:
             return 0, False
         return st.st_size, st.st_mtime_ns == st.st_size > 0
 
-    def seal_blob(self, name: str, fd: int, length: int) -> None:
-        """Seal the blob `name` (open at `fd`) whole at `length` bytes, after its last write.
+    def seal_blob(self, name: str, length: int, fd: int | None = None) -> None:
+        """Seal the blob `name` (open at `fd`, if given) whole at `length` bytes, after its last write.
 
         The seal is its modification time, set to `length` nanoseconds past the
         epoch: no database write, atomic, and broken by any later write or
         truncation (which move the time to now). A process killed before it
-        leaves the blob unsealed, to be resumed.
+        leaves the blob unsealed, to be resumed. A file system with coarser
+        times (FAT, HFS+) keeps no seal: the sizes snapshot alone tells then.
         """
         try:
-            if _UTIME_FD:
+            if fd is not None and _UTIME_FD:
                 os.utime(fd, ns=(time.time_ns(), length))
             else:
                 os.utime(self.blob_path(name), ns=(time.time_ns(), length))

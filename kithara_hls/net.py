@@ -754,7 +754,9 @@ class HttpClient:
             pool = self._adapter.get_connection_with_tls_context(request, verify)
             self._direct_pools[(host, verify)] = pool
         target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
-        sent = {**self._session.headers, **headers}
+        # Merged as requests merges them: a name in two cases is sent once, ours winning.
+        sent = CaseInsensitiveDict(self._session.headers)
+        sent.update(headers)
         _sending.hook = on_sent
         began = time.perf_counter()
         try:

@@ -562,8 +562,10 @@ class Writer:
                 raise HlsError(f"download ended at {self.position} of {size} bytes")
             if size % BLOCK_SIZE:
                 self._commit(size // BLOCK_SIZE, size % BLOCK_SIZE)
-            if self._fd is not None:
-                self._store.cache.seal_blob(self._res.rid, self._fd, size)
+            if size:
+                # Also when nothing was left to write: a body stored whole by a run
+                # killed before its seal (the resume point was its end).
+                self._store.cache.seal_blob(self._res.rid, size, self._fd)
         finally:
             self._close()
         self._store._finish(self._res, size)

@@ -265,8 +265,12 @@ def test_bodies_stored_whole_without_a_sizes_snapshot_are_not_fetched_again(
     assert read_all(url, opts(tmp_path)) == fx.expected()
     asked = [(r.range_header, r.status) for r in big_origin.requests if not r.path.endswith(".m3u8")]
     # A sealed body is whole; an unsealed one is asked from its last whole block on,
-    # which for these segments of whole blocks is their end.
+    # which for these segments of whole blocks is their end, and then sealed.
     assert asked == ([] if sealed else [(f"bytes={2 * BLOCK_SIZE}-", 416)] * 3)
+    assert drop_keys(tmp_path, "sizes:") == 1
+    big_origin.reset_log()
+    assert read_all(url, opts(tmp_path)) == fx.expected()
+    assert [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")] == []
 
 
 def test_the_sizes_snapshot_keeps_what_another_process_kept_meanwhile(
