@@ -845,8 +845,9 @@ def _as_requests_error(exc: HTTPError, request: requests.PreparedRequest) -> Exc
 
 
 def _sized(body: HTTPResponse) -> bool:
-    """Whether `body` has a length to count down (not chunked, not read to the connection's close)."""
-    return body.length is not None and not body.chunked and body.fp is not None
+    """Whether `body` has a length to count down (not chunked, not read to the connection's
+    close) from a buffered file `_BodyReader` can read."""
+    return body.length is not None and not body.chunked and callable(getattr(body.fp, "readinto1", None))
 
 
 class _BodyReader:
