@@ -3,6 +3,8 @@
 One `HttpClient` is shared by every worker thread. `HttpClient.fetch` streams a
 byte range of a resource into a `Sink`; a body cut short is resumed with a Range
 request from the first byte not yet delivered, so a sink never sees a byte twice.
+A `BufferSink` has sized bodies read straight into its buffers. Segment and probe
+GETs of plain URLs skip requests' own layers for its urllib3 pool (`_open_direct`).
 `RetryPolicy` is the immutable retry state, in the style of urllib3's ``Retry``.
 `HttpClient.abort` shuts down the sockets of the client's connections so that a
 read blocked in another thread returns at once; that call then raises `Cancelled`.
