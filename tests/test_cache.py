@@ -14,6 +14,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -271,6 +272,49 @@ def test_bodies_stored_whole_without_a_sizes_snapshot_are_not_fetched_again(
     big_origin.reset_log()
     assert read_all(url, opts(tmp_path)) == fx.expected()
     assert [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")] == []
+
+
+def test_the_sizes_snapshot_is_kept_while_downloading(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only at close: a process killed later still leaves the sizes it had learnt."""
+    import threading
+
+    from kithara_hls import session
+
+    monkeypatch.setattr(session, "SIZES_SAVE_INTERVAL_S", 0.0)  # at every finished download
+    kept = threading.Event()
+    keep = Catalog.keep_sizes
+
+    def keep_and_tell(self: Catalog, sid: str, sizes: dict[str, object]) -> None:
+        keep(self, sid, sizes)  # type: ignore[arg-type]
+        kept.set()
+
+    monkeypatch.setattr(Catalog, "keep_sizes", keep_and_tell)
+    bookkept = threading.Event()  # the stream's snapshot has a name once the catalog knows it
+    bookkeep = session.Session._bookkeep
+
+    def bookkeep_and_tell(self: session.Session, *args: Any, **kwargs: Any) -> None:
+        bookkeep(self, *args, **kwargs)
+        bookkept.set()
+
+    monkeypatch.setattr(session.Session, "_bookkeep", bookkeep_and_tell)
+    fx = big["c"]
+    url = big_origin.url(fx.entry)
+    last = big_origin.stall(segment_paths(fx)[-1], after_bytes=1000)
+    try:
+        with kithara_hls.open(url, opts(tmp_path)) as f:
+            assert f.read(1000) == fx.expected()[:1000]
+            assert bookkept.wait(30.0)
+            last.set()  # its download now ends after the bookkeeping
+            assert kept.wait(30.0)
+            cache = Cache(CacheOptions(dir=tmp_path))
+            try:
+                assert Catalog(cache).sizes(stream_id(url))  # on disk while the stream is open
+            finally:
+                cache.close()
+    finally:
+        last.set()
 
 
 def test_the_sizes_snapshot_keeps_what_another_process_kept_meanwhile(
