@@ -25,7 +25,10 @@ The origin is ``kithara_hls.testing``'s with TCP_NODELAY (``benchmarks.origin``;
 ``--stock-origin`` for the unpatched one, whose small responses wait ~40 ms on
 Nagle + delayed ACK).
 Every kithara cold run gets a fresh cache folder; a warm run reuses the folder
-of the cold run just before it. With ``--repeat N`` each figure is the median.
+of the cold run just before it. Each run's folder is removed after it and the
+file system synced, so that no run pays for the kernel's work on the last
+run's deleted files (creating files right after a 52 MB delete cost a cold
+read about 10 % more). With ``--repeat N`` each figure is the median.
 
 Lines (``--only`` takes a comma-separated list): wan, ttfb, lan, warm, seek,
 memory, idle, parse, decrypt, av. Peers (streamlink, yt-dlp, PyAV) that are
@@ -61,6 +64,13 @@ BASE_TIMEOUT_S = 120.0
 MAX_TIMEOUT_S = 1200.0
 PEER_MODULES = {"streamlink": "streamlink", "yt-dlp": "yt_dlp", "av": "av"}
 MB = 1e6
+
+
+def _remove(scratch: Path) -> None:
+    """Remove a run's folder, then sync: the next run starts on a settled file system."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    if hasattr(os, "sync"):
+        os.sync()
 
 
 @dataclass(frozen=True)
@@ -187,7 +197,7 @@ class Bench:
             argv = [client, url, "--cache", str(scratch / "cache"), "--out", str(scratch / "out.ts"), *opts]
             return self._once(argv, stream)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            _remove(scratch)
 
     def _run_pair(self, scenario: str, stream: Stream, opts: tuple[str, ...]) -> tuple[Measure, Measure]:
         scratch = self.workdir / "scratch" / uuid.uuid4().hex
@@ -196,7 +206,7 @@ class Bench:
             argv = ["kithara", self.url(scenario, stream), "--cache", str(scratch / "cache"), *opts]
             return self._once(argv, stream), self._once(argv, stream)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            _remove(scratch)
 
     def close(self) -> None:
         """Stop every origin."""
