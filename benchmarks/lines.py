@@ -108,6 +108,8 @@ def ttfb(bench: Bench) -> list[Row]:
 def lan(bench: Bench) -> list[Row]:
     """Unthrottled cold read: within 1.5× of a sequential requests loop, faster than streamlink."""
     stream = bench.fx.large
+    floor_opts = ("--threads", str(CACHE_FLOOR_THREADS))
+    bench.interleave("lan", stream, [("requests", ()), ("cache-floor", floor_opts)])
     seq = bench.measure("lan", "requests", stream)
     cold, _ = bench.pair("lan", stream)
     rows = [Row.of("LAN requests sequential", seq)]
@@ -116,7 +118,7 @@ def lan(bench: Bench) -> list[Row]:
         row.ratio = f"{cold.wall_s / seq.wall_s:.2f}× requests"
         row.result = verdict(cold.wall_s <= LAN_REQUESTS_FACTOR * seq.wall_s)
     rows.append(row)
-    floor = bench.measure("lan", "cache-floor", stream, "--threads", str(CACHE_FLOOR_THREADS))
+    floor = bench.measure("lan", "cache-floor", stream, *floor_opts)
     floor_row = Row.of(f"LAN floor: urllib3 ×{CACHE_FLOOR_THREADS} + files", floor, target="(reported)")
     if floor is not None and seq is not None:
         floor_row.ratio = f"{floor.wall_s / seq.wall_s:.2f}× requests"

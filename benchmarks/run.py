@@ -25,7 +25,9 @@ The origin is ``kithara_hls.testing``'s with TCP_NODELAY (``benchmarks.origin``;
 ``--stock-origin`` for the unpatched one, whose small responses wait ~40 ms on
 Nagle + delayed ACK).
 Every kithara cold run gets a fresh cache folder; a warm run reuses the folder
-of the cold run just before it. Each run's folder is removed after it and the
+of the cold run just before it. The loopback line runs its clients in turn
+(kithara, requests, the floor, again and again), so that the ratios compare
+runs made under the same conditions. Each run's folder is removed after it and the
 file system synced, so that no run pays for the kernel's work on the last
 run's deleted files (creating files right after a 52 MB delete cost a cold
 read about 10 % more). With ``--repeat N`` each figure is the median.
@@ -179,6 +181,31 @@ class Bench:
             self._memo[key] = (cold, warm)
         result: tuple[Measure | None, Measure | None] = self._memo[key]
         return result
+
+    def interleave(self, scenario: str, stream: Stream, clients: list[tuple[str, tuple[str, ...]]]) -> None:
+        """Run the kithara pair and each of `clients` in turn, `--repeat` times, and keep their
+        medians for `pair` and `measure`: a drift in the machine's speed during the line then
+        falls on all of them alike, not on whichever ran while it lasted."""
+        pair_key = (scenario, "kithara-pair", stream.name, ())
+        keys = [(scenario, client, stream.name, opts) for client, opts in clients]
+        if pair_key in self._memo or any(k in self._memo for k in keys):
+            return
+        colds: list[Measure] = []
+        warms: list[Measure] = []
+        runs: list[list[Measure]] = [[] for _ in clients]
+        try:
+            for _ in range(self.args.repeat):
+                cold, warm = self._run_pair(scenario, stream, ())
+                colds.append(cold)
+                warms.append(warm)
+                for (client, opts), measures in zip(clients, runs, strict=True):
+                    measures.append(self._run_fresh(scenario, client, stream, opts))
+        except ChildError as exc:
+            self.errors.append(f"{scenario} {stream.name} interleaved: {exc}")
+            return  # each line then runs on its own
+        self._memo[pair_key] = (_combine(colds), _combine(warms))
+        for key, measures in zip(keys, runs, strict=True):
+            self._memo[key] = _combine(measures)
 
     def _repeat(self, key: tuple[Any, ...], once: Any) -> Measure | None:
         runs: list[Measure] = []
