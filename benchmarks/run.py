@@ -26,8 +26,9 @@ The origin is ``kithara_hls.testing``'s with TCP_NODELAY (``benchmarks.origin``;
 Nagle + delayed ACK).
 Every kithara cold run gets a fresh cache folder; a warm run reuses the folder
 of the cold run just before it. The loopback line runs its clients in turn
-(kithara, requests, the floor, again and again), so that the ratios compare
-runs made under the same conditions. Each run's folder is removed after it and the
+(kithara, requests, the floor, again and again), and the AES-128 line the
+clear and the encrypted stream, so that the ratios compare runs made under the
+same conditions. Each run's folder is removed after it and the
 file system synced, so that no run pays for the kernel's work on the last
 run's deleted files (creating files right after a 52 MB delete cost a cold
 read about 10 % more). With ``--repeat N`` each figure is the median.
@@ -206,6 +207,28 @@ class Bench:
         self._memo[pair_key] = (_combine(colds), _combine(warms))
         for key, measures in zip(keys, runs, strict=True):
             self._memo[key] = _combine(measures)
+
+    def pairs_in_turn(
+        self, scenario: str, streams: list[Stream]
+    ) -> list[tuple[Measure | None, Measure | None]]:
+        """kithara cold-then-warm pairs of each of `streams` in turn, `--repeat` times: the medians
+        of each stream's colds and warms, for ratios between streams measured alike."""
+        key = (scenario, "kithara-pairs-in-turn", tuple(s.name for s in streams))
+        if key not in self._memo:
+            runs: list[list[tuple[Measure, Measure]]] = [[] for _ in streams]
+            try:
+                for _ in range(self.args.repeat):
+                    for stream, pairs in zip(streams, runs, strict=True):
+                        pairs.append(self._run_pair(scenario, stream, ()))
+            except ChildError as exc:
+                self.errors.append(f"{scenario} {' '.join(map(str, key[2]))} in turn: {exc}")
+                self._memo[key] = [(None, None)] * len(streams)
+            else:
+                self._memo[key] = [
+                    (_combine([c for c, _ in pairs]), _combine([w for _, w in pairs])) for pairs in runs
+                ]
+        result: list[tuple[Measure | None, Measure | None]] = self._memo[key]
+        return result
 
     def _repeat(self, key: tuple[Any, ...], once: Any) -> Measure | None:
         runs: list[Measure] = []
