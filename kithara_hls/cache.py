@@ -275,10 +275,7 @@ class Cache:
 
     def blob_length(self, name: str) -> int:
         """Bytes the blob `name` holds (0 if absent)."""
-        try:
-            return os.stat(self.blob_path(name)).st_size
-        except OSError:
-            return 0
+        return self.blob_state(name)[0]
 
     def read_blob_into(self, name: str, offset: int, buf: bytearray) -> int:
         """Read the blob `name` at `offset` into `buf`; returns how many bytes (fewer, maybe none,

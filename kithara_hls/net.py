@@ -704,13 +704,7 @@ class HttpClient:
             )
         finally:
             _sending.hook = None
-        log.debug(
-            "GET %s range=%s -> %d in %.3fs",
-            redact_url(url),
-            headers.get("Range", "-"),
-            resp.status_code,
-            resp.elapsed.total_seconds(),
-        )
+        _log_answer(url, headers, resp)
         try:
             _check_redirect(url, resp.url)
         except InvalidUrl:
@@ -795,9 +789,7 @@ class HttpClient:
         if "Set-Cookie" in raw.headers:
             request.headers = CaseInsensitiveDict(sent)
             extract_cookies_to_jar(self._session.cookies, request, raw)
-        log.debug(
-            "GET %s range=%s -> %d in %.3fs", redact_url(url), headers.get("Range", "-"), raw.status, elapsed
-        )
+        _log_answer(url, headers, resp)
         return resp
 
     def _retrying(self, url: str, attempt: Callable[[], _T]) -> tuple[_T, int]:
@@ -830,6 +822,19 @@ class HttpClient:
                 if self._cancel.is_set() and not isinstance(exc, (Cancelled, HlsError)):
                     raise Cancelled("client closed") from exc
                 raise
+
+
+def _log_answer(url: str, headers: Mapping[str, str], resp: requests.Response) -> None:
+    # Checked first: redacting the URL for every segment request is work for nothing
+    # when debug logging is off.
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "GET %s range=%s -> %d in %.3fs",
+            redact_url(url),
+            headers.get("Range", "-"),
+            resp.status_code,
+            resp.elapsed.total_seconds(),
+        )
 
 
 def _as_requests_error(exc: HTTPError, request: requests.PreparedRequest) -> Exception:

@@ -384,14 +384,6 @@ class Store:
             res.buf_block, res.buf_len = start // BLOCK_SIZE, 0
         return Writer(self, res, start)
 
-    def _publish(self, res: _Res, index: int, data: memoryview, inner: int) -> None:
-        with self._lock:
-            if res.buf is None or res.buf_block != index:
-                return
-            res.buf[inner : inner + len(data)] = data
-            res.buf_len = inner + len(data)
-            self._changed.notify_all()
-
     def _room(self, res: _Res, position: int) -> memoryview:
         """The unfilled rest of the block buffer of `res` at `position` (a writer reads into it)."""
         index, inner = divmod(position, BLOCK_SIZE)
@@ -509,13 +501,11 @@ class Writer:
         if offset != self.position:
             raise HlsError(f"store writer expected offset {self.position}, got {offset}")
         while len(data):
-            index, inner = divmod(self.position, BLOCK_SIZE)
-            take = min(len(data), BLOCK_SIZE - inner)
-            self._store._publish(self._res, index, data[:take], inner)
-            self.position += take
+            room = self.buffer()
+            take = min(len(data), len(room))
+            room[:take] = data[:take]
+            self.filled(take)
             data = data[take:]
-            if inner + take == BLOCK_SIZE:
-                self._commit(index, BLOCK_SIZE)
 
     def buffer(self) -> memoryview:
         """The rest of the block being filled: the response is read straight into it."""
