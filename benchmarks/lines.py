@@ -258,6 +258,16 @@ def decrypt(bench: Bench) -> list[Row]:
         row.ratio = f"{aes.wall_s / clear.wall_s:.2f}× clear"
         row.result = verdict(aes.wall_s <= DECRYPT_FACTOR * clear.wall_s)
     rows.append(row)
+    # What decryption alone adds, with no library: the same files read plain and read decrypted.
+    files = bench.measure("lan", "files", bench.fx.large)
+    files_aes = bench.measure("lan", "files-aes", bench.fx.aes)
+    floor = Row.of("AES-128 floor: files + ECB, XOR", files_aes, target="(reported)")
+    if files is not None and files_aes is not None:
+        floor.ratio = f"{files_aes.wall_s / files.wall_s:.2f}× files"
+        if aes is not None and clear is not None:
+            floor.ratio += f", +{1e3 * (files_aes.wall_s - files.wall_s):.0f} ms"
+            row.ratio += f", +{1e3 * (aes.wall_s - clear.wall_s):.0f} ms"
+    rows.append(floor)
     return rows
 
 

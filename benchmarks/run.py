@@ -243,7 +243,8 @@ class Bench:
         scratch = self.workdir / "scratch" / uuid.uuid4().hex
         scratch.mkdir(parents=True)
         try:
-            url = str(self.fx.root / stream.entry) if client == "files" else self.url(scenario, stream)
+            local = client.startswith("files")
+            url = str(self.fx.root / stream.entry) if local else self.url(scenario, stream)
             argv = [client, url, "--cache", str(scratch / "cache"), "--out", str(scratch / "out.ts"), *opts]
             return self._once(argv, stream)
         finally:
