@@ -472,7 +472,7 @@ class HttpClient:
                 raise AssetsError("byte range starts beyond the resource", url=t.url, status=416)
             if resp.status_code == 416 and t.size is None and t.end is None and t.next > 0:
                 # Asked from byte N on, of a resource that may be N bytes long: a body
-                # stored whole in another run whose size record was never written.
+                # stored whole by a run killed before it sealed it (see Cache.seal_blob).
                 _, _, total = _parse_content_range(resp.headers.get("Content-Range")) or (None, None, None)
                 if total == t.next:
                     t.learn_size(total)
