@@ -21,10 +21,10 @@ from . import events as ev
 from .cache import Cache, digest
 from .errors import HlsError, KeyProcessingError, OfflineMiss
 from .layout import Part
-from .net import HttpClient
 from .options import KeyOptions
 from .playlist import MediaPlaylist
 from .retry import is_retryable_status
+from .transport import HttpClient
 
 log = logging.getLogger(__name__)
 

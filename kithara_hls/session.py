@@ -30,11 +30,11 @@ from .errors import (
 from .fetch import PROBE_BATCH, FetchPool
 from .keys import KeyManager
 from .layout import Layout, Part, build_mixed, build_parts
-from .net import HttpClient
 from .options import HlsOptions
 from .playlist import MasterPlaylist, MediaPlaylist, Variant, looks_like_playlist, parse
 from .store import SizeInfo, Store
 from .tasks import TaskRunner
+from .transport import HttpClient
 
 log = logging.getLogger(__name__)
 

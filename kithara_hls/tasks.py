@@ -17,7 +17,7 @@ from .errors import HlsError, NetError, OfflineMiss
 from .fetch import Task
 from .keys import tail_size
 from .layout import Part, build_parts
-from .net import FetchStats
+from .ranged import FetchStats
 from .retry import Cancelled
 from .store import Writer
 

@@ -1,4 +1,5 @@
-"""Tests of kithara_hls.net: the retry policy, status handling (responses), socket faults (a local server)."""
+"""Tests of the HTTP layer (transport, ranged, probes, retry): the retry policy, status handling
+(responses), socket faults (a local server)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ import pytest
 import requests
 import responses
 
-from kithara_hls import net
+from kithara_hls import ranged
 from kithara_hls.errors import AssetsError, InvalidUrl, NetError, RetryExhausted, SegmentNotFound
-from kithara_hls.net import HttpClient
 from kithara_hls.options import NetworkOptions
 from kithara_hls.retry import Cancelled, RetryPolicy, is_retryable_status, parse_retry_after
 from kithara_hls.testing import self_signed_tls
+from kithara_hls.transport import HttpClient
 
 BODY = bytes(random.Random(7).randrange(256) for _ in range(1000))
 MOCK_URL = "http://origin.test/seg.ts"
@@ -49,30 +50,6 @@ class RecordingSink:
         assert offset == self.start + len(self.data), "data re-delivered or out of order"
         self.data += data
         self.first.set()
-
-
-class IntoSink(RecordingSink):
-    """A `net.BufferSink`: the body is read into a small buffer of its own (many reads per body)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._room = bytearray(97)
-        self.reads = 0
-
-    def buffer(self) -> memoryview:
-        return memoryview(self._room)
-
-    def filled(self, n: int) -> None:
-        assert 0 < n <= len(self._room)
-        self.reads += 1
-        self.data += self._room[:n]
-        self.first.set()
-
-
-@pytest.fixture(params=["on_data", "into"])
-def new_sink(request: pytest.FixtureRequest) -> Callable[[], RecordingSink]:
-    """Makes sinks of both kinds: one given each chunk, one the body is read straight into."""
-    return IntoSink if request.param == "into" else RecordingSink
 
 
 @pytest.fixture
@@ -439,10 +416,8 @@ def _chunks(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def test_reset_mid_body_resumes_from_the_next_byte(
-    make_client: Callable[..., HttpClient], new_sink: Callable[[], RecordingSink]
-) -> None:
-    sink = new_sink()
+def test_reset_mid_body_resumes_from_the_next_byte(make_client: Callable[..., HttpClient]) -> None:
+    sink = RecordingSink()
     delivered_at_retry: list[int] = []
     client = make_client(on_retry=lambda exc, n: delivered_at_retry.append(len(sink.data)))
     with Server(serve(send=400, then="reset", wait_for=sink.first), serve()) as server:
@@ -455,7 +430,6 @@ def test_reset_mid_body_resumes_from_the_next_byte(
 
 def test_cookies_set_by_one_response_and_configured_headers_go_with_the_next_requests(
     make_client: Callable[..., HttpClient],
-    new_sink: Callable[[], RecordingSink],
 ) -> None:
     def set_cookie(conn: socket.socket, request: Request, server: Server) -> None:
         body = b"#EXTM3U\n"
@@ -463,7 +437,7 @@ def test_cookies_set_by_one_response_and_configured_headers_go_with_the_next_req
         conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
 
     client = make_client(headers={"X-Token": "t1"})
-    sink = new_sink()
+    sink = RecordingSink()
     with Server(set_cookie, serve()) as server:
         assert client.get(server.url, max_bytes=100)[0] == b"#EXTM3U\n"
         client.fetch(server.url, sink)
@@ -495,10 +469,8 @@ def test_on_sent_is_called_once_as_the_first_request_goes_out(make_client: Calla
     assert calls == [threading.current_thread().name]  # once, though two requests went out
 
 
-def test_truncated_body_is_resumed(
-    make_client: Callable[..., HttpClient], new_sink: Callable[[], RecordingSink]
-) -> None:
-    sink = new_sink()
+def test_truncated_body_is_resumed(make_client: Callable[..., HttpClient]) -> None:
+    sink = RecordingSink()
     with Server(serve(send=600), serve()) as server:
         make_client().fetch(server.url, sink)
     assert bytes(sink.data) == BODY
@@ -515,10 +487,8 @@ def test_truncated_range_is_resumed_up_to_its_end(make_client: Callable[..., Htt
     assert server.ranges == ["bytes=100-899", "bytes=400-899"]
 
 
-def test_stall_after_headers_times_out_and_resumes(
-    make_client: Callable[..., HttpClient], new_sink: Callable[[], RecordingSink]
-) -> None:
-    sink = new_sink()
+def test_stall_after_headers_times_out_and_resumes(make_client: Callable[..., HttpClient]) -> None:
+    sink = RecordingSink()
     with Server(serve(send=500, then="stall"), serve()) as server:
         make_client(read_timeout=0.3).fetch(server.url, sink)
     assert bytes(sink.data) == BODY
@@ -565,13 +535,11 @@ def test_range_mismatch_is_an_error(make_client: Callable[..., HttpClient]) -> N
     assert not sink.data
 
 
-def test_body_to_connection_close_learns_the_size_at_the_end(
-    make_client: Callable[..., HttpClient], new_sink: Callable[[], RecordingSink]
-) -> None:
+def test_body_to_connection_close_learns_the_size_at_the_end(make_client: Callable[..., HttpClient]) -> None:
     def no_length(conn: socket.socket, request: Request, server: Server) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BODY)
 
-    sink = new_sink()
+    sink = RecordingSink()
     with Server(no_length) as server:
         stats = make_client().fetch(server.url, sink)
     assert bytes(sink.data) == BODY
@@ -617,9 +585,8 @@ def test_body_over_max_bytes_is_refused_from_headers(make_client: Callable[..., 
 
 def test_chunked_body_over_max_bytes_is_refused_while_streaming(
     make_client: Callable[..., HttpClient],
-    new_sink: Callable[[], RecordingSink],
 ) -> None:
-    sink = new_sink()
+    sink = RecordingSink()
     with Server(serve(chunked=True)) as server, pytest.raises(AssetsError):
         make_client().fetch(server.url, sink, max_bytes=500, chunk_size=100)
     assert len(sink.data) <= 500
@@ -693,6 +660,19 @@ def test_tls_resume_and_abort(
     assert len(outcome) == 1 and isinstance(outcome[0], Cancelled)
 
 
+def test_the_configured_ca_bundle_wins_over_the_environment_and_true_takes_the_environments(
+    make_client: Callable[..., HttpClient], tls: tuple[ssl.SSLContext, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, ca_file = tls
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())  # public CAs: not ours
+    with Server(serve(), serve(), tls=context) as server:
+        sink = RecordingSink()
+        make_client(verify=ca_file).fetch(server.url, sink)
+        assert bytes(sink.data) == BODY
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+        assert make_client(verify=True).probe(server.url) == (len(BODY), b"")
+
+
 def test_probe_of_an_empty_resource(make_client: Callable[..., HttpClient]) -> None:
     def unsatisfiable(conn: socket.socket, request: Request, server: Server) -> None:
         conn.sendall(
@@ -712,7 +692,7 @@ def test_calls_after_close_are_cancelled(make_client: Callable[..., HttpClient])
 
 
 def test_module_exports_defaults_with_units() -> None:
-    assert net.DEFAULT_CHUNK_BYTES == 64 * 1024
+    assert ranged.DEFAULT_CHUNK_BYTES == 64 * 1024
 
 
 @responses.activate
@@ -735,63 +715,47 @@ def test_a_resume_past_the_end_of_a_resource_is_an_error(make_client: Callable[.
     assert caught.value.status == 416
 
 
-def test_a_sized_body_is_read_straight_into_the_sinks_buffer(make_client: Callable[..., HttpClient]) -> None:
-    sink = IntoSink()
-    with Server(serve()) as server:
-        stats = make_client().fetch(server.url, sink)
-    assert bytes(sink.data) == BODY and stats.bytes == len(BODY)
-    assert sink.start is None  # nothing came through on_data
-    assert sink.reads >= len(BODY) // 97
+# --- redirects, headers, TLS and bad URLs on segment requests --------------------------------
 
 
-# --- the direct path: segment requests on urllib3 alone -------------------------------------
-
-
-def test_a_redirected_segment_is_followed_and_its_host_then_goes_through_requests(
-    make_client: Callable[..., HttpClient],
-) -> None:
+def test_a_redirected_segment_is_followed(make_client: Callable[..., HttpClient]) -> None:
     def moved(conn: socket.socket, request: Request, server: Server) -> None:
         head = "HTTP/1.1 302 Found\r\nLocation: /moved.ts\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         conn.sendall(head.encode())
 
     client = make_client()
-    with Server(moved, moved, serve(), moved, serve()) as server:
+    with Server(moved, serve(), moved, serve()) as server:
         for _ in range(2):
             sink = RecordingSink()
             client.fetch(server.url, sink)
             assert bytes(sink.data) == BODY
-    # The first fetch's direct request met the redirect; requests then asked again and
-    # followed it. The second fetch went through requests at once.
-    assert [r.path for r in server.requests] == [
-        "/media.ts",
-        "/media.ts",
-        "/moved.ts",
-        "/media.ts",
-        "/moved.ts",
-    ]
+    assert [r.path for r in server.requests] == ["/media.ts", "/moved.ts"] * 2
 
 
-def test_a_segment_response_sets_cookies_and_sends_configured_headers(
+def test_a_configured_header_in_another_case_is_sent_once_and_a_segments_own_wins(
     make_client: Callable[..., HttpClient],
 ) -> None:
-    def set_cookie(conn: socket.socket, request: Request, server: Server) -> None:
-        head = f"HTTP/1.1 200 OK\r\nSet-Cookie: edge=abc; Path=/\r\nContent-Length: {len(BODY)}\r\n"
-        conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + BODY)
-
-    # Named in another case than requests' own default: still sent once, and ours wins.
+    # Named in another case than requests' own default Accept-Encoding.
     client = make_client(headers={"X-Token": "t1", "accept-encoding": "gzip"})
-    with Server(set_cookie, serve()) as server:
-        for _ in range(2):
-            sink = IntoSink()
-            client.fetch(server.url, sink)
-            assert bytes(sink.data) == BODY
-    first, second = server.requests
-    assert "cookie" not in first.headers and second.headers["cookie"] == "edge=abc"
-    assert first.headers["x-token"] == second.headers["x-token"] == "t1"
-    for request in (first, second):
-        assert request.headers["accept-encoding"] == "identity"
-        assert sorted(request.names) == sorted(set(request.names))
-    assert "python-requests" in first.headers["user-agent"]
+    with Server(serve()) as server:
+        sink = RecordingSink()
+        client.fetch(server.url, sink)
+    assert bytes(sink.data) == BODY
+    (request,) = server.requests
+    assert request.headers["x-token"] == "t1"
+    assert request.headers["accept-encoding"] == "identity"
+    assert sorted(request.names) == sorted(set(request.names))
+
+
+@pytest.mark.parametrize("url", ["http://", "ftp://origin.test/seg.ts", "origin.test/seg.ts"])
+def test_a_bad_url_is_invalid_at_once(make_client: Callable[..., HttpClient], url: str) -> None:
+    retries: list[int] = []
+    client = make_client(on_retry=lambda exc, n: retries.append(n))
+    with pytest.raises(InvalidUrl):
+        client.fetch(url, RecordingSink())
+    with pytest.raises(InvalidUrl):
+        client.get(url, max_bytes=100)
+    assert not retries
 
 
 def test_an_untrusted_certificate_is_refused_on_segment_requests(

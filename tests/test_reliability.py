@@ -23,10 +23,10 @@ import requests
 import kithara_hls
 from kithara_hls import CacheOptions, HlsOptions, NetworkOptions
 from kithara_hls import events as ev
-from kithara_hls.net import HttpClient
 from kithara_hls.options import DEFAULT_RETRIES
 from kithara_hls.retry import RetryPolicy
 from kithara_hls.testing import FOREVER, Origin, StreamFixture
+from kithara_hls.transport import HttpClient
 
 WAIT_S = 30.0  # bound for a reader thread; never reached when the code works
 Fixtures = dict[str, StreamFixture]
