@@ -11,7 +11,7 @@ Reproduce (from the repository root, Python >= 3.10, Linux)::
 What happens: the fixtures are built under ``--workdir`` (default: a temporary
 folder, removed at the end; a kept workdir is reused): a 100 × 512 KiB stream
 (the 50 MB stream too), a 900 × 64 KiB "1-hour" stream (EXTINF 4.0), its
-AES-128 copy, a real AAC stream from ffmpeg's HLS muxer, and a 10,000-segment
+AES-128 copy, a real AAC stream from ffmpeg's HLS muxer, and a 1,200-segment
 playlist text. Each scenario gets its own loopback origin process
 (``python -m kithara_hls.testing serve``): "WAN" adds 50 ms before every
 response and shares one 20 MB/s link between all connections; "LAN" has no

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .cache import digest
-from .playlist import ByteRange, InitSection, Key, MediaPlaylist, Segment, fill_frozen
+from .playlist import ByteRange, InitSection, Key, MediaPlaylist, Segment
 from .store import SizeInfo
 
 
@@ -123,8 +123,8 @@ def _new_part(
     duration: float,
     start: float,
 ) -> Part:
-    """`Part(rid, ..., is_init=False, ...)` through `fill_frozen`."""
-    return fill_frozen(Part, {**locals(), "is_init": False})
+    """A media segment's `Part`."""
+    return Part(rid, url, byterange, key, iv, variant, segment, False, duration, start)
 
 
 def plain_size(part: Part, info: SizeInfo | None) -> int | None:

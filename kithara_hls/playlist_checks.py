@@ -1,0 +1,171 @@
+"""The rules a playlist's text and values must meet.
+
+`playlist` reads playlists through m3u8 and holds what it reads to these rules:
+a body starts with ``#EXTM3U``; URIs are http(s) with a host and never step down
+from https to http; durations, byte ranges and the media sequence stay within
+limits; an IV is at most 32 hex digits; a tag m3u8 would choke on is refused
+first, with its line. A failure is a `PlaylistParseError` (with the line where
+it is known) or an `InvalidUrl`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from urllib.parse import SplitResult, urljoin, urlsplit
+
+from kithara_hls.errors import InvalidUrl, PlaylistParseError
+
+#: Longest EXTINF (and EXT-X-TARGETDURATION) accepted, in seconds.
+MAX_SEGMENT_DURATION_S = 24 * 3600.0
+#: Largest length, and end, of a BYTERANGE.
+MAX_BYTERANGE_BYTES = 2**40  # 1 TiB
+#: Largest EXT-X-MEDIA-SEQUENCE (a decimal-integer of RFC 8216).
+MAX_MEDIA_SEQUENCE = 2**64 - 1
+
+_BOM = "\ufeff"
+_HEADER = "#EXTM3U"
+_RANGE = re.compile(r"(\d{1,19})(?:@(\d{1,19}))?")
+_IV = re.compile(r"0[xX]([0-9a-fA-F]{1,32})")
+_DECIMAL = re.compile(r"\d{1,20}")
+_RESOLUTION = re.compile(r"\d{1,9}x\d{1,9}")
+_ATTRIBUTE = re.compile(r'([^=,"]+)=("[^"]*"|[^,"]*)')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_url(url: str, *, parent: str | None = None) -> str:
+    """Return `url` if it is an http(s) URL with a host, else raise `InvalidUrl`.
+
+    With `parent` (the URL of the playlist that names `url`), an https parent
+    with an http child is a downgrade and raises `InvalidUrl` too.
+    """
+    parts = _split(url)
+    if parts.scheme not in ("http", "https"):
+        raise InvalidUrl(f"only http and https URLs are allowed, not {parts.scheme or 'none'!r}", url=url)
+    if not parts.hostname:
+        raise InvalidUrl("URL has no host", url=url)
+    if parent is not None and parts.scheme == "http" and _split(parent).scheme == "https":
+        raise InvalidUrl("https→http downgrade refused", url=url)
+    return url
+
+
+def resolve_uri(ref: str, base: str) -> str:
+    """`ref` as named in the playlist at `base`, made absolute and checked by `check_url`."""
+    if _CONTROL.search(ref):
+        raise InvalidUrl("URI holds control characters", url=ref)
+    try:
+        joined = urljoin(base, ref)
+    except ValueError as exc:
+        raise InvalidUrl("malformed URI", url=ref) from exc
+    return check_url(joined, parent=base)
+
+
+def looks_like_playlist(head: bytes) -> bool:
+    """Whether a body's first bytes (after a BOM and whitespace) are ``#EXTM3U``."""
+    head = bytes(head).lstrip()
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:].lstrip()
+    return head.startswith(_HEADER.encode())
+
+
+def playlist_body(text: str | bytes, url: str) -> tuple[str, int]:
+    """The text from its ``#EXTM3U`` on, and how many lines came before it.
+
+    Raises `PlaylistParseError` for a body that is not UTF-8 or lacks the header
+    (an HTML page, JSON, an empty body).
+    """
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise PlaylistParseError("not an HLS playlist (not UTF-8 text)", url=url) from exc
+    body = text.lstrip().removeprefix(_BOM).lstrip()
+    if not body.startswith(_HEADER):
+        raise PlaylistParseError("not an HLS playlist (no #EXTM3U header)", url=url)
+    leading = text[: len(text) - len(body)]
+    return body, len((leading + "x").splitlines()) - 1
+
+
+def attributes(line: str) -> dict[str, str]:
+    """A tag's attribute list: names upper-cased, values unquoted; what does not parse is left out."""
+    body = line.partition(":")[2]
+    return {m[1].strip().upper(): m[2].strip('"') for m in _ATTRIBUTE.finditer(body)}
+
+
+def check_duration(raw: str | float, what: str, url: str, lineno: int | None) -> float:
+    """`raw` as seconds, finite and within `MAX_SEGMENT_DURATION_S`; `what` names the tag."""
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise PlaylistParseError(f"invalid {what}", url=url, lineno=lineno) from exc
+    if not (math.isfinite(value) and 0.0 <= value <= MAX_SEGMENT_DURATION_S):
+        raise PlaylistParseError(f"{what} out of range: {value}", url=url, lineno=lineno)
+    return value
+
+
+def check_media_sequence(raw: str, url: str, lineno: int | None) -> int:
+    """EXT-X-MEDIA-SEQUENCE's value: a decimal integer up to `MAX_MEDIA_SEQUENCE`."""
+    value = raw.strip()
+    if not _DECIMAL.fullmatch(value) or int(value) > MAX_MEDIA_SEQUENCE:
+        raise PlaylistParseError("invalid EXT-X-MEDIA-SEQUENCE", url=url, lineno=lineno)
+    return int(value)
+
+
+def check_tag(line: str, url: str, lineno: int) -> None:
+    """Refuse a tag whose value m3u8 would choke on, naming its line.
+
+    m3u8 raises bare errors on them, some only after its line pass, where the
+    line is lost: a bad EXTINF, an EXT-X-KEY without METHOD or with a bad IV, an
+    EXT-X-STREAM-INF without a positive BANDWIDTH or with a bad RESOLUTION.
+    """
+    if line.startswith("#EXTINF"):
+        # m3u8's own slicing, so a value that passes here parses there.
+        check_duration(line.replace("#EXTINF:", "").split(",", 1)[0], "EXTINF", url, lineno)
+    elif line.startswith("#EXT-X-KEY"):
+        attrs = attributes(line)
+        if not attrs.get("METHOD"):
+            raise PlaylistParseError("EXT-X-KEY without METHOD", url=url, lineno=lineno)
+        if "IV" in attrs:
+            iv_bytes(attrs["IV"], url, lineno)
+    elif line.startswith("#EXT-X-STREAM-INF"):
+        attrs = attributes(line)
+        bandwidth = attrs.get("BANDWIDTH", "").strip()
+        if not _DECIMAL.fullmatch(bandwidth) or int(bandwidth) <= 0:
+            raise PlaylistParseError("EXT-X-STREAM-INF needs a positive BANDWIDTH", url=url, lineno=lineno)
+        if not _RESOLUTION.fullmatch(attrs.get("RESOLUTION", "0x0").strip()):
+            raise PlaylistParseError("invalid RESOLUTION", url=url, lineno=lineno)
+
+
+def iv_bytes(raw: str, url: str, lineno: int | None) -> bytes:
+    """An IV attribute (``0x`` and up to 32 hex digits) as 16 big-endian bytes."""
+    match = _IV.fullmatch(raw.strip())
+    if match is None:
+        raise PlaylistParseError("IV must be 0x and at most 32 hex digits", url=url, lineno=lineno)
+    return int(match[1], 16).to_bytes(16, "big")
+
+
+def byterange_values(raw: str, url: str, lineno: int | None) -> tuple[int, int | None]:
+    """A BYTERANGE's ``length[@offset]`` as (length, offset or None)."""
+    match = _RANGE.fullmatch(raw.strip())
+    if match is None:
+        raise PlaylistParseError(f"invalid BYTERANGE {raw[:40]!r}", url=url, lineno=lineno)
+    return int(match[1]), None if match[2] is None else int(match[2])
+
+
+def check_byterange(length: int, offset: int, url: str, lineno: int | None) -> None:
+    """Refuse an empty range, or one that ends past `MAX_BYTERANGE_BYTES`."""
+    if not 0 < length <= MAX_BYTERANGE_BYTES or offset + length > MAX_BYTERANGE_BYTES:
+        raise PlaylistParseError(f"BYTERANGE out of range: {length}@{offset}", url=url, lineno=lineno)
+
+
+def _split(url: str) -> SplitResult:
+    if not isinstance(url, str):
+        raise InvalidUrl(f"URL must be a string, not {type(url).__name__}")
+    if _CONTROL.search(url):
+        raise InvalidUrl("URL holds control characters", url=url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise InvalidUrl("malformed URL", url=url) from exc
+    return parts
