@@ -38,6 +38,7 @@ from .events import (
 )
 from .options import AbrOptions, CacheOptions, HlsOptions, KeyOptions, NetworkOptions
 from .playlist import Variant
+from .session import StreamInfo
 from .source import HlsSource, open
 
 __version__ = "0.1.0"
@@ -73,6 +74,7 @@ __all__ = [
     "SegmentNotFound",
     "SegmentStart",
     "StorageError",
+    "StreamInfo",
     "Subscription",
     "ThroughputSample",
     "Variant",

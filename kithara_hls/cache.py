@@ -143,8 +143,12 @@ class Cache:
         self._opened = threading.Event()
         self._db: diskcache.Cache | None = None
         self._error: StorageError | None = None
+        self._opener: threading.Thread | None = None
         if background:
-            threading.Thread(target=self._open, args=(True,), name="kithara-cache-open", daemon=True).start()
+            self._opener = threading.Thread(
+                target=self._open, args=(True,), name="kithara-cache-open", daemon=True
+            )
+            self._opener.start()
         else:
             self._open(False)
 
@@ -312,5 +316,8 @@ class Cache:
         a database that failed to open has nothing to close.
         """
         self._opened.wait(OPEN_DEADLINE_S)
+        opener = self._opener
+        if opener is not None and opener is not threading.current_thread():
+            opener.join(OPEN_DEADLINE_S)
         if self._db is not None:
             self._db.close()

@@ -11,10 +11,10 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import events as ev
+from .decode import decode_to_wav
 from .errors import HlsError
 from .options import CacheOptions, HlsOptions
 from .source import HlsSource
@@ -37,23 +37,21 @@ def _options(args: argparse.Namespace, **extra: Any) -> HlsOptions:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print variants, duration, segments and encryption."""
+    """Print variants, duration, segments, encryption and what the cache holds."""
     with hls_open(args.url, _options(args)) as f:
-        session = f._session
-        variant = session.layout.part(0).variant
-        media = session.media[variant]
-        encrypted = sorted({s.key.method for s in media.segments if s.key is not None}) or ["none"]
-        print(f"duration: {f.duration:.3f} s")
-        print(f"segments: {len(media.segments)} (variant {variant})")
-        print(f"encryption: {', '.join(encrypted)}")
-        print("variants:")
-        for i, v in enumerate(f.variants):
-            res = f" {v.resolution[0]}x{v.resolution[1]}" if v.resolution else ""
-            codecs = f" {v.codecs}" if v.codecs else ""
-            rate = f"{v.bitrate / 1000:.0f} kbit/s" if v.bitrate else "media playlist (no master)"
-            print(f"  [{i}] {rate}{codecs}{res}")
-        cached = sum(session.store.load(p.rid)[1] for p in session.layout.parts())
-        print(f"cached: {cached} of {len(session.layout)} parts")
+        info = f.info()
+    print(f"duration: {info.duration:.3f} s")
+    print(f"segments: {info.segments} (variant {info.variant})")
+    print(f"encryption: {', '.join(info.encryption) or 'none'}")
+    print("variants:")
+    for i, v in enumerate(info.variants):
+        res = f" {v.resolution[0]}x{v.resolution[1]}" if v.resolution else ""
+        codecs = f" {v.codecs}" if v.codecs else ""
+        rate = f"{v.bitrate / 1000:.0f} kbit/s" if v.bitrate else "media playlist (no master)"
+        print(f"  [{i}] {rate}{codecs}{res}")
+    print(f"cached: {info.parts_cached} of {info.parts} parts in {info.cache_dir}")
+    if info.size is not None:
+        print(f"size: {info.size} bytes")
     return 0
 
 
@@ -84,71 +82,6 @@ def cmd_play(args: argparse.Namespace) -> int:
         seconds = decode_to_wav(f, args.output, status=not args.quiet)
     print(f"wrote {args.output} ({seconds:.2f} s of audio)", file=sys.stderr)
     return 0
-
-
-def decode_to_wav(f: HlsSource, output: str | Path, *, status: bool = False) -> float:
-    """Decode the first audio stream of `f` into a 16-bit WAV; returns seconds decoded."""
-    import av
-
-    state = _Status(f) if status else None
-    samples = 0
-    rate = 0
-    # ffmpeg's TS demuxer reads the end of a seekable input to estimate the
-    # duration; that read would pin every variant before it and stop ABR.
-    with (
-        av.open(f, "r", options={"skip_estimate_duration_from_pts": "1"}) as src,
-        av.open(str(output), "w", format="wav") as dst,
-    ):
-        audio = src.streams.audio[0]
-        rate = audio.rate or 44100
-        out = dst.add_stream("pcm_s16le", rate=rate)
-        out.layout = audio.layout.name if audio.layout else "stereo"
-        resampler = av.AudioResampler(format="s16", layout=out.layout, rate=rate)
-        for frame in src.decode(audio):
-            for rf in resampler.resample(frame):
-                samples += rf.samples
-                dst.mux(out.encode(rf))
-            if state is not None:
-                state.show(samples / rate)
-        for rf in resampler.resample(None):
-            samples += rf.samples
-            dst.mux(out.encode(rf))
-        dst.mux(out.encode(None))
-    if state is not None:
-        state.done()
-    return samples / rate if rate else 0.0
-
-
-class _Status:
-    """A one-line live status: position, buffer, variant, throughput."""
-
-    def __init__(self, f: HlsSource) -> None:
-        self._f = f
-        self._sub = f.events()
-        self._buffer = 0.0
-        self._rate = 0.0
-        self._last = 0.0
-
-    def show(self, position: float) -> None:
-        for event in self._sub.drain():
-            if isinstance(event, ev.BufferLevel):
-                self._buffer = event.level_seconds
-            elif isinstance(event, ev.ThroughputSample):
-                self._rate = event.bytes_per_second
-        now = time.monotonic()
-        if now - self._last < 0.1:
-            return
-        self._last = now
-        line = (
-            f"\r{position:7.2f} s  buffer {self._buffer:5.1f} s  variant {self._f.variant}"
-            f"  {self._rate * 8 / 1e6:6.2f} Mbit/s"
-        )
-        sys.stderr.write(line)
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        sys.stderr.write("\n")
-        self._sub.close()
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -226,7 +159,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Generate a stream, serve it on loopback, play it through the library, replay offline."""
     from .demo import run_demo
 
-    return run_demo(keep=args.keep, quiet=args.quiet)
+    return run_demo(keep=args.keep, quiet=args.quiet, cache_dir=args.cache_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "serve a generated stream on loopback and play it", url=False)
     p.add_argument("--keep", action="store_true", help="keep the generated files")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--cache-dir", help="cache folder, kept (default: a temporary one, removed)")
     return parser
 
 

@@ -8,6 +8,7 @@ stops the origin and replays the stream offline from the cache.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import events as ev
-from .cli import decode_to_wav
+from .decode import decode_to_wav
 from .options import AbrOptions, CacheOptions, HlsOptions, NetworkOptions
 from .source import open as hls_open
 
@@ -58,15 +59,25 @@ def _describe(event: ev.Event) -> str:
     return repr(event)
 
 
-def run_demo(*, keep: bool = False, quiet: bool = False, workdir: Path | None = None) -> int:
-    """Run the demonstration; returns the process exit code."""
+def run_demo(
+    *,
+    keep: bool = False,
+    quiet: bool = False,
+    workdir: Path | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> int:
+    """Run the demonstration; returns the process exit code.
+
+    cache_dir: the cache to fill and replay from (default: one in the work folder,
+    removed with it unless `keep`).
+    """
     from .testing import Origin, build_ts_variants
 
     root = workdir or Path(tempfile.mkdtemp(prefix="kithara-demo-"))
     try:
         print(f"building a 3-variant AAC stream with ffmpeg's HLS muxer in {root}", flush=True)
         fixture = build_ts_variants(root / "www", name="demo", seconds=24.0, segment_seconds=2.0)
-        cache = CacheOptions(dir=root / "cache")
+        cache = CacheOptions(dir=cache_dir if cache_dir is not None else root / "cache")
         with Origin(root / "www", latency=DEMO_LATENCY_S, bandwidth=FAST_LINK) as origin:
             url = origin.url(fixture.entry)
             print(f"serving on {origin.base_url} (link {FAST_LINK * 8 / 1e6:.0f} Mbit/s, drops half-way)")

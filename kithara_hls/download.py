@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .events import DownloadProgress
+from .events import DownloadProgress, Event, PlaybackProgress
 from .options import HlsOptions
 from .source import HlsSource
 
@@ -57,13 +57,25 @@ def _drain(
     f: HlsSource, progress: Callable[[DownloadProgress], None] | None, done: int, nth: int, of: int
 ) -> int:
     buf = memoryview(bytearray(DRAIN_CHUNK))
-    session = f._session
-    parts = max(1, len(session.layout))
+    played = _Played()
+    if progress is not None:
+        f.on_event(played)
     while n := f.readinto(buf):
         done += n
         if progress is not None:
-            fraction = (nth + min(1.0, (session.reader_part + 1) / parts)) / of
+            fraction = (nth + played.percent / 100.0) / of
             progress(DownloadProgress(done, 100.0 * fraction))
     if progress is not None:
         progress(DownloadProgress(done, 100.0 * (nth + 1) / of))
     return done
+
+
+class _Played:
+    """How far the reader is, from the source's `PlaybackProgress` events (sent on the reader's thread)."""
+
+    def __init__(self) -> None:
+        self.percent = 0.0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, PlaybackProgress):
+            self.percent = min(100.0, event.percent)

@@ -97,15 +97,11 @@ class SegmentNotFound(NetError):
 
 
 class NoSuitableVariant(HlsError):
-    """No variant fits the constraints (bandwidth cap, codecs)."""
+    """No variant fits the constraints: `AbrOptions.max_bandwidth` is below every variant's bitrate."""
 
 
 class KeyProcessingError(HlsError):
     """A decryption key could not be fetched, processed, or used."""
-
-
-class AbrError(HlsError):
-    """The adaptive bitrate controller failed."""
 
 
 class OfflineMiss(HlsError):
@@ -118,6 +114,29 @@ class InvalidUrl(HlsError):
 
 class DriverError(HlsError):
     """The background machinery failed in an unexpected way (a bug: please report)."""
+
+
+class AbrError(DriverError):
+    """The adaptive bitrate thread failed in an unexpected way."""
+
+
+def crashed(
+    where: str,
+    exc: BaseException,
+    *,
+    kind: type[DriverError] = DriverError,
+    url: str | None = None,
+    segment: int | None = None,
+) -> DriverError:
+    """A `DriverError` (or `kind`) telling that `where` met the unexpected `exc`, chained from it.
+
+    Built on the thread that met it and raised later in the reader, as
+    ``raise error from exc`` would have chained it.
+    """
+    error = kind(f"{where} crashed ({type(exc).__name__}: {exc})", url=url, segment=segment)
+    error.__cause__ = exc
+    error.__suppress_context__ = True
+    return error
 
 
 __all__ = [
@@ -135,5 +154,6 @@ __all__ = [
     "SegmentNotFound",
     "StorageError",
     "VariantNotFound",
+    "crashed",
     "redact_url",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ BASE_WORKERS = 4
 #: flight hide it; on a near link they only contend for the GIL (a loopback read with
 #: 12 workers took about 15 % longer than with 3).
 SLOW_RESPONSE_S = 0.010
+#: The longest `close` waits for the workers, all together: each request has a
+#: timeout, and close aborts the ones in flight.
+JOIN_TIMEOUT_S = 10.0
 #: Recent response waits kept. The quickest tells the link's latency: a slower one
 #: may be a busy server or our own busy CPU (at the start, loopback answers took up
 #: to 30 ms).
@@ -94,6 +98,9 @@ class FetchPool:
         self.on_finished: Callable[[bool, int, bool], None] | None = None
         #: Called on each worker as it exits (to close its per-thread cache connection).
         self.on_exit: Callable[[], None] | None = None
+        #: Called on a worker, outside the lock, when the runner raised instead of
+        #: returning: on_crash(task, exception), to deliver it to the reader.
+        self.on_crash: Callable[[Task, BaseException], None] | None = None
         self._ref = weakref.ref(self)
         self._name = name
         self._workers = workers
@@ -183,14 +190,13 @@ class FetchPool:
             if self._closed or not self._probe_workers:
                 return
             count, self._probe_workers = self._probe_workers, 0
-            ref = self._ref
-            threads = [
-                threading.Thread(target=_worker, args=(ref, True), name=f"kithara-probe-{i}", daemon=True)
-                for i in range(count)
-            ]
-            self._threads.extend(threads)
-        for thread in threads:
-            thread.start()
+            for i in range(count):
+                thread = threading.Thread(
+                    target=_worker, args=(self._ref, True), name=f"kithara-probe-{i}", daemon=True
+                )
+                self._threads.append(thread)
+                # Started under the lock, so close() never meets a thread it cannot join.
+                thread.start()
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run `job()` on a worker, before look-ahead (playlist loads for ABR)."""
@@ -304,13 +310,23 @@ class FetchPool:
         """Run one task through the runner: True on success, False on failure, None if cancelled."""
         return self._runner(task)
 
+    def crashed(self, task: Task, exc: BaseException) -> None:
+        """The runner raised `exc` on `task` (a bug): logged, and handed to `on_crash`."""
+        log.error("fetch worker crashed on %s", task.label, exc_info=exc)
+        if self.on_crash is not None:
+            try:
+                self.on_crash(task, exc)
+            except Exception:
+                log.exception("could not deliver a fetch worker's crash")
+
     @property
     def closed(self) -> bool:
         """True after close()."""
         return self._closed
 
-    def close(self, timeout: float | None = None) -> None:
-        """Stop handing out work and join the workers (outside the lock). Idempotent."""
+    def close(self, timeout: float = JOIN_TIMEOUT_S) -> None:
+        """Stop handing out work and join the workers (outside the lock), `timeout` seconds
+        at most in all. Idempotent."""
         with self._lock:
             self._closed = True
             self._demand.clear()
@@ -320,9 +336,13 @@ class FetchPool:
             self._work.notify_all()
             self._probe_work.notify_all()
         current = threading.current_thread()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not current:
-                thread.join(timeout)
+                thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive() and t is not current]
+        if alive:
+            log.warning("fetch threads still running after %.0f s: %s", timeout, ", ".join(alive))
 
     def threads(self) -> list[threading.Thread]:
         """The worker threads."""
@@ -342,8 +362,8 @@ def _worker(ref: weakref.ReferenceType[FetchPool], probes_only: bool) -> None:
         ok: bool | None = False
         try:
             ok = pool.run(task)
-        except Exception:
-            log.exception("fetch worker crashed on %s", task.label)
+        except Exception as exc:
+            pool.crashed(task, exc)
         finally:
             pool.finished(task, ok)
         del pool

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable
 
 from . import events as ev
@@ -11,7 +10,7 @@ from .abr.controller import AbrDecision
 from .errors import HlsError
 from .options import HlsOptions
 from .playlist import Variant
-from .session import Session
+from .session import Session, StreamInfo
 
 _CLOSED_MSG = "I/O operation on closed file."
 
@@ -33,7 +32,7 @@ class HlsSource(io.RawIOBase):
     @property
     def variants(self) -> list[Variant]:
         """The variants, sorted by bandwidth, lowest first."""
-        return list(self._session.variants)
+        return list(self._session.loader.variants)
 
     @property
     def duration(self) -> float:
@@ -43,17 +42,22 @@ class HlsSource(io.RawIOBase):
     @property
     def variant(self) -> int | None:
         """Index of the variant the reader is in (None before the first read)."""
-        return self._session.variant
+        return self._session.reader.variant
+
+    def info(self) -> StreamInfo:
+        """Facts about the stream: variants, plan, encryption, what the cache holds, size if known."""
+        self._check_open()
+        return self._session.info()
 
     def set_variant(self, variant: int | None) -> None:
         """Pin `variant` (ABR off) from the next segment not yet fetched; None lets ABR choose again."""
         self._check_open()
-        self._session.set_variant(variant)
+        self._session.switcher.set_variant(variant)
 
     def abr_decisions(self) -> list[AbrDecision]:
         """The ABR controller's recent decisions (what, when, why), oldest first."""
         self._check_open()
-        return self._session.abr_decisions()
+        return self._session.switcher.decisions()
 
     def events(self) -> ev.Subscription:
         """A new subscription to this source's events."""
@@ -81,7 +85,7 @@ class HlsSource(io.RawIOBase):
         """Fill `buffer` from the current position; fewer bytes only at the end of the stream."""
         self._check_open()
         out = memoryview(buffer).cast("B")
-        n = self._session.read_into(self._pos, out)
+        n = self._session.reader.read_into(self._pos, out)
         self._pos += n
         return n
 
@@ -109,10 +113,8 @@ class HlsSource(io.RawIOBase):
     def size(self) -> int:
         """The stream's exact size in bytes (probes segment sizes not yet known)."""
         self._check_open()
-        session = self._session
-        layout = session.layout
-        deadline = time.monotonic() + session.options.network.read_deadline
-        session.resolve_sizes(0, len(layout), deadline)
+        reader, layout = self._session.reader, self._session.layout
+        reader.resolve_sizes(0, len(layout), reader.deadline())
         total = layout.total()
         if total is None:
             raise HlsError("stream size unknown")
@@ -121,12 +123,12 @@ class HlsSource(io.RawIOBase):
     def seek_time(self, seconds: float) -> int:
         """Move to the start of the segment holding `seconds`; returns the byte offset."""
         self._check_open()
-        session = self._session
-        index = session.layout.index_at_time(float(seconds))
-        deadline = time.monotonic() + session.options.network.read_deadline
-        session.prefetch(index)  # its download starts while earlier sizes are probed
-        session.resolve_sizes(0, index, deadline)
-        start = session.layout.start_of(index)
+        reader, layout = self._session.reader, self._session.layout
+        index = layout.index_at_time(float(seconds))
+        deadline = reader.deadline()
+        reader.prefetch(index)  # its download starts while earlier sizes are probed
+        reader.resolve_sizes(0, index, deadline)
+        start = layout.start_of(index)
         if start is None:
             raise HlsError("segment offset unknown", segment=index)
         self._pos = start

@@ -69,6 +69,7 @@ class Store:
         self._res: dict[str, _Res] = {}
         self._recent: collections.OrderedDict[tuple[str, int], memoryview] = collections.OrderedDict()
         self._closed = False
+        self._broken: BaseException | None = None  # set by fail_all
         self._generation = 0
         # Counts sizes (and paddings) learnt: the session keeps them when this moved.
         self.sizes_learnt = 0
@@ -201,6 +202,13 @@ class Store:
             res.writing = False
             self._changed.notify_all()
 
+    def fail_all(self, error: BaseException) -> None:
+        """Make every reader raise `error` from now on: the machinery behind the store broke."""
+        with self._lock:
+            if self._broken is None:
+                self._broken = error
+            self._changed.notify_all()
+
     def clear_error(self, rid: str) -> None:
         """Forget a failure so the next read fetches again."""
         with self._lock:
@@ -221,6 +229,8 @@ class Store:
             while res.size is None or (need_pad and res.pad is None):
                 if self._closed:
                     raise ValueError(_CLOSED_MSG)
+                if self._broken is not None:
+                    raise self._broken
                 if res.error is not None:
                     raise res.error
                 if generation is not None and generation != self._generation:
@@ -266,6 +276,8 @@ class Store:
                 while True:
                     if self._closed:
                         raise ValueError(_CLOSED_MSG)
+                    if self._broken is not None:
+                        raise self._broken
                     if res.error is not None:
                         raise res.error
                     if res.size is not None and offset >= res.size:

@@ -2,7 +2,8 @@
 
 Downloads go into the store through a `Writer` (registered here, so an ABR
 switch can abandon the ones its new plan drops); failures are handed to the
-store, which raises them in the reader that needs the bytes.
+store, which raises them in the reader that needs the bytes. An unexpected
+exception is not caught here: the pool's worker delivers it (see `FetchPool.on_crash`).
 """
 
 from __future__ import annotations
@@ -10,19 +11,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from . import events as ev
 from .errors import HlsError, NetError, OfflineMiss
 from .fetch import Task
-from .keys import tail_size
-from .layout import Part, build_parts
+from .keys import KeyManager, tail_size
+from .layout import Layout, Part, build_parts
+from .options import HlsOptions
+from .playlist import MediaPlaylist
 from .ranged import FetchStats
 from .retry import Cancelled
-from .store import Writer
-
-if TYPE_CHECKING:
-    from .session import Session
+from .store import Store, Writer
+from .transport import HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,42 @@ EXPIRED_STATUSES = (401, 403)
 
 
 class TaskRunner:
-    """Runs fetch-pool tasks for one session."""
+    """Runs fetch-pool tasks over the collaborators they use.
 
-    def __init__(self, session: Session) -> None:
-        self._s = session
+    refresh(variant): (kept, freshly loaded) media playlist of `variant`, for expired URLs.
+    grow(always): lets the pool start another worker (this one is about to wait).
+    response_wait(seconds): a response's headers came that long after its request.
+    sample(bytes, transfer_s, ttfb_s): a network download's throughput, for ABR.
+    progress(bytes): a download stored that many bytes.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: HttpClient,
+        keys: KeyManager,
+        bus: ev.EventBus,
+        layout: Layout,
+        options: HlsOptions,
+        refresh: Callable[[int], tuple[MediaPlaylist, MediaPlaylist]],
+        grow: Callable[[bool], None],
+        response_wait: Callable[[float], None],
+        sample: Callable[[int, float, float], None],
+        progress: Callable[[int], None],
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._keys = keys
+        self._bus = bus
+        self._layout = layout
+        self._offline = options.offline
+        self._net = options.network
+        self._refresh_playlist = refresh
+        self._grow = grow
+        self._response_wait = response_wait
+        self._sample = sample
+        self._progress = progress
         self._lock = threading.Lock()
         self._writers: dict[str, Writer] = {}  # downloads in flight, by resource id
         self._urls: dict[str, str] = {}  # resource id -> URL from a refreshed playlist
@@ -46,12 +79,6 @@ class TaskRunner:
             writers = [self._writers[rid] for rid in rids if rid in self._writers]
         for writer in writers:
             writer.cancel()
-
-    def on_retry(self, error: BaseException, attempt: int) -> None:
-        """A request is retried: a recoverable Error event; another worker may start meanwhile
-        (a request that never went out, as on a refused connection, started none)."""
-        self._s.bus.publish(ev.Error(error, recoverable=True))
-        self._blocking(always=True)
 
     def run(self, task: Task) -> bool | None:
         """Run one task: True when done, False if it failed (the store keeps the error), None if cancelled."""
@@ -67,23 +94,32 @@ class TaskRunner:
         except Cancelled:
             return None
         except ValueError:
-            if self._s.store.closed:  # the source closed under this task
+            if self._store.closed:  # the source closed under this task
                 return None
             raise
         except HlsError as exc:
-            if self._s._cancel.is_set():
+            if self._store.closed:
                 return False
             log.debug("%s failed: %s", part.label, exc)
-            self._s.store.fail(part.rid, exc)
-            self._s.bus.publish(ev.Error(exc, recoverable=False))
+            self._store.fail(part.rid, exc)
+            self._bus.publish(ev.Error(exc, recoverable=False))
             return False
+
+    def learn_pad(self, part: Part) -> None:
+        """Learn an AES part's padding from its stored last blocks."""
+        info = self._store.size_info(part.rid)
+        if info is None or info.size < 16:
+            return
+        tail = bytearray(min(32, info.size))
+        start = info.size - len(tail)
+        deadline = time.monotonic() + self._net.read_deadline
+        self._store.read_at_least(part.rid, start, memoryview(tail), len(tail), deadline)
+        self._store.learn_size(part.rid, info.size, self._keys.padding(part, bytes(tail), info.size))
 
     def _blocking(self, *, always: bool = False) -> None:
         """This worker is about to wait (on the network, or a job's I/O): let the pool start
         another (`always`: whatever the network's latency, as `FetchPool.grow` says)."""
-        pool = self._s._pool
-        if pool is not None:
-            pool.grow(always=always)
+        self._grow(always)
 
     def _run_job(self, task: Task) -> bool:
         assert task.job is not None
@@ -95,36 +131,35 @@ class TaskRunner:
             return False
         except HlsError as exc:
             log.debug("background job failed: %s", exc)
-            self._s.bus.publish(ev.Error(exc, recoverable=True))
+            self._bus.publish(ev.Error(exc, recoverable=True))
             return False
 
     def _probe(self, part: Part) -> None:
-        offline = self._s.options.offline
-        info, complete = self._s.store.load(part.rid, if_stored=not offline)
+        info, complete = self._store.load(part.rid, if_stored=not self._offline)
         if info is not None and (part.key is None or info.pad is not None):
             return
         if complete:
             self.learn_pad(part)
             return
-        if offline:
+        if self._offline:
             raise OfflineMiss("segment size not in the cache", url=part.url, segment=part.segment)
         self._blocking()
-        size, tail = self._s.client.probe(part.url, base=part.base, tail=tail_size(part))
-        pad = self._s.keys.padding(part, tail, size) if part.key is not None else None
+        size, tail = self._client.probe(part.url, base=part.base, tail=tail_size(part))
+        pad = self._keys.padding(part, tail, size) if part.key is not None else None
         # Kept by the stream's sizes snapshot.
-        self._s.store.learn_size(part.rid, size, pad)
+        self._store.learn_size(part.rid, size, pad)
 
     def _fetch(self, index: int, part: Part) -> None:
-        store = self._s.store
+        store, bus = self._store, self._bus
         # Nothing on disk (the usual cold case): the request goes out at once.
         info, complete = store.load(part.rid, if_stored=True)
         if complete:
             if part.key is not None and (info is None or info.pad is None):
                 self.learn_pad(part)
-            if self._s.bus.active:
-                self._s.bus.publish(ev.SegmentComplete(part.variant, part.segment, 0, part.duration))
+            if bus.active:
+                bus.publish(ev.SegmentComplete(part.variant, part.segment, 0, part.duration))
             return
-        if self._s.options.offline:
+        if self._offline:
             raise OfflineMiss("segment not in the cache", url=part.url, segment=part.segment)
         start = store.first_missing(part.rid)
         info = store.size_info(part.rid)
@@ -134,9 +169,8 @@ class TaskRunner:
             if part.key is not None and info.pad is None:
                 self.learn_pad(part)
             return
-        bus = self._s.bus
         if bus.active:
-            bus.publish(ev.SegmentStart(part.variant, part.segment, self._s.layout.start_of(index)))
+            bus.publish(ev.SegmentStart(part.variant, part.segment, self._layout.start_of(index)))
         try:
             stats = self._download(part, start)
         except NetError as exc:
@@ -145,27 +179,23 @@ class TaskRunner:
             # Signed URLs expire: reload the media playlist once and try its new URL.
             self._refreshed.add(part.rid)
             self._refresh(part)
-            stats = self._download(part, self._s.store.first_missing(part.rid))
+            stats = self._download(part, store.first_missing(part.rid))
         if part.key is not None:
             self.learn_pad(part)
-        if self._s.abr_driver is not None:
-            self._s.abr_driver.sample(stats.bytes, stats.transfer, stats.ttfb)
-        elif bus.active and stats.transfer > 0 and stats.bytes > 0:
-            bus.publish(ev.ThroughputSample(stats.bytes / stats.transfer))
+        self._sample(stats.bytes, stats.transfer, stats.ttfb)
         if bus.active:
             bus.publish(ev.SegmentComplete(part.variant, part.segment, stats.bytes, part.duration))
-        self._s._progress(stats.bytes)
+        self._progress(stats.bytes)
 
     def _download(self, part: Part, start: int) -> FetchStats:
-        writer = self._s.store.writer(part.rid, start)
-        net = self._s.options.network
-        limit = net.max_init_bytes if part.is_init else net.max_segment_bytes
+        writer = self._store.writer(part.rid, start)
+        limit = self._net.max_init_bytes if part.is_init else self._net.max_segment_bytes
         with self._lock:
             self._writers[part.rid] = writer
             url = self._urls.get(part.rid, part.url)
         try:
             # Another worker starts once this request is out, not while it is being made.
-            stats = self._s.client.fetch(
+            stats = self._client.fetch(
                 url, writer, start=start, base=part.base, max_bytes=limit, on_sent=self._blocking
             )
             writer.finish()
@@ -175,15 +205,13 @@ class TaskRunner:
         finally:
             with self._lock:
                 self._writers.pop(part.rid, None)
-        pool = self._s._pool
-        if pool is not None and stats.bytes:
-            pool.response_wait(stats.ttfb)
+        if stats.bytes:
+            self._response_wait(stats.ttfb)
         return stats
 
     def _refresh(self, part: Part) -> None:
         """Reload `part`'s media playlist; its resources keep their ids but take the new URLs."""
-        old = self._s.media[part.variant]
-        fresh = self._s.load_media(part.variant, fresh=True)
+        old, fresh = self._refresh_playlist(part.variant)
         if len(fresh.segments) != len(old.segments):
             raise NetError("the refreshed playlist has other segments", url=fresh.url, segment=part.segment)
         now = {(p.segment, p.is_init): p.url for p in build_parts(fresh, part.variant)}
@@ -195,14 +223,3 @@ class TaskRunner:
         with self._lock:
             self._urls.update(urls)
         log.debug("refreshed the playlist of variant %d: %d new URLs", part.variant, len(urls))
-
-    def learn_pad(self, part: Part) -> None:
-        """Learn an AES part's padding from its stored last blocks."""
-        info = self._s.store.size_info(part.rid)
-        if info is None or info.size < 16:
-            return
-        tail = bytearray(min(32, info.size))
-        start = info.size - len(tail)
-        deadline = time.monotonic() + self._s.options.network.read_deadline
-        self._s.store.read_at_least(part.rid, start, memoryview(tail), len(tail), deadline)
-        self._s.store.learn_size(part.rid, info.size, self._s.keys.padding(part, bytes(tail), info.size))

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import kithara_hls
-from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions
+from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, source
 from kithara_hls import events as ev
+from kithara_hls.session import Session
 from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
 
 #: Link speeds for the bandwidth test, bytes per second: all variants fit, then only the lowest.
@@ -34,10 +35,25 @@ def abr_origin(streams: dict[str, StreamFixture]) -> Origin:
         yield served
 
 
-def expected_for(f: kithara_hls.HlsSource, fx: StreamFixture) -> bytes:
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> list[Session]:
+    """The sessions behind the sources a test opens: their layout tells which variant each part
+    was planned on, which no public API says."""
+    made: list[Session] = []
+
+    class Recorded(Session):
+        def __init__(self, url: str, options: HlsOptions) -> None:
+            super().__init__(url, options)
+            made.append(self)
+
+    monkeypatch.setattr(source, "Session", Recorded)
+    return made
+
+
+def expected_for(session: Session, fx: StreamFixture) -> bytes:
     """The stream the reader should have seen: each part's bytes, by the variant it was planned on."""
     out = []
-    for part in f._session.layout.parts():
+    for part in session.layout.parts():
         if part.is_init:
             init = fx.init_bytes(part.variant)
             assert init is not None
@@ -63,7 +79,7 @@ def options(tmp_path: Path, abr: AbrOptions | None = None, **net: object) -> Hls
 
 @pytest.mark.parametrize("name", ["ts", "fmp4"])
 def test_manual_switch_splices_exactly(
-    name: str, streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path
+    name: str, streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path, sessions: list[Session]
 ):
     fx = streams[name]
     top = len(fx.media) - 1
@@ -73,18 +89,20 @@ def test_manual_switch_splices_exactly(
         f.set_variant(top)
         data = head + f.read()
         assert f.variant == top
-        assert data == expected_for(f, fx)
+        assert data == expected_for(sessions[0], fx)
         applied = [e for e in sub if isinstance(e, ev.VariantApplied)]
     assert applied[0] == ev.VariantApplied(None, 0, AbrReason.INITIAL)
     assert applied[-1] == ev.VariantApplied(0, top, AbrReason.MANUAL)
-    assert {p.variant for p in f._session.layout.parts()} == {0, top}
+    assert {p.variant for p in sessions[0].layout.parts()} == {0, top}
     assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
 
 
 # The origin's link really slows down and speeds up: under a loaded machine the
 # switches can land too late in a 16-second stream. Byte-exactness never varies.
 @pytest.mark.flaky(reruns=2)
-def test_abr_follows_the_bandwidth(streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path):
+def test_abr_follows_the_bandwidth(
+    streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path, sessions: list[Session]
+):
     fx = streams["ts"]
     abr = AbrOptions(
         min_buffer_for_up_switch_secs=0.0,
@@ -115,7 +133,7 @@ def test_abr_follows_the_bandwidth(streams: dict[str, StreamFixture], abr_origin
     with kithara_hls.open(abr_origin.url(fx.entry), options(tmp_path, abr, lookahead=2.0)) as f:
         f.on_event(on_event)
         data = f.read()
-        assert data == expected_for(f, fx)
+        assert data == expected_for(sessions[0], fx)
         decisions = f.abr_decisions()
     reasons = [e.reason for e in seen]
     assert reasons[0] == AbrReason.INITIAL

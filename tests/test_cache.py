@@ -280,9 +280,9 @@ def test_the_sizes_snapshot_is_kept_while_downloading(
     """Not only at close: a process killed later still leaves the sizes it had learnt."""
     import threading
 
-    from kithara_hls import session
+    from kithara_hls import bookkeeping
 
-    monkeypatch.setattr(session, "SIZES_SAVE_INTERVAL_S", 0.0)  # at every finished download
+    monkeypatch.setattr(bookkeeping, "SIZES_SAVE_INTERVAL_S", 0.0)  # at every finished download
     kept = threading.Event()
     keep = Catalog.keep_sizes
 
@@ -292,13 +292,13 @@ def test_the_sizes_snapshot_is_kept_while_downloading(
 
     monkeypatch.setattr(Catalog, "keep_sizes", keep_and_tell)
     bookkept = threading.Event()  # the stream's snapshot has a name once the catalog knows it
-    bookkeep = session.Session._bookkeep
+    bookkeep = bookkeeping.Bookkeeping.bookkeep
 
-    def bookkeep_and_tell(self: session.Session, *args: Any, **kwargs: Any) -> None:
+    def bookkeep_and_tell(self: bookkeeping.Bookkeeping, *args: Any, **kwargs: Any) -> None:
         bookkeep(self, *args, **kwargs)
         bookkept.set()
 
-    monkeypatch.setattr(session.Session, "_bookkeep", bookkeep_and_tell)
+    monkeypatch.setattr(bookkeeping.Bookkeeping, "bookkeep", bookkeep_and_tell)
     fx = big["c"]
     url = big_origin.url(fx.entry)
     last = big_origin.stall(segment_paths(fx)[-1], after_bytes=1000)

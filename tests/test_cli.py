@@ -93,10 +93,14 @@ def test_play_writes_a_wav(fixtures: dict[str, StreamFixture], origin: Origin, t
 
 
 @pytest.mark.timeout(400)
-def test_demo_runs_to_completion():
+def test_demo_runs_to_completion_in_the_cache_named(tmp_path: Path):
     pytest.importorskip("av")
-    done = run("demo", "-q", timeout=300)
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    done = run("demo", "-q", *cache, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert "offline replay:" in out and "as online, 0 requests" in out
     assert "variant switches:" in out
+    # The cache outlives the demo's temporary files, and holds its stream.
+    listing = run("cache", "ls", *cache)
+    assert listing.returncode == 0 and "demo/" in listing.stdout.decode()

@@ -70,7 +70,7 @@ def count_store_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int
 
 
 def read(dec: Decryptor, part: Part, ecb: object, off: int, size: int, deadline: float = 10.0) -> bytes:
-    """Like `Session.read_into` within one part: loop until `size` bytes or the part's end."""
+    """Like `Reader.read_into` within one part: loop until `size` bytes or the part's end."""
     out = memoryview(bytearray(size))
     filled = 0
     while filled < size:
@@ -149,7 +149,9 @@ def test_small_reads_are_served_from_the_kept_span(store: Store, monkeypatch: py
     assert len(offsets) == second
 
 
-def test_the_small_rest_of_a_large_read_decrypts_straight_into_it(store: Store):
+def test_the_small_rest_of_a_large_read_decrypts_straight_into_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+):
     plain = plaintext(SIZES[0])
     put(store, "seg", encrypt(plain))
     dec, part, ecb = Decryptor(store), part_of("seg"), cipher()
@@ -157,8 +159,11 @@ def test_the_small_rest_of_a_large_read_decrypts_straight_into_it(store: Store):
         out = memoryview(bytearray(length))
         n = dec.read_into(part, ecb, off, out, time.monotonic() + 10, lambda: None, BLOCK_SIZE)  # type: ignore[arg-type]
         assert bytes(out[:n]) == plain[off : off + length], (off, length)
-    # Nothing was decrypted ahead into a span for the next read to copy from.
-    assert not dec._spans
+    # Nothing was decrypted ahead into a span for the next read to copy from: a small
+    # read where those were goes to the store again.
+    offsets = count_store_reads(store, monkeypatch)
+    assert read(dec, part, ecb, 20, 16) == plain[20:36]
+    assert offsets
 
 
 def test_a_large_read_starting_in_a_kept_span(store: Store):

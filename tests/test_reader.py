@@ -23,6 +23,11 @@ def opts(tmp_path: Path, **network: object) -> HlsOptions:
     return HlsOptions(variant=0, cache=CacheOptions(dir=tmp_path / "cache"), network=NetworkOptions(**net))
 
 
+def library_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """The library's threads alive now that were not in `before`."""
+    return [t for t in threading.enumerate() if t not in before and t.name.startswith("kithara-")]
+
+
 def read_all(f: io.RawIOBase, size: int = 10_000) -> bytes:
     chunks = []
     while data := f.read(size):
@@ -190,9 +195,9 @@ def test_close_mid_download_stops_every_thread(
 ):
     fx = fixtures["ts"]
     release = origin.stall(_segment_path(fx, 0), after_bytes=1000)
+    before = set(threading.enumerate())
     f = kithara_hls.open(origin.url(fx.entry), opts(tmp_path))
-    threads = f._session.threads()
-    assert threads and all(t.name.startswith("kithara-") for t in threads)
+    assert library_threads(before)
     errors: list[BaseException] = []
     reading = threading.Event()
 
@@ -208,9 +213,9 @@ def test_close_mid_download_stops_every_thread(
     assert reading.wait(5)
     f.close()
     t.join(10)
+    assert library_threads(before) == []  # before the stall ends: close() itself ended them
     release.set()
     assert not t.is_alive()
-    assert all(not th.is_alive() for th in threads)
     assert errors and isinstance(errors[0], ValueError)
     f.close()  # idempotent
     with pytest.raises(ValueError):

@@ -2,8 +2,9 @@
 
 It is woken by new throughput samples and by the reader (advancing, or
 blocking on missing data); it never polls and owns no network I/O. Switches
-are applied by the session (`apply`), which changes only parts the reader has
-not reached.
+are applied by the caller's `apply`, which changes only parts the reader has
+not reached. An unexpected exception ends the thread and goes to `on_crash`,
+which delivers it to the reader.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Longest the thread sleeps with nothing new (it is woken on every change anyway).
 IDLE_WAIT_S = 30.0
+#: The longest `close` waits for the thread (a step does no I/O: it ends at once).
+JOIN_TIMEOUT_S = 5.0
 
 
 class AbrDriver:
@@ -37,6 +40,7 @@ class AbrDriver:
         apply: Callable[[AbrDecision], None],
         bus: EventBus,
         manual: int | None = None,
+        on_crash: Callable[[BaseException], None] | None = None,
         name: str = "kithara-abr",
     ) -> None:
         self.estimator = ThroughputEstimator(
@@ -46,6 +50,7 @@ class AbrDriver:
         self._buffer_level = buffer_level
         self._apply = apply
         self._bus = bus
+        self._on_crash = on_crash
         self._lock = threading.Lock()
         # Notified by sample(), poke() and close().
         self._wake = threading.Condition(self._lock)
@@ -117,7 +122,14 @@ class AbrDriver:
             self._closed = True
             self._wake.notify_all()
         if self._thread is not threading.current_thread():
-            self._thread.join(5.0)
+            self._thread.join(JOIN_TIMEOUT_S)
+            if self._thread.is_alive():
+                log.warning("the ABR thread did not end within %.0f s", JOIN_TIMEOUT_S)
+
+    def _crashed(self, exc: BaseException) -> None:
+        log.error("abr thread crashed", exc_info=exc)
+        if self._on_crash is not None:
+            self._on_crash(exc)
 
     @property
     def thread(self) -> threading.Thread:
@@ -133,8 +145,8 @@ def _run(ref: weakref.ReferenceType[AbrDriver]) -> None:
         try:
             if not driver._step():
                 return
-        except Exception:
-            log.exception("abr thread crashed")
+        except Exception as exc:
+            driver._crashed(exc)
             return
         del driver
 

@@ -1,0 +1,210 @@
+"""Variant switching: ABR's decisions and `set_variant` re-plan the parts the reader has not reached.
+
+A switch replaces the layout's parts from the first one neither read nor being
+downloaded (an urgent switch also abandons downloads in flight) with the same
+media time on the new variant; the reason is kept by the part where the new
+plan starts, so the reader can tell why when it gets there. Offline, ABR plays
+per segment the best variant the cache holds whole (`offline_plan`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+
+from . import events as ev
+from .abr.controller import AbrDecision
+from .abr.driver import AbrDriver
+from .bookkeeping import Bookkeeping
+from .errors import OfflineMiss, VariantNotFound
+from .fetch import FetchPool
+from .keys import KeyManager
+from .layout import Layout, Part, build_mixed, build_parts
+from .loader import PlaylistLoader
+from .options import AbrOptions
+from .playlist import MediaPlaylist
+from .store import SizeInfo, Store
+
+log = logging.getLogger(__name__)
+
+#: Tries of a switch whose re-plan meets the reader moving past its first part.
+SWITCH_TRIES = 8
+
+
+class Switcher:
+    """Moves the stream's plan between variants, for ABR (its thread) and for `set_variant`.
+
+    reason: why the plan starts on the variant it does (initial, or a manual pin).
+    abandon(rids): stops the downloads of resources a new plan dropped.
+    """
+
+    def __init__(
+        self,
+        *,
+        layout: Layout,
+        loader: PlaylistLoader,
+        store: Store,
+        pool: FetchPool,
+        keys: KeyManager,
+        books: Bookkeeping,
+        bus: ev.EventBus,
+        abandon: Callable[[set[str]], None],
+        reason: ev.AbrReason,
+    ) -> None:
+        self._layout = layout
+        self._loader = loader
+        self._store = store
+        self._pool = pool
+        self._keys = keys
+        self._books = books
+        self._bus = bus
+        self._abandon = abandon
+        self._lock = threading.Lock()
+        self._reasons: dict[int, ev.AbrReason] = {0: reason}  # part index where a plan starts -> why
+        self.driver: AbrDriver | None = None
+
+    def start_abr(
+        self,
+        options: AbrOptions,
+        *,
+        lookahead_s: float,
+        buffer_level: Callable[[], float],
+        manual: int | None,
+        on_crash: Callable[[BaseException], None],
+    ) -> None:
+        """Start the ABR thread over the variants' bitrates."""
+        if options.buffer_target_secs > lookahead_s:
+            # The buffer can never hold more than the look-ahead window.
+            options = dataclasses.replace(options, buffer_target_secs=lookahead_s)
+        self.driver = AbrDriver(
+            [v.bitrate for v in self._loader.variants],
+            options,
+            buffer_level=buffer_level,
+            apply=self.apply,
+            bus=self._bus,
+            manual=manual,
+            on_crash=on_crash,
+        )
+
+    def reason_at(self, index: int) -> ev.AbrReason:
+        """Why the plan holding part `index` was made."""
+        with self._lock:
+            return self._reasons[max(k for k in self._reasons if k <= index)]
+
+    def poke(self) -> None:
+        """The buffer changed (the reader advanced, or blocked): ABR decides again."""
+        if self.driver is not None:
+            self.driver.poke()
+
+    def sample(self, nbytes: int, transfer_s: float, ttfb_s: float) -> None:
+        """A download of `nbytes` took `transfer_s` (after `ttfb_s` to its headers): feed ABR."""
+        if self.driver is not None:
+            self.driver.sample(nbytes, transfer_s, ttfb_s)
+        elif self._bus.active and transfer_s > 0 and nbytes > 0:
+            self._bus.publish(ev.ThroughputSample(nbytes / transfer_s))
+
+    def decisions(self) -> list[AbrDecision]:
+        """What ABR decided, and why (oldest first)."""
+        return [] if self.driver is None else self.driver.decisions()
+
+    def set_variant(self, variant: int | None) -> None:
+        """Pin `variant` (ABR off) or, with None, let ABR choose again."""
+        count = len(self._loader.variants)
+        if variant is not None and not 0 <= variant < count:
+            raise VariantNotFound(f"variant {variant} of {count}")
+        if variant is not None:
+            # Loaded on the caller's thread, so the switch is planned before this returns.
+            self._add_variant(variant)
+        if self.driver is not None:
+            self.driver.set_manual(variant)
+
+    def apply(self, decision: AbrDecision) -> None:
+        """Carry out an ABR decision (on the ABR thread, or the caller's of `set_variant`)."""
+        reason = decision.reason or ev.AbrReason.MANUAL
+        variant = decision.to_variant
+        if variant in self._loader.loaded():
+            self._switch(variant, reason)
+        else:
+            self._pool.submit(lambda: self._load_and_switch(variant, reason))
+
+    def close(self) -> None:
+        """Stop the ABR thread (joined, bounded). Idempotent."""
+        if self.driver is not None:
+            self.driver.close()
+
+    def threads(self) -> list[threading.Thread]:
+        """The ABR thread, if ABR runs."""
+        return [] if self.driver is None else [self.driver.thread]
+
+    def _add_variant(self, variant: int) -> None:
+        """Load, check and record the media playlist of another variant."""
+        fresh = variant not in self._loader.loaded()
+        media = self._loader.media(variant)
+        if fresh:
+            self._keys.check(media)
+            self._books.record_variant(media, variant)
+
+    def _load_and_switch(self, variant: int, reason: ev.AbrReason) -> None:
+        self._add_variant(variant)
+        if self.driver is not None and self.driver.current == variant:
+            self._switch(variant, reason)
+
+    def _switch(self, variant: int, reason: ev.AbrReason) -> None:
+        """Re-plan the parts the reader has not reached (nor the pool started) on `variant`."""
+        layout, loaded = self._layout, self._loader.loaded()
+        media = loaded[variant]
+        urgent = reason == ev.AbrReason.URGENT
+        with self._lock:
+            for _ in range(SWITCH_TRIES):
+                # Urgent: also re-plan (and abandon) downloads in flight.
+                index = self._pool.first_unstarted(layout.committed, started_counts=not urgent)
+                if index >= len(layout) or layout.part(index).variant == variant:
+                    return
+                old = layout.part(index)
+                first = media.segment_at(old.start + 1e-3)
+                before = layout.part(index - 1) if index else None
+                current_init = (
+                    None if before is None else loaded[before.variant].segments[before.segment].init
+                )
+                parts = build_parts(media, variant, first, current_init)
+                dropped = {p.rid for p in layout.parts(index)} - {p.rid for p in parts}
+                if layout.replace_from(index, parts):
+                    self._abandon(dropped)
+                    self._store.poke()
+                    for start in [k for k in self._reasons if k >= index]:
+                        del self._reasons[start]
+                    self._reasons[index] = reason
+                    learn_byteranges(layout, parts)
+                    self._pool.invalidate()
+                    log.debug("switch to variant %d (%s) from part %d", variant, reason.value, index)
+                    return
+
+
+def learn_byteranges(layout: Layout, parts: list[Part]) -> None:
+    """Teach `layout` the sizes BYTERANGE tells (of clear parts: an AES part's padding is unknown)."""
+    for part in parts:
+        if part.byterange is not None and part.key is None:
+            layout.learn(part.rid, SizeInfo(part.byterange.length))
+
+
+def offline_plan(loader: PlaylistLoader, store: Store, base: MediaPlaylist, first: int) -> list[Part]:
+    """Offline with ABR: per segment of `base` (variant `first`), the best variant the cache holds whole."""
+    for variant in range(len(loader.variants)):
+        with contextlib.suppress(OfflineMiss):  # a variant the cache lacks plays nowhere
+            loader.media(variant)
+    loaded = loader.loaded()
+    order = sorted(loaded, reverse=True)  # highest bitrate first
+    choices = []
+    for seg in base.segments:
+        pick = (base, first, seg.index)
+        for variant in order:
+            media = loaded[variant]
+            index = media.segment_at(seg.start + 1e-3)
+            if store.load(build_mixed([(media, variant, index)])[-1].rid)[1]:
+                pick = (media, variant, index)
+                break
+        choices.append(pick)
+    return build_mixed(choices)
