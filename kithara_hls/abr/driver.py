@@ -29,7 +29,12 @@ JOIN_TIMEOUT_S = 5.0
 
 
 class AbrDriver:
-    """Runs `AbrController` on its own named thread."""
+    """Runs `AbrController` on its own named thread.
+
+    buffer_level(): media seconds buffered ahead of the reader. apply(decision):
+    carries out a switch. on_crash(exc): told, on the thread, of an unexpected
+    exception that ended it.
+    """
 
     def __init__(
         self,
