@@ -5,10 +5,13 @@ never reach disk in clear. Values are raw bytes; `BytesDisk` refuses to store
 anything else and refuses to unpickle what another writer may have left.
 
 Segment bodies do not go through diskcache: each resource is one file under
-``bodies/``, written at block offsets as blocks complete and named by a hash of
-the resource id, which is also the tag of its records, so evicting the tag
-removes it too. A per-block diskcache value cost a SQLite transaction, a new
-file and often two new folders per 256 KiB; a blob costs one file per segment.
+``media/``, named by a hash of the resource id (also the tag of its records, so
+evicting the tag removes it too). A body downloads into ``<name>.part``, written
+in order at block offsets, and is renamed into place (`os.replace`, atomic) once
+whole: a file at the final name is whole by construction, a ``.part`` holds the
+blocks a download (maybe killed, maybe still running in another process) wrote.
+Writers of one ``.part`` write the same bytes at the same offsets, so two
+processes sharing a cache cannot corrupt each other.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ log = logging.getLogger(__name__)
 #: diskcache writes values of this size and more as files, read back whole.
 FILE_THRESHOLD_BYTES = 32 * 1024
 #: Folder (inside the cache folder) of the resource bodies.
-BLOBS_FOLDER = "bodies"
-#: Where versions before 0.1.0's release kept them (256 subfolders); removed on open.
-LEGACY_BLOBS_FOLDER = "blobs"
+BLOBS_FOLDER = "media"
+#: Folders of earlier layouts, removed on open: nothing reads there, left they would count
+#: against the cap forever, and a partial body in "bodies" bears no ``.part`` to tell it.
+LEGACY_BLOBS_FOLDERS = ("blobs", "bodies")
 #: How long a writer waits for SQLite's lock before failing.
 SQLITE_TIMEOUT_S = 30.0
 #: How long a first use waits for a database opening in the background.
@@ -92,16 +96,26 @@ def _open_diskcache(path: Path) -> diskcache.Cache:
     raise StorageError("cannot open the cache")
 
 
-_UTIME_FD = os.utime in os.supports_fd
+#: Suffix of a body still downloading (or left by a killed download).
+PART_SUFFIX = ".part"
 #: Reads into a reused buffer: a new 256 KiB bytes object costs 64 page faults.
 _PREADV = hasattr(os, "preadv")
 
 
 def _folder_bytes(path: str) -> int:
     try:
-        return sum(entry.stat().st_size for entry in os.scandir(path))
-    except OSError:  # evicted meanwhile
+        with os.scandir(path) as entries:
+            names = {entry.name for entry in entries}
+    except OSError:  # the folder went meanwhile
         return 0
+    total = 0
+    for name in names:
+        size = _size_of(os.path.join(path, name))
+        whole = name.removesuffix(PART_SUFFIX)
+        if size is None and whole != name and whole not in names:
+            size = _size_of(os.path.join(path, whole))  # renamed into place since the listing
+        total += size or 0  # (none: evicted meanwhile)
+    return total
 
 
 @functools.lru_cache(maxsize=4096)
@@ -112,6 +126,39 @@ def _blob_name(name: str) -> str:
     # segment of the first streams made a folder, and creating one on ext4 costs
     # more than the file in it.
     return os.path.join(hashed[:1], hashed)
+
+
+def _open_first(final: str, part: str) -> int | None:
+    """A descriptor open for reading `final`, else `part`, else None."""
+    # A last try of the final name: the .part may be renamed between the first two.
+    for path in (final, part, final):
+        fd = _open_to_read(path)
+        if fd is not None:
+            return fd
+    return None
+
+
+def _open_to_read(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+
+
+def _size_of(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cache removal failed: %s", exc)
 
 
 def digest(*parts: object) -> str:
@@ -155,10 +202,9 @@ class Cache:
     def _open(self, own_thread: bool) -> None:
         try:
             self._db = _open_diskcache(self.path)
-            legacy = self.path / LEGACY_BLOBS_FOLDER
-            if legacy.is_dir():
-                # Nothing reads there any more; left, it would count against the cap forever.
-                shutil.rmtree(legacy, ignore_errors=True)
+            for name in LEGACY_BLOBS_FOLDERS:
+                if (self.path / name).is_dir():
+                    shutil.rmtree(self.path / name, ignore_errors=True)
             if own_thread:
                 self._db.close()  # this thread's connection; each user thread opens its own
         except StorageError as exc:
@@ -212,12 +258,7 @@ class Cache:
 
     def evict_tag(self, tag: str) -> int:
         """Remove every key stored with `tag`, and the blob of that name; returns how many keys."""
-        try:
-            os.unlink(self.blob_path(tag))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("cache eviction failed: %s", exc)
+        self.drop_blob(tag)
         try:
             return int(self._dc.evict(tag, retry=True))
         except (OSError, sqlite3.Error) as exc:
@@ -225,68 +266,106 @@ class Cache:
             return 0
 
     def volume(self) -> int:
-        """Bytes the cache uses on disk."""
+        """Bytes the cache uses on disk (whole bodies and ``.part`` files alike)."""
         total = int(self._dc.volume())
         try:
-            folders = list(os.scandir(self._blobs))
+            with os.scandir(self._blobs) as entries:
+                folders = [entry.path for entry in entries]
         except FileNotFoundError:
             return total
-        return total + sum(_folder_bytes(folder.path) for folder in folders)
+        return total + sum(_folder_bytes(folder) for folder in folders)
 
     # -- blobs ---------------------------------------------------------------
 
     def blob_path(self, name: str) -> str:
-        """Where the blob `name` (a resource id) lives."""
+        """Where the whole body `name` (a resource id) lives."""
         return os.path.join(self._blobs, _blob_name(name))
 
-    def open_blob(self, name: str) -> int:
-        """A file descriptor open for writing the blob `name` (created if absent); the caller closes it."""
-        path = self.blob_path(name)
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    def part_path(self, name: str) -> str:
+        """Where the body `name` downloads until it is whole."""
+        return self.blob_path(name) + PART_SUFFIX
+
+    def open_blob(self, name: str, *, create: bool) -> int | None:
+        """A file descriptor open for writing the ``.part`` of `name`, or None when the body is
+        already whole or (unless `create`) has no ``.part``; the caller closes it."""
+        path = self.part_path(name)
+        if os.path.exists(self.blob_path(name)):
+            return None
+        flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
         try:
             try:
                 return os.open(path, flags, 0o600)
             except FileNotFoundError:
+                if not create:
+                    return None
                 os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
                 return os.open(path, flags, 0o600)
         except OSError as exc:
             raise StorageError(f"cannot open a cache file: {exc}") from exc
 
-    def blob_state(self, name: str) -> tuple[int, bool]:
-        """Bytes the blob `name` holds (0 if absent), and whether it is sealed whole (see `seal_blob`)."""
-        try:
-            st = os.stat(self.blob_path(name))
-        except OSError:
-            return 0, False
-        return st.st_size, st.st_mtime_ns == st.st_size > 0
+    def complete_blob(self, name: str, length: int) -> None:
+        """Rename the ``.part`` of `name`, holding all its `length` bytes, into place.
 
-    def seal_blob(self, name: str, length: int, fd: int | None = None) -> None:
-        """Seal the blob `name` (open at `fd`, if given) whole at `length` bytes, after its last write.
-
-        The seal is its modification time, set to `length` nanoseconds past the
-        epoch: no database write, atomic, and broken by any later write or
-        truncation (which move the time to now). A process killed before it
-        leaves the blob unsealed, to be resumed. A file system with coarser
-        times (FAT, HFS+) keeps no seal: the sizes snapshot alone tells then.
+        Another writer may have renamed it first (the whole body is then there);
+        a ``.part`` of another length is refused with `StorageError`.
         """
-        try:
-            if fd is not None and _UTIME_FD:
-                os.utime(fd, ns=(time.time_ns(), length))
-            else:
-                os.utime(self.blob_path(name), ns=(time.time_ns(), length))
-        except OSError as exc:
-            log.warning("cache write failed: %s", exc)
+        part = self.part_path(name)
+        held = _size_of(part)
+        if held == length:
+            try:
+                os.replace(part, self.blob_path(name))
+                return
+            except FileNotFoundError:
+                held = None
+            except OSError as exc:
+                raise StorageError(f"cache write failed: {exc}") from exc
+        if self.blob_state(name) == (length, True):
+            return  # another writer of the same body renamed it first
+        if held is None:
+            log.warning("a cache file was removed before it was whole")  # evicted meanwhile
+            return
+        raise StorageError(f"cache file holds {held} bytes, not {length}")
+
+    def drop_blob(self, name: str) -> None:
+        """Remove the body `name`, whole or partial."""
+        _unlink(self.blob_path(name))
+        _unlink(self.part_path(name))
+
+    def blob_state(self, name: str) -> tuple[int, bool]:
+        """Bytes the body `name` holds (0 if absent), and whether it is whole (renamed into place)."""
+        final = self.blob_path(name)
+        # A last look at the final name: the .part may be renamed between the first two.
+        for path, whole in ((final, True), (final + PART_SUFFIX, False), (final, True)):
+            size = _size_of(path)
+            if size is not None:
+                return size, whole
+        return 0, False
+
+    def settle_blob(self, name: str, size: int | None) -> tuple[int, bool]:
+        """`blob_state` of `name`, after settling what its `size` (if known) decides: a ``.part``
+        holding every byte is renamed into place; a body of another size (damaged, or the
+        resource changed) is removed, to be fetched again."""
+        length, whole = self.blob_state(name)
+        if size is None or not length or (whole and length == size):
+            return length, whole
+        if length == size:
+            self.complete_blob(name, size)
+            return self.blob_state(name)
+        if whole or length > size:
+            log.warning("a cached body of %d bytes, not %d, is fetched again", length, size)
+            self.drop_blob(name)
+            return 0, False
+        return length, whole
 
     def blob_length(self, name: str) -> int:
-        """Bytes the blob `name` holds (0 if absent)."""
+        """Bytes the body `name` holds, whole or partial (0 if absent)."""
         return self.blob_state(name)[0]
 
     def read_blob_into(self, name: str, offset: int, buf: bytearray) -> int:
-        """Read the blob `name` at `offset` into `buf`; returns how many bytes (fewer, maybe none,
-        past its end)."""
-        try:
-            fd = os.open(self.blob_path(name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
+        """Read the body `name` (whole, or else its ``.part``) at `offset` into `buf`; returns how
+        many bytes (fewer, maybe none, past its end)."""
+        fd = _open_first(self.blob_path(name), self.part_path(name))
+        if fd is None:
             return 0
         try:
             if _PREADV:

@@ -1,37 +1,28 @@
 """Sparse block store: raw resource bytes on disk, readable while they download.
 
 A resource (a URL, or a BYTERANGE slice of one) is kept in the `Cache` as one
-blob written in fixed-size blocks, in order from its start: a block reaches
-disk only once it is whole (or is the final, short block), so the blob's length
-tells which blocks are stored, and a crash never leaves bytes that read back
-wrong. Sizes live in memory; the session keeps them in its stream's sizes
-snapshot (see `Catalog.keep_sizes`), which tells a later run which blobs are
-whole. The block being downloaded lives in memory and is readable as it fills:
-readers wait on a range, never on a whole segment.
+body file written in fixed-size blocks, in order from its start: a block reaches
+disk only once it is whole (or is the final, short block). A body downloads into
+a ``.part`` file, renamed into place when whole, so a file at the final name is
+whole and a ``.part``'s length tells which blocks it holds: a crash never leaves
+bytes that read back wrong, and a resumed download fetches only what is missing.
+The block being downloaded lives in memory and is readable as it fills: readers
+wait on a range, never on a whole segment.
 """
 
 from __future__ import annotations
 
-import collections
-import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .blocks import BLOCK_SIZE as BLOCK_SIZE
+from .blocks import BlockMemory
 from .cache import Cache
-from .errors import AssetsError, HlsError, NetError, StorageError
-from .retry import Cancelled
+from .errors import AssetsError, HlsError, NetError
+from .writer import Writer as Writer
 
-log = logging.getLogger(__name__)
-
-#: Bytes per stored block (a multiple of the AES block size).
-BLOCK_SIZE = 256 * 1024
-#: Whole blocks kept in memory for readers, shared by all resources.
-RECENT_BLOCKS = 24  # 6 MiB
-#: Block buffers kept for reuse once readers no longer need them (a new one costs 64 page faults).
-SPARE_BUFFERS = 8
 _CLOSED_MSG = "I/O operation on closed file."
 
 
@@ -67,16 +58,13 @@ class Store:
         # Notified by writers (bytes, size, completion), by fail(), and by close().
         self._changed = threading.Condition(self._lock)
         self._res: dict[str, _Res] = {}
-        self._recent: collections.OrderedDict[tuple[str, int], memoryview] = collections.OrderedDict()
+        self._blocks = BlockMemory()  # used under the lock
         self._closed = False
         self._broken: BaseException | None = None  # set by fail_all
         self._generation = 0
         # Counts sizes (and paddings) learnt: the session keeps them when this moved.
         self.sizes_learnt = 0
-        # Block buffers: spare ones, and the ids of those a writer is still putting on disk.
-        self._spare: list[bytearray] = []
-        self._on_disk_soon: set[int] = set()
-        #: Called (outside the lock) with (rid, SizeInfo) whenever a size or padding is learnt.
+        #: Called (under the lock) with (rid, SizeInfo) whenever a size or padding is learnt.
         self.on_size: Callable[[str, SizeInfo], None] | None = None
 
     # -- state ---------------------------------------------------------------
@@ -90,33 +78,24 @@ class Store:
     def load(self, rid: str, *, if_stored: bool = False) -> tuple[SizeInfo | None, bool]:
         """Learn what the cache holds of `rid`: (size info, complete). Disk I/O: call outside locks.
 
-        Whole once its blob is sealed so (its size is then its length), or is as
-        long as its size (known from a snapshot, or live). if_stored: no disk look
-        when no byte of `rid` is on disk.
+        Whole once its body is renamed into place (its size is then its length),
+        or once its ``.part`` is as long as its size (known from a snapshot, or
+        live). if_stored: no size learnt when no byte of `rid` is on disk.
         """
         with self._lock:
             res = self._get(rid)
-            if res.complete:
-                info = self._info(res)
-                if info is not None and self.on_size is not None:
-                    self.on_size(rid, info)
-                return info, True
-        length, sealed = self.cache.blob_state(rid)
-        if if_stored and not length:
-            return None, False
+            complete, size = res.complete, res.size
+        if not complete:
+            length, whole = self.cache.settle_blob(rid, size)
+            if if_stored and not length:
+                return None, False
+            if whole:
+                complete = self._adopt_whole(rid, length)
+                return self.size_info(rid), complete
         with self._lock:
-            if sealed and res.size is None:
-                res.size = length
-                self.sizes_learnt += 1
-            # Blocks are written in order, so a body file as long as the size is whole;
-            # one gone or short (removed by hand, cut by a crash) is fetched where it stops.
-            if res.size is not None and length >= res.size:
-                res.complete = True
-            complete, info = res.complete, self._info(res)
-            if info is not None and self.on_size is not None:
-                self.on_size(rid, info)
+            res.complete = res.complete or res.size == 0
             self._changed.notify_all()
-        return info, complete
+            return self._tell(res), res.complete
 
     def preload(self, sizes: dict[str, SizeInfo]) -> None:
         """Take sizes known from an earlier run (a stream's snapshot); a size learnt
@@ -125,21 +104,24 @@ class Store:
             for rid, info in sizes.items():
                 res = self._get(rid)
                 _take(res, info)
-                known = self._info(res)
-                if known is not None and self.on_size is not None:
-                    self.on_size(rid, known)
+                self._tell(res)
             self._changed.notify_all()
 
     def known_sizes(self) -> dict[str, SizeInfo]:
         """Every size (and padding) known in memory, by resource id."""
         with self._lock:
-            return {
-                rid: SizeInfo(res.size, res.pad) for rid, res in self._res.items() if res.size is not None
-            }
+            return {rid: SizeInfo(r.size, r.pad) for rid, r in self._res.items() if r.size is not None}
 
     @staticmethod
     def _info(res: _Res) -> SizeInfo | None:
         return None if res.size is None else SizeInfo(res.size, res.pad)
+
+    def _tell(self, res: _Res) -> SizeInfo | None:
+        """What is known of the size of `res`, told to `on_size` too. Call under the lock."""
+        info = self._info(res)
+        if info is not None and self.on_size is not None:
+            self.on_size(res.rid, info)
+        return info
 
     def size_info(self, rid: str) -> SizeInfo | None:
         """The size known in memory, without disk I/O."""
@@ -162,10 +144,8 @@ class Store:
             res.size = size
             if pad is not None:
                 res.pad = pad
-            info = self._info(res)
             # The layout learns under this lock, so a woken waiter finds its offsets.
-            if info is not None and self.on_size is not None:
-                self.on_size(rid, info)
+            self._tell(res)
             self._changed.notify_all()
             if changed:
                 self.sizes_learnt += 1
@@ -177,13 +157,28 @@ class Store:
             if res.complete and res.size is not None:
                 return res.size
             size = res.size
-        length = self.cache.blob_length(rid)
-        if size is not None and length >= size:
-            return size
-        whole = length // BLOCK_SIZE
+        length, whole = self.cache.settle_blob(rid, size)
+        if whole:
+            # Another process (or source) stored it all meanwhile.
+            return length if self._adopt_whole(rid, length) else 0
+        blocks = length // BLOCK_SIZE
         with self._lock:
-            res.blocks.update(range(whole))
-        return whole * BLOCK_SIZE
+            res.blocks.update(range(blocks))
+            start = blocks * BLOCK_SIZE
+            return start if res.size is None else min(start, res.size)
+
+    def _adopt_whole(self, rid: str, length: int) -> bool:
+        """The body of `rid` is on disk whole, `length` bytes long: mark it complete if that is
+        its size; returns whether it was."""
+        with self._lock:
+            res = self._get(rid)
+            if res.size is None:
+                res.size = length
+                self.sizes_learnt += 1
+            res.complete = res.size == length
+            self._tell(res)
+            self._changed.notify_all()
+            return res.complete
 
     def adopt(self, rid: str) -> None:
         """Every block of `rid` is on disk (another process stored them): mark it complete."""
@@ -209,6 +204,15 @@ class Store:
                 self._broken = error
             self._changed.notify_all()
 
+    def _check(self, res: _Res) -> None:
+        """Raise what a reader of `res` meets: a closed store, a broken one, its failure."""
+        if self._closed:
+            raise ValueError(_CLOSED_MSG)
+        if self._broken is not None:
+            raise self._broken
+        if res.error is not None:
+            raise res.error
+
     def clear_error(self, rid: str) -> None:
         """Forget a failure so the next read fetches again."""
         with self._lock:
@@ -227,12 +231,7 @@ class Store:
         with self._lock:
             res = self._get(rid)
             while res.size is None or (need_pad and res.pad is None):
-                if self._closed:
-                    raise ValueError(_CLOSED_MSG)
-                if self._broken is not None:
-                    raise self._broken
-                if res.error is not None:
-                    raise res.error
+                self._check(res)
                 if generation is not None and generation != self._generation:
                     return None
                 remaining = deadline - time.monotonic()
@@ -274,17 +273,11 @@ class Store:
             with self._lock:
                 res = self._get(rid)
                 while True:
-                    if self._closed:
-                        raise ValueError(_CLOSED_MSG)
-                    if self._broken is not None:
-                        raise self._broken
-                    if res.error is not None:
-                        raise res.error
+                    self._check(res)
                     if res.size is not None and offset >= res.size:
                         return 0
-                    block = self._recent.get((rid, index))
+                    block = self._blocks.get(rid, index)
                     if block is not None:
-                        self._recent.move_to_end((rid, index))
                         return _copy(block, inner, out)
                     if res.buf_block == index and res.buf_len > inner and res.buf is not None:
                         return _copy(memoryview(res.buf)[: res.buf_len], inner, out)
@@ -334,7 +327,7 @@ class Store:
         """Load block `index` of `rid` from disk, keep it, and copy from `inner` of it into `out`;
         None if the disk does not hold it whole."""
         with self._lock:
-            buf = self._new_buffer()
+            buf = self._blocks.new_buffer()
         n = self.cache.read_blob_into(rid, index * BLOCK_SIZE, buf)
         data = memoryview(buf)[:n]
         with self._lock:
@@ -346,41 +339,12 @@ class Store:
                     # Evicted: forget it so a fetch brings it back.
                     res.blocks.discard(index)
                     res.complete = False
-                self._recycle(data)
+                self._blocks.recycle(data)
                 return None
             res.blocks.add(index)
-            self._remember(rid, index, data)
-            # Under the lock: once it is released, the block may leave `_recent` and its buffer be reused.
+            self._blocks.remember(rid, index, data)
+            # Under the lock: once it is released, the block may leave memory and its buffer be reused.
             return _copy(data, inner, out)
-
-    def _remember(self, rid: str, index: int, data: memoryview) -> None:
-        self._recent[(rid, index)] = data
-        self._recent.move_to_end((rid, index))
-        while len(self._recent) > RECENT_BLOCKS:
-            _, dropped = self._recent.popitem(last=False)
-            self._recycle(dropped)
-
-    def _new_buffer(self) -> bytearray:
-        """A block buffer: a spare one if any. Call under the lock."""
-        return self._spare.pop() if self._spare else bytearray(BLOCK_SIZE)
-
-    def _recycle(self, view: memoryview) -> None:
-        """Keep the buffer under `view` for a next block, unless a writer is still putting it
-        on disk (the writer recycles it then).
-
-        Call under the lock, with `view` gone from `_recent` (readers copy under the
-        lock, so nobody else reads it).
-        """
-        buf = view.obj
-        if id(buf) in self._on_disk_soon or not isinstance(buf, bytearray):
-            return
-        view.release()
-        self._keep_spare(buf)
-
-    def _keep_spare(self, buf: bytearray) -> None:
-        """Keep `buf` for a next block, if there is room. Call under the lock."""
-        if len(self._spare) < SPARE_BUFFERS and not self._closed:
-            self._spare.append(buf)
 
     # -- writing -------------------------------------------------------------
 
@@ -392,67 +356,61 @@ class Store:
             res = self._get(rid)
             res.writing = True
             res.error = None
-            res.buf = self._new_buffer()
+            res.buf = self._blocks.new_buffer()
             res.buf_block, res.buf_len = start // BLOCK_SIZE, 0
-        return Writer(self, res, start)
+        return Writer(self, rid, start)
 
-    def _room(self, res: _Res, position: int) -> memoryview:
-        """The unfilled rest of the block buffer of `res` at `position` (a writer reads into it)."""
+    # The Writer's side: it fills the block buffer and puts whole blocks on disk.
+
+    def _fill(self, rid: str, position: int, data: memoryview) -> int:
+        """Copy the head of `data` into the block buffer of `rid` at `position`, up to the block's
+        end; returns how many bytes. Readers see them at once."""
         index, inner = divmod(position, BLOCK_SIZE)
         with self._lock:
+            res = self._get(rid)
             buf = res.buf
             if buf is None or res.buf_block != index:
                 raise HlsError(f"no block buffer at offset {position}")
-        return memoryview(buf)[inner:]
-
-    def _filled(self, res: _Res, index: int, end: int) -> None:
-        """The buffer of block `index` now holds bytes up to `end`: readers may take them."""
+        took = min(len(data), BLOCK_SIZE - inner)
+        buf[inner : inner + took] = data[:took]
         with self._lock:
-            if res.buf is not None and res.buf_block == index:
-                res.buf_len = end
+            if res.buf is buf:
+                res.buf_len = inner + took
+                self._changed.notify_all()
+        return took
+
+    def _full(self, rid: str, index: int, length: int) -> memoryview | None:
+        """Block `index` (`length` bytes) is whole: it becomes a block readers keep, and the
+        writer takes a new buffer. Returns its bytes, to put on disk; None if abandoned."""
+        with self._lock:
+            res = self._get(rid)
+            if res.buf is None:
+                return None
+            data = memoryview(res.buf)[:length]
+            # (A short block is the last one: nothing follows it.)
+            res.buf = self._blocks.new_buffer() if length == BLOCK_SIZE else None
+            res.buf_block, res.buf_len = index + 1, 0
+            self._blocks.writing(data)
+            self._blocks.remember(rid, index, data)
+            return data
+
+    def _stored(self, rid: str, index: int, data: memoryview, ok: bool) -> None:
+        """The write of block `index` returned (`ok`: whole, on disk)."""
+        with self._lock:
+            self._blocks.written(rid, index, data)
+            if ok:
+                self._get(rid).blocks.add(index)
                 self._changed.notify_all()
 
-    def _commit_block(self, res: _Res, index: int, length: int, fd: int) -> None:
+    def _ended(self, rid: str, size: int | None) -> None:
+        """The writer of `rid` is done: the body is whole at `size` bytes, or (None) abandoned."""
         with self._lock:
-            if res.buf is None:
-                return
-            # The filled buffer becomes the block readers keep: no copy; the writer takes a new one.
-            buf = res.buf
-            data = memoryview(buf)[:length]
-            # (A short block is the last one: nothing follows it.)
-            res.buf = self._new_buffer() if length == BLOCK_SIZE else None
-            res.buf_block, res.buf_len = index + 1, 0
-            self._on_disk_soon.add(id(buf))
-            self._remember(res.rid, index, data)
-        try:
-            written = os.pwrite(fd, data, index * BLOCK_SIZE)
-        except OSError as exc:
-            raise StorageError(f"cache write failed: {exc}") from exc
-        finally:
-            with self._lock:
-                self._on_disk_soon.discard(id(buf))
-                if self._recent.get((res.rid, index)) is not data:
-                    self._recycle(data)  # readers dropped it while it was being written
-        if written != length:
-            raise StorageError(f"cache write failed: {written} of {length} bytes written")
-        with self._lock:
-            res.blocks.add(index)
-            self._changed.notify_all()
-
-    def _finish(self, res: _Res, size: int) -> None:
-        with self._lock:
-            res.size = size
-            res.complete = True
-            res.writing = False
-            if res.buf is not None:
-                # Taken for a block after the last (the size is a multiple of BLOCK_SIZE).
-                self._keep_spare(res.buf)
-            res.buf = None
-            res.buf_block, res.buf_len = -1, 0
-            self._changed.notify_all()
-
-    def _abandon(self, res: _Res) -> None:
-        with self._lock:
+            res = self._get(rid)
+            if size is not None:
+                res.size, res.complete = size, True
+                if res.buf is not None:
+                    # Taken for a block after the last (the size is a multiple of BLOCK_SIZE).
+                    self._blocks.keep_spare(res.buf)
             res.writing = False
             res.buf = None
             res.buf_block, res.buf_len = -1, 0
@@ -462,8 +420,7 @@ class Store:
         """Wake every waiting reader with ValueError; drop memory. Idempotent."""
         with self._lock:
             self._closed = True
-            self._recent.clear()
-            self._spare.clear()
+            self._blocks.close()
             self._changed.notify_all()
 
     @property
@@ -486,93 +443,3 @@ def _copy(block: memoryview, inner: int, out: memoryview) -> int:
     n = max(0, min(len(out), len(block) - inner))
     out[:n] = block[inner : inner + n]
     return n
-
-
-class Writer:
-    """Sink of one download into the store (see `net.Sink`)."""
-
-    def __init__(self, store: Store, res: _Res, start: int) -> None:
-        self._store = store
-        self._res = res
-        self.position = start
-        self._cancelled = False
-        self._fd: int | None = None
-
-    def cancel(self) -> None:
-        """Stop this download at its next chunk (an ABR switch dropped the part)."""
-        self._cancelled = True
-
-    def on_size(self, size: int) -> None:
-        """Total raw size, learnt from the response headers."""
-        self._store.learn_size(self._res.rid, size)
-
-    def on_data(self, offset: int, data: memoryview) -> None:
-        """Contiguous bytes at `offset` of the resource."""
-        if self._cancelled:
-            raise Cancelled("download abandoned")
-        if offset != self.position:
-            raise HlsError(f"store writer expected offset {self.position}, got {offset}")
-        while len(data):
-            room = self.buffer()
-            take = min(len(data), len(room))
-            room[:take] = data[:take]
-            self.filled(take)
-            data = data[take:]
-
-    def buffer(self) -> memoryview:
-        """The rest of the block being filled: the response is read straight into it."""
-        if self._cancelled:
-            raise Cancelled("download abandoned")
-        return self._store._room(self._res, self.position)
-
-    def filled(self, n: int) -> None:
-        """`n` more bytes are in the block buffer (readers see them; a whole block goes to disk)."""
-        index, inner = divmod(self.position, BLOCK_SIZE)
-        end = inner + n
-        if n <= 0 or end > BLOCK_SIZE:
-            raise HlsError(f"store writer filled {n} bytes at offset {self.position}")
-        self._store._filled(self._res, index, end)
-        self.position += n
-        if end == BLOCK_SIZE:
-            self._commit(index, BLOCK_SIZE)
-
-    def _commit(self, index: int, length: int) -> None:
-        if self._fd is None:
-            fd = self._store.cache.open_blob(self._res.rid)
-            stored = os.fstat(fd).st_size
-            if stored < index * BLOCK_SIZE:
-                os.close(fd)
-                # Blocks must follow each other: a gap would read back as zeros.
-                raise StorageError(
-                    f"cache file ends before the resume point: {stored} < {index * BLOCK_SIZE}"
-                )
-            self._fd = fd
-        self._store._commit_block(self._res, index, length, self._fd)
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def finish(self) -> None:
-        """The download ended at the resource's end: store the short final block."""
-        try:
-            if self._res.size is None:
-                self._store.learn_size(self._res.rid, self.position)
-            size = self._res.size if self._res.size is not None else self.position
-            if self.position != size:
-                raise HlsError(f"download ended at {self.position} of {size} bytes")
-            if size % BLOCK_SIZE:
-                self._commit(size // BLOCK_SIZE, size % BLOCK_SIZE)
-            if size:
-                # Also when nothing was left to write: a body stored whole by a run
-                # killed before its seal (the resume point was its end).
-                self._store.cache.seal_blob(self._res.rid, size, self._fd)
-        finally:
-            self._close()
-        self._store._finish(self._res, size)
-
-    def abandon(self) -> None:
-        """The download stopped early; whole blocks stay stored, the rest is dropped."""
-        self._close()
-        self._store._abandon(self._res)

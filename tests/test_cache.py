@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 
 import kithara_hls
 from kithara_hls import CacheOptions, HlsOptions, NetworkOptions
-from kithara_hls.cache import BLOBS_FOLDER, LEGACY_BLOBS_FOLDER, Cache
+from kithara_hls.cache import BLOBS_FOLDER, LEGACY_BLOBS_FOLDERS, PART_SUFFIX, Cache
 from kithara_hls.catalog import Catalog, stream_id
 from kithara_hls.store import BLOCK_SIZE
 from kithara_hls.testing import Origin, StreamFixture, build_large
@@ -151,17 +152,121 @@ def test_sigkill_mid_segment_resumes_missing_blocks_only(
     assert all(r.range_header and not r.range_header.startswith("bytes=0-") for r in again), again
 
 
-def test_two_processes_share_one_cache(big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path):
+#: A link slow enough that a child is killed while it writes blocks, not after.
+CAPPED_BYTES_PER_S = 1_000_000
+#: Bound on waiting for the child's download to reach a state on disk.
+CHILD_WAIT_S = 60.0
+POLL_S = 0.01
+
+
+def body_files(cache: Path) -> list[Path]:
+    """The body files under `cache`, whole and partial."""
+    return sorted(p for p in (cache / BLOBS_FOLDER).rglob("*") if p.is_file())
+
+
+def whole_and_partial(cache: Path) -> tuple[int, list[int]]:
+    """How many whole bodies are under `cache`, and the lengths of its ``.part`` files (a
+    download renames them meanwhile)."""
+    whole, held = 0, []
+    for path in body_files(cache):
+        if not path.name.endswith(PART_SUFFIX):
+            whole += 1
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            held.append(path.stat().st_size)
+    return whole, held
+
+
+def wait_for(ready: Callable[[], bool], timeout: float) -> bool:
+    """Look until `ready()` holds (True) or `timeout` seconds pass (False): another process's
+    files give nothing to wait on."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
+
+
+def test_sigkill_while_writing_blocks_leaves_bodies_that_read_back_right(
+    big: dict[str, StreamFixture], tmp_path: Path
+):
+    fx = big["a"]
+    segments = {path: (fx.root / path).read_bytes() for path in segment_paths(fx)}
+    cache = tmp_path / "cache"
+    with Origin(fx.root, bandwidth=CAPPED_BYTES_PER_S) as origin:
+        url = origin.url(fx.entry)
+        with child(url, cache) as proc:
+            try:
+                # Killed once a body is whole and another download has put a whole block in its
+                # .part, and goes on.
+                def ready() -> bool:
+                    whole, held = whole_and_partial(cache)
+                    return whole > 0 and any(n >= BLOCK_SIZE for n in held)
+
+                assert wait_for(ready, CHILD_WAIT_S)
+                proc.send_signal(signal.SIGKILL)
+                assert proc.wait(CHILD_WAIT_S) == -signal.SIGKILL
+            finally:
+                proc.kill()
+        # Every body on disk is whole at its final name, or a prefix of its segment as a .part.
+        resume: dict[str, tuple[int, int]] = {}  # segment -> (bytes its .part holds, resume point)
+        whole: set[str] = set()
+        for path in body_files(cache):
+            data = path.read_bytes()
+            partial = path.name.endswith(PART_SUFFIX)
+            matches = [
+                s for s, body in segments.items() if (body.startswith(data) if partial else body == data)
+            ]
+            assert len(matches) == 1 or (partial and not data), f"{path.name} reads back wrong"
+            if not partial:
+                whole.add(matches[0])
+            elif data:
+                resume[matches[0]] = (len(data), len(data) // BLOCK_SIZE * BLOCK_SIZE)
+        assert whole and any(held >= BLOCK_SIZE for held, _ in resume.values()), (whole, resume)
+        origin.bandwidth = None
+        origin.reset_log()
+        assert read_all(url, opts(cache)) == fx.expected()
+        asked = {s: [r.range_header for r in origin.requests if r.path == s] for s in segments}
+    assert not any(path.name.endswith(PART_SUFFIX) for path in body_files(cache))
+    for segment, ranges in asked.items():
+        # The killed process may not have kept the sizes: a one-byte probe may ask one.
+        ranges = [r for r in ranges if r != "bytes=0-0"]
+        if segment in whole:
+            assert ranges == [], segment
+        elif segment in resume:
+            held, start = resume[segment]
+            # A .part holding every byte needs no request once its size is known.
+            allowed = [[f"bytes={start}-" if start else None]]
+            if held == len(segments[segment]):
+                allowed.append([])
+            assert ranges in allowed, (segment, held, ranges)
+        else:
+            assert ranges == [None], segment
+
+
+#: A link on which two processes surely download the same bodies at the same time.
+SHARED_BYTES_PER_S = 4_000_000
+
+
+@pytest.mark.parametrize("bandwidth", [None, SHARED_BYTES_PER_S])
+def test_two_processes_share_one_cache(
+    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path, bandwidth: float | None
+):
     fx = big["b"]
     url = big_origin.url(fx.entry)
+    big_origin.bandwidth = bandwidth
     procs = [child(url, tmp_path) for _ in range(2)]
     digests = []
     for proc in procs:
         with proc:
-            digests.append(proc.communicate(timeout=60)[0].strip())
+            digests.append(proc.communicate(timeout=CHILD_WAIT_S)[0].strip())
     assert [p.returncode for p in procs] == [0, 0]
     want = hashlib.sha256(fx.expected()).hexdigest()
     assert digests == [want, want]
+    # Each body is whole at its final name, however the two writers met.
+    segments = {(fx.root / path).read_bytes() for path in segment_paths(fx)}
+    assert sorted(f.read_bytes() in segments for f in body_files(tmp_path)) == [True] * len(segments)
     big_origin.reset_log()
     assert read_all(url, opts(tmp_path, offline=True)) == fx.expected()
 
@@ -251,24 +356,49 @@ def test_a_reopened_stream_knows_every_offset_from_its_sizes_snapshot(
     assert [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")] == []
 
 
-@pytest.mark.parametrize("sealed", [True, False])
-def test_bodies_stored_whole_without_a_sizes_snapshot_are_not_fetched_again(
-    big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path, sealed: bool
+@pytest.mark.parametrize(
+    ("held", "sizes_kept", "asked"),
+    [
+        # A body at its final name is whole.
+        (None, False, []),
+        # A .part holding every byte, killed before its rename: asked from its end, it gets
+        # a 416 that tells its size; with the size known it needs no request at all.
+        (2 * BLOCK_SIZE, False, [(f"bytes={2 * BLOCK_SIZE}-", 416)]),
+        (2 * BLOCK_SIZE, True, []),
+        # A .part cut inside its second block: asked from its last whole block on.
+        (BLOCK_SIZE + 1000, False, [(f"bytes={BLOCK_SIZE}-", 206)]),
+        (BLOCK_SIZE + 1000, True, [(f"bytes={BLOCK_SIZE}-", 206)]),
+        # A .part without a whole block: asked whole.
+        (1000, False, [(None, 200)]),
+    ],
+)
+def test_bodies_left_by_a_killed_run_fetch_only_what_they_lack(
+    big: dict[str, StreamFixture],
+    big_origin: Origin,
+    tmp_path: Path,
+    held: int | None,
+    sizes_kept: bool,
+    asked: list[tuple[str | None, int]],
 ) -> None:
-    fx = big["blocks"]
+    fx = big["blocks"]  # segments of two whole blocks
     url = stored(fx, big_origin, tmp_path)
-    # As a process killed before writing its sizes snapshot leaves them.
-    assert drop_keys(tmp_path, "sizes:") == 1
-    if not sealed:  # as if killed between a body's last write and its seal
-        for blob in (p for p in (tmp_path / BLOBS_FOLDER).rglob("*") if p.is_file()):
-            os.utime(blob)
+    whole = body_files(tmp_path)
+    assert len(whole) == 3 and not any(p.name.endswith(PART_SUFFIX) for p in whole)
+    if not sizes_kept:  # as a process killed before writing its sizes snapshot leaves them
+        assert drop_keys(tmp_path, "sizes:") == 1
+    if held is not None:
+        for body in whole:
+            part = body.with_name(body.name + PART_SUFFIX)
+            body.rename(part)
+            with open(part, "r+b") as f:
+                f.truncate(held)
     big_origin.reset_log()
     assert read_all(url, opts(tmp_path)) == fx.expected()
-    asked = [(r.range_header, r.status) for r in big_origin.requests if not r.path.endswith(".m3u8")]
-    # A sealed body is whole; an unsealed one is asked from its last whole block on,
-    # which for these segments of whole blocks is their end, and then sealed.
-    assert asked == ([] if sealed else [(f"bytes={2 * BLOCK_SIZE}-", 416)] * 3)
-    assert drop_keys(tmp_path, "sizes:") == 1
+    got = [(r.range_header, r.status) for r in big_origin.requests if not r.path.endswith(".m3u8")]
+    assert got == asked * 3
+    # Every body is renamed into place, whole; a run without sizes asks nothing again.
+    assert body_files(tmp_path) == whole
+    drop_keys(tmp_path, "sizes:")
     big_origin.reset_log()
     assert read_all(url, opts(tmp_path)) == fx.expected()
     assert [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")] == []
@@ -404,18 +534,19 @@ def test_pickled_values_are_never_unpickled(tmp_path: Path):
         cache.close()
 
 
-def test_torn_blob_resumes_at_its_last_whole_block(
+def test_torn_part_resumes_at_its_last_whole_block(
     big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
 ):
-    # A process killed inside a write leaves a blob ending mid-block: that block is fetched again.
+    # A process killed inside a write leaves a .part ending mid-block: that block is fetched again.
     fx = big["a"]
     url = stored(fx, big_origin, tmp_path)
     path = segment_paths(fx)[2]
     cache = Cache(CacheOptions(dir=tmp_path))
     try:
         rid = next(r for r in _rids(cache) if _is(cache, r, fx, path))
-        with open(cache.blob_path(rid), "r+b") as blob:
-            blob.truncate(BLOCK_SIZE + 1000)
+        os.rename(cache.blob_path(rid), cache.part_path(rid))
+        with open(cache.part_path(rid), "r+b") as part:
+            part.truncate(BLOCK_SIZE + 1000)
     finally:
         cache.close()
     big_origin.reset_log()
@@ -447,11 +578,11 @@ def test_blobs_count_in_volume_and_leave_with_their_stream(
     url = stored(fx, big_origin, tmp_path)
     cache = Cache(CacheOptions(dir=tmp_path))
     try:
-        blobs = [p for p in (tmp_path / BLOBS_FOLDER).rglob("*") if p.is_file()]
+        blobs = body_files(tmp_path)
         assert sum(p.stat().st_size for p in blobs) == len(fx.expected())
         assert cache.volume() >= len(fx.expected())
         Catalog(cache).remove(stream_id(url))
-        assert not [p for p in (tmp_path / BLOBS_FOLDER).rglob("*") if p.is_file()]
+        assert not body_files(tmp_path)
         assert cache.volume() < len(fx.expected())
     finally:
         cache.close()
@@ -497,30 +628,36 @@ def test_a_new_stream_plays_when_the_cache_database_cannot_open(
     assert not ours
 
 
-def test_bodies_in_the_old_folder_layout_are_removed_on_open(tmp_path: Path):
-    legacy = tmp_path / LEGACY_BLOBS_FOLDER / "ab"
-    legacy.mkdir(parents=True)
-    (legacy / ("ab" + "0" * 38)).write_bytes(b"x" * 1000)
+@pytest.mark.parametrize("legacy", LEGACY_BLOBS_FOLDERS)
+def test_bodies_in_an_old_folder_layout_are_removed_on_open(tmp_path: Path, legacy: str):
+    old = tmp_path / legacy / "a"
+    old.mkdir(parents=True)
+    (old / ("a" + "0" * 39)).write_bytes(b"x" * SEGMENT_BYTES)  # maybe partial: nothing tells
     cache = Cache(CacheOptions(dir=tmp_path))
     try:
-        assert not (tmp_path / LEGACY_BLOBS_FOLDER).exists()
+        assert not (tmp_path / legacy).exists()
+        assert cache.volume() < SEGMENT_BYTES
     finally:
         cache.close()
 
 
-def test_a_body_file_removed_behind_a_done_record_is_fetched_again(
+def test_a_body_file_removed_or_damaged_behind_a_done_record_is_fetched_again(
     big: dict[str, StreamFixture], big_origin: Origin, tmp_path: Path
 ):
     fx = big["c"]
     url = stored(fx, big_origin, tmp_path)
-    blobs = sorted(p for p in (tmp_path / BLOBS_FOLDER).rglob("*") if p.is_file())
-    blobs[0].unlink()
-    with open(blobs[1], "r+b") as body:
+    paths = segment_paths(fx)
+    segments = {(fx.root / path).read_bytes(): path for path in paths}
+    files = {segments[f.read_bytes()]: f for f in body_files(tmp_path)}
+    files[paths[1]].unlink()  # as another process's eviction, or a hand, leaves it
+    # A body at its final name is whole by construction; one damaged by hand contradicts the
+    # size its stream's snapshot knows (taken before the first read, as segment 0 is stored).
+    with open(files[paths[3]], "r+b") as body:
         body.truncate(1000)
     big_origin.reset_log()
     assert read_all(url, opts(tmp_path)) == fx.expected()
-    fetched = [r.path for r in big_origin.requests if not r.path.endswith(".m3u8")]
-    assert len(fetched) == 2, fetched  # only the two damaged bodies again
+    fetched = [(r.path, r.range_header) for r in big_origin.requests if not r.path.endswith(".m3u8")]
+    assert sorted(fetched) == [(paths[1], None), (paths[3], None)]
 
 
 def test_block_buffers_reused_under_concurrent_readers_and_writers_keep_bytes_exact(
@@ -530,11 +667,12 @@ def test_block_buffers_reused_under_concurrent_readers_and_writers_keep_bytes_ex
     import random
     import threading
 
-    from kithara_hls import store as store_module
+    from kithara_hls import blocks
+    from kithara_hls.store import Store
 
     # Memory keeps two blocks: nearly every read loads one from disk and drops another.
-    monkeypatch.setattr(store_module, "RECENT_BLOCKS", 2)
-    store = store_module.Store(Cache(CacheOptions(dir=tmp_path)))
+    monkeypatch.setattr(blocks, "RECENT_BLOCKS", 2)
+    store = Store(Cache(CacheOptions(dir=tmp_path)))
     blocks = 12
     bodies = {f"res:{i}": random.Random(i).randbytes(blocks * BLOCK_SIZE - 100 * i) for i in range(3)}
     stored = ["res:0"]

@@ -17,6 +17,7 @@ import itertools
 import math
 import random
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from kithara_hls import CacheOptions, HlsError, HlsOptions, NetworkOptions
 from kithara_hls.cache import Cache
 from kithara_hls.layout import Layout, build_parts
 from kithara_hls.playlist import MasterPlaylist, MediaPlaylist, parse
-from kithara_hls.store import SizeInfo, Store
+from kithara_hls.retry import Cancelled
+from kithara_hls.store import BLOCK_SIZE, SizeInfo, Store
 from kithara_hls.testing import Origin, StreamFixture
 
 Fixtures = dict[str, StreamFixture]
@@ -430,25 +432,48 @@ def test_sixteen_sources_share_one_cache_under_faults(
         assert sixteen_readers(fixtures, origin, lambda n, r=round_: tmp_path / f"shared{r}") == [], round_
 
 
-def test_resume_point_when_another_store_finishes_meanwhile(tmp_path: Path) -> None:
+@pytest.mark.parametrize("held_blocks", [0, 1, 2])
+def test_resume_point_when_another_store_finishes_meanwhile(tmp_path: Path, held_blocks: int) -> None:
+    """Another process stores the body whole right after our look at the disk: our download,
+    resumed from what we saw, must neither fail nor leave a hole (a new .part written from past
+    its start reads back zeros); what both stores then read, and a third finds on disk, is exact."""
     folder = CacheOptions(dir=tmp_path / "shared")
     ours, theirs = Store(Cache(folder)), Store(Cache(folder))
-    rid, body = "res:race", bytes(range(256)) * 100
-    real_get = ours.cache.get
+    rid, body = "res:race", random.Random(7).randbytes(2 * BLOCK_SIZE + 1000)
+    seen = held_blocks * BLOCK_SIZE
+    theirs_writer = theirs.writer(rid, 0)
+    theirs_writer.on_size(len(body))
+    theirs_writer.on_data(0, memoryview(body)[:seen])  # their .part holds these blocks
+    real_state = ours.cache.blob_state
+    finished = threading.Event()
 
-    def get(key: str) -> bytes | None:
-        value = real_get(key)
-        if key == f"size:{rid}" and value is None:  # they finish right after our size lookup
-            writer = theirs.writer(rid, 0)
-            writer.on_size(len(body))
-            writer.on_data(0, memoryview(body))
-            writer.finish()
-        return value
+    def blob_state(name: str) -> tuple[int, bool]:
+        state = real_state(name)
+        if name == rid and not finished.is_set():  # they finish right after our look
+            finished.set()
+            theirs_writer.on_data(seen, memoryview(body)[seen:])
+            theirs_writer.finish()
+        return state
 
-    ours.cache.get = get  # type: ignore[method-assign]
+    ours.cache.blob_state = blob_state  # type: ignore[method-assign]
+    third = Store(Cache(folder))
     try:
-        assert ours.first_missing(rid) in (0, len(body))
+        start = ours.first_missing(rid)
+        assert finished.is_set() and start == seen
+        writer = ours.writer(rid, start)
+        try:
+            writer.on_size(len(body))
+            writer.on_data(start, memoryview(body)[start:])
+            writer.finish()
+        except Cancelled:  # it found their body in place and took it
+            writer.abandon()
+        for store in (ours, theirs, third):
+            assert store.load(rid) == (SizeInfo(len(body)), True)
+            out = bytearray(len(body))
+            deadline = time.monotonic() + WAIT_S
+            assert store.read_at_least(rid, 0, memoryview(out), len(out), deadline) == len(body)
+            assert out == body
     finally:
-        for store in (ours, theirs):
+        for store in (ours, theirs, third):
             store.close()
             store.cache.close()
