@@ -35,19 +35,19 @@ KEPT_SPANS = 2
 class _Span:
     """Plaintext of one part from `start`, in a buffer the next span reuses: touched only under the lock."""
 
-    __slots__ = ("buf", "cipher", "final", "iv", "length", "rid", "start")
+    __slots__ = ("buf", "cipher", "filled", "final", "iv", "rid", "start")
 
     def __init__(self) -> None:
         self.buf = bytearray(SPAN_BYTES)
         self.rid: str | None = None
         self.iv: bytes | None = None
         self.cipher: BlockDecrypter | None = None
-        self.start = self.length = 0
+        self.start = self.filled = 0
         self.final = False  # ends where the part's plaintext ends (padding removed)
 
     def holds(self, part: Part, cipher: BlockDecrypter, off: int) -> bool:
         """True when this span answers a read of `part` at `off` (its end too, if it is the part's)."""
-        stop = self.start + self.length
+        stop = self.start + self.filled
         return (
             self.rid == part.rid
             and self.cipher is cipher
@@ -59,7 +59,7 @@ class _Span:
     def copy(self, off: int, out: memoryview) -> int:
         """Copy from `off` into `out`; 0 at (or, in a final span, past) the part's end."""
         inner = off - self.start
-        n = max(0, min(len(out), self.length - inner))
+        n = max(0, min(len(out), self.filled - inner))
         out[:n] = memoryview(self.buf)[inner : inner + n]
         return n
 
@@ -69,7 +69,7 @@ class _Span:
         blocks = len(raw) // BLOCK - 1
         plain = memoryview(self.buf)[: blocks * BLOCK]
         _cbc(cipher, raw, 0, blocks, plain)
-        self.length = blocks * BLOCK - (pad_length(plain[-BLOCK:], part) if final else 0)
+        self.filled = blocks * BLOCK - (pad_length(plain[-BLOCK:], part) if final else 0)
         self.iv, self.cipher, self.start, self.final = part.iv, cipher, first * BLOCK, final
         self.rid = part.rid
 
