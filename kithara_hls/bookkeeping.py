@@ -147,7 +147,8 @@ class Bookkeeping:
             if save:
                 self._saved_at = now
         if evict:
-            self._submit(self._evict, at_close=False)
+            # Run even if close() comes first: a short read must not leave the cache over its cap.
+            self._submit(self._evict, at_close=True)
         if save:
             self._submit(self.save_sizes, at_close=False)
 
@@ -168,7 +169,7 @@ class Bookkeeping:
     def close(self) -> None:
         """Run the queued records, join the thread (bounded), keep the sizes, release the lease.
 
-        Idempotent; eviction checks still queued are dropped.
+        Idempotent; a snapshot write still queued is dropped (close keeps the sizes itself).
         """
         with self._lock:
             self._closed = True
