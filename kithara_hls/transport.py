@@ -118,6 +118,13 @@ class _TrackingAdapter(HTTPAdapter):
         self._sockets = sockets  # before HTTPAdapter.__init__, which makes the pool manager
         super().__init__(**kwargs)
 
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
+        manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        # An HTTP(S) proxy's pools track their sockets too (a SOCKS manager has pools of its own).
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = _pool_classes(self._sockets)
+        return manager
+
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kwargs: Any) -> None:
         super().init_poolmanager(connections, maxsize, block, **kwargs)
         self.poolmanager = _TrackingPoolManager(

@@ -622,6 +622,25 @@ def test_abort_interrupts_a_stalled_body(make_client: Callable[..., HttpClient])
     assert len(server.requests) == 1
 
 
+def test_abort_interrupts_a_body_read_through_a_proxy(
+    make_client: Callable[..., HttpClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(read_timeout=60.0)
+    sink = RecordingSink()
+    with Server(serve(send=300, then="stall")) as proxy:
+        # The loopback server plays the proxy: the request for the far host goes to it.
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        thread, outcome = _fetch_in_thread(client, "http://media.invalid/media.ts", sink)
+        assert sink.first.wait(WAIT_S)
+        client.abort()
+        thread.join(WAIT_S)
+        assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], Cancelled)
+    assert proxy.requests[0].path == "http://media.invalid/media.ts"
+
+
 def test_abort_interrupts_a_wait_for_headers(make_client: Callable[..., HttpClient]) -> None:
     client = make_client(read_timeout=60.0)
     with Server(stall_before_headers) as server:
