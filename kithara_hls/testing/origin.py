@@ -1,19 +1,15 @@
-"""The loopback origin: a folder served on 127.0.0.1 with Range support, latency, a shared
-bandwidth limit and per-path faults."""
+"""The loopback origin: a folder served on 127.0.0.1 over HTTP/1.1 keep-alive, with Range support,
+optional TLS, and the latency, bandwidth and fault knobs of `link` and `faults`."""
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import logging
-import re
 import socket
 import ssl
 import struct
 import sys
 import threading
-import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from socketserver import TCPServer
@@ -21,27 +17,28 @@ from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
+from .faults import FOREVER, Fault, FaultKnobs
+from .link import CHUNK_BYTES, MIN_THROTTLED_CHUNK_BYTES, THROTTLE_SLICE_S, Aborted, Link
+from .response import CONTENT_TYPES, DEFAULT_CONTENT_TYPE, plan
+from .tls import self_signed_tls
+
+# The names this module held before the split stay importable from it.
+__all__ = [
+    "CHUNK_BYTES",
+    "CONTENT_TYPES",
+    "DEFAULT_CONTENT_TYPE",
+    "FOREVER",
+    "MIN_THROTTLED_CHUNK_BYTES",
+    "SERVE_POLL_S",
+    "THROTTLE_SLICE_S",
+    "Origin",
+    "RequestRecord",
+    "self_signed_tls",
+]
+
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 16 * 1024  # body write size: resets and throttling act between chunks
-THROTTLE_SLICE_S = 0.05  # a throttled chunk carries at most this much link time
-MIN_THROTTLED_CHUNK_BYTES = 1024
 SERVE_POLL_S = 0.05  # serve_forever's shutdown check; bounds how long stop() waits for the loop
-FOREVER = 10**9  # `times` for knobs that stay on until clear_faults()
-
-CONTENT_TYPES = {
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".ts": "video/mp2t",
-    ".m4s": "video/mp4",
-    ".mp4": "video/mp4",
-    ".mp3": "audio/mpeg",
-    ".key": "application/octet-stream",
-}
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-
-_ACTIONS = ("fail", "redirect", "reset", "truncate", "stall")
-_MODIFIERS = ("ignore_range", "gzip", "lie_length")
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class RequestRecord(NamedTuple):
@@ -57,50 +54,7 @@ class RequestRecord(NamedTuple):
     port: int = 0
 
 
-@dataclass
-class _Fault:
-    kind: str
-    times: int
-    status: int = 0
-    after_bytes: int = 0
-    retry_after: float | None = None
-    location: str = ""
-    event: threading.Event | None = None
-    delta: int = 0
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class _Aborted(Exception):
-    """The origin is stopping: drop the connection."""
-
-
-class _Unsatisfiable(Exception):
-    """A Range header that no byte of the resource satisfies."""
-
-
-class _Link:
-    """A simulated link shared by every connection: one byte at a time on the wire."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._free_at = 0.0
-
-    def reserve(self, nbytes: int, rate: float) -> float:
-        """Book `nbytes` at `rate` bytes/s; return the seconds until they are sent."""
-        with self._lock:
-            now = time.monotonic()
-            # Idle time earns no credit, so bursts never exceed one chunk.
-            self._free_at = max(now, self._free_at) + nbytes / rate
-            return self._free_at - now
-
-
-class Origin:
+class Origin(FaultKnobs):
     """A loopback HTTP origin serving `root`, with latency, bandwidth and fault knobs.
 
     Action faults (`fail`, `redirect`, `reset`, `truncate`, `stall`) queue per path
@@ -120,20 +74,33 @@ class Origin:
         port: int = 0,
         tls: ssl.SSLContext | None = None,
     ) -> None:
+        super().__init__()
         self.root = Path(root).resolve()
         self.port = port
         self.tls = tls
-        self.latency = latency
-        self.bandwidth = bandwidth
         self.requests: list[RequestRecord] = []
-        self._lock = threading.Lock()
-        self._faults: dict[str, list[_Fault]] = {}
-        self._stalls: list[threading.Event] = []
         self._conns: set[socket.socket] = set()
-        self._stopping = threading.Event()
-        self._link = _Link()
+        self._link = Link(self._stopping, latency=latency, bandwidth=bandwidth)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def latency(self) -> float:
+        """Seconds added before each response."""
+        return self._link.latency
+
+    @latency.setter
+    def latency(self, value: float) -> None:
+        self._link.latency = value
+
+    @property
+    def bandwidth(self) -> float | None:
+        """The limit, in bytes per second, shared by every connection; None for unlimited."""
+        return self._link.bandwidth
+
+    @bandwidth.setter
+    def bandwidth(self, value: float | None) -> None:
+        self._link.bandwidth = value
 
     def __enter__(self) -> Origin:
         self.start()
@@ -191,57 +158,6 @@ class Origin:
         if thread is not None:
             thread.join()
 
-    def fail(self, path: str, *, status: int = 500, times: int = 1, retry_after: float | None = None) -> None:
-        """Answer the next `times` requests for `path` with `status` (and Retry-After if given)."""
-        self._add(path, _Fault("fail", times, status=status, retry_after=retry_after))
-
-    def reset(self, path: str, *, after_bytes: int = 0, times: int = 1) -> None:
-        """Send headers and `after_bytes` of body, then abort the connection with a TCP RST."""
-        self._add(path, _Fault("reset", times, after_bytes=after_bytes))
-
-    def truncate(self, path: str, *, after_bytes: int, times: int = 1) -> None:
-        """Announce the full Content-Length, send only `after_bytes`, then close cleanly."""
-        self._add(path, _Fault("truncate", times, after_bytes=after_bytes))
-
-    def stall(self, path: str, *, after_bytes: int = 0, times: int = 1) -> threading.Event:
-        """Send headers and `after_bytes`, then hold until the returned Event is set.
-
-        Setting the Event sends the rest of the body; `stop` sets it too, and the
-        stalled connection is then dropped.
-        """
-        event = threading.Event()
-        with self._lock:
-            self._stalls = [e for e in self._stalls if not e.is_set()] + [event]
-        if self._stopping.is_set():
-            event.set()
-        self._add(path, _Fault("stall", times, after_bytes=after_bytes, event=event))
-        return event
-
-    def ignore_range(self, path: str, *, times: int = FOREVER) -> None:
-        """Answer Range requests for `path` with the full 200 body."""
-        self._add(path, _Fault("ignore_range", times))
-
-    def redirect(self, path: str, to_url: str, *, status: int = 302, times: int = FOREVER) -> None:
-        """Redirect requests for `path` to `to_url` (absolute or relative)."""
-        self._add(path, _Fault("redirect", times, status=status, location=to_url))
-
-    def lie_length(self, path: str, delta: int, *, times: int = FOREVER) -> None:
-        """Announce a Content-Length `delta` bytes off the truth on 200/206 answers for `path`.
-
-        The real body is sent whole, then the connection is closed, so the lie
-        does not spill into the next response on a kept-alive connection.
-        """
-        self._add(path, _Fault("lie_length", times, delta=delta))
-
-    def gzip(self, path: str, *, times: int = FOREVER) -> None:
-        """Serve `path` gzip-encoded (Content-Encoding: gzip); such responses ignore Range."""
-        self._add(path, _Fault("gzip", times))
-
-    def clear_faults(self) -> None:
-        """Forget every pending fault (responses already stalled stay stalled)."""
-        with self._lock:
-            self._faults.clear()
-
     def count(self, path: str | None = None, *, method: str | None = None, prefix: str | None = None) -> int:
         """How many logged requests match `path` exactly, `method`, and a path `prefix`."""
         with self._lock:
@@ -259,27 +175,6 @@ class Origin:
         with self._lock:
             self.requests.clear()
 
-    def _add(self, path: str, fault: _Fault) -> None:
-        with self._lock:
-            self._faults.setdefault(path.lstrip("/"), []).append(fault)
-
-    def _take_faults(self, path: str) -> tuple[_Fault | None, dict[str, _Fault]]:
-        """Consume one use of the first queued action and of each modifier for `path`."""
-        action: _Fault | None = None
-        modifiers: dict[str, _Fault] = {}
-        with self._lock:
-            queue = self._faults.get(path, [])
-            for fault in queue:
-                if fault.kind in _ACTIONS and action is None:
-                    action = fault
-                elif fault.kind in _MODIFIERS and fault.kind not in modifiers:
-                    modifiers[fault.kind] = fault
-                else:
-                    continue
-                fault.times -= 1
-            queue[:] = [f for f in queue if f.times > 0]
-        return action, modifiers
-
     def _track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
             if add:
@@ -293,9 +188,8 @@ class Origin:
         path = unquote(urlsplit(handler.path).path).lstrip("/")
         range_header = handler.headers.get("Range")
         action, modifiers = self._take_faults(path)
-        if self.latency > 0 and self._stopping.wait(self.latency):
-            raise _Aborted
-        response = _plan(self.root, path, range_header, action, modifiers)
+        self._link.delay()
+        response = plan(self.root, path, range_header, action, modifiers)
         with self._lock:
             query = urlsplit(handler.path).query
             headers = tuple(handler.headers.items())
@@ -316,13 +210,13 @@ class Origin:
         if method != "HEAD":
             self._deliver(handler, response.body, action)
 
-    def _deliver(self, handler: _Handler, body: bytes, action: _Fault | None) -> None:
+    def _deliver(self, handler: _Handler, body: bytes, action: Fault | None) -> None:
         kind = action.kind if action is not None else None
         if action is None or kind not in ("reset", "truncate", "stall"):
-            self._write(handler, body)
+            self._link.send(handler.wfile, body)
             return
         cut = min(action.after_bytes, len(body))
-        self._write(handler, body[:cut])
+        self._link.send(handler.wfile, body[:cut])
         if kind == "reset":
             _abort_connection(handler)
         elif kind == "truncate":
@@ -330,80 +224,8 @@ class Origin:
         elif action.event is not None:
             action.event.wait()
             if self._stopping.is_set():
-                raise _Aborted
-            self._write(handler, body[cut:])
-
-    def _write(self, handler: _Handler, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            rate = self.bandwidth
-            size = CHUNK_BYTES
-            if rate:
-                size = max(MIN_THROTTLED_CHUNK_BYTES, min(size, int(rate * THROTTLE_SLICE_S)))
-                # Waiting on the stop event is the simulated wire time, and lets stop() cut it short.
-                if self._stopping.wait(self._link.reserve(min(size, len(view)), rate)):
-                    raise _Aborted
-            handler.wfile.write(view[:size])
-            view = view[size:]
-
-
-def _plan(
-    root: Path, path: str, range_header: str | None, action: _Fault | None, modifiers: dict[str, _Fault]
-) -> _Response:
-    """Decide status, headers and body of a response (no I/O but reading the file)."""
-    if action is not None and action.kind == "fail":
-        headers = {} if action.retry_after is None else {"Retry-After": f"{action.retry_after:g}"}
-        return _Response(action.status, headers, f"injected failure {action.status}\n".encode())
-    if action is not None and action.kind == "redirect":
-        return _Response(action.status, {"Location": action.location}, b"")
-    file = _resolve(root, path)
-    if file is None:
-        return _Response(404, {"Content-Type": "text/plain"}, b"not found\n")
-    body = file.read_bytes()
-    headers = {"Content-Type": CONTENT_TYPES.get(file.suffix, DEFAULT_CONTENT_TYPE), "Accept-Ranges": "bytes"}
-    if "gzip" in modifiers:
-        headers["Content-Encoding"] = "gzip"
-        return _Response(200, headers, gzip.compress(body, mtime=0))
-    if range_header is None or "ignore_range" in modifiers:
-        return _Response(200, headers, body)
-    try:
-        span = _parse_range(range_header, len(body))
-    except _Unsatisfiable:
-        return _Response(416, {"Content-Range": f"bytes */{len(body)}"}, b"")
-    if span is None:
-        return _Response(200, headers, body)
-    first, last = span
-    headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
-    return _Response(206, headers, body[first : last + 1])
-
-
-def _parse_range(header: str, total: int) -> tuple[int, int] | None:
-    """The inclusive span of a single-range header; None when the header is to be ignored."""
-    match = _RANGE_RE.fullmatch(header.strip())
-    if match is None or match.group(1) == match.group(2) == "":
-        return None
-    first_s, last_s = match.groups()
-    if first_s == "":
-        suffix = int(last_s)
-        if suffix == 0 or total == 0:
-            raise _Unsatisfiable
-        return max(0, total - suffix), total - 1
-    first = int(first_s)
-    if last_s != "" and int(last_s) < first:
-        return None
-    if first >= total:
-        raise _Unsatisfiable
-    return first, total - 1 if last_s == "" else min(int(last_s), total - 1)
-
-
-def _resolve(root: Path, path: str) -> Path | None:
-    """The file `path` names under `root`, or None if missing or outside it."""
-    if ".." in path.split("/"):
-        return None
-    file = (root / path).resolve()
-    if not file.is_relative_to(root) or not file.is_file():
-        return None
-    return file
+                raise Aborted
+            self._link.send(handler.wfile, body[cut:])
 
 
 def _shutdown_quietly(conn: socket.socket) -> None:
@@ -482,53 +304,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         try:
             self.server.origin._serve(self, method)
-        except _Aborted:
+        except Aborted:
             _abort_connection(self)
         except OSError:
             self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-def self_signed_tls(folder: str | Path) -> tuple[ssl.SSLContext, str]:
-    """A server context for ``Origin(tls=...)`` with a fresh certificate for 127.0.0.1.
-
-    Returns the context and the path of the certificate, to trust as a CA bundle
-    (``NetworkOptions(verify=path)``). Needs the ``cryptography`` package.
-    """
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    folder = Path(folder)
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return context, str(cert_file)
