@@ -23,8 +23,9 @@ import requests
 from .errors import AssetsError, NetError, SegmentNotFound
 from .retry import Cancelled, TransientError, check_status
 
-#: Bytes asked of the socket per read while streaming a body.
-DEFAULT_CHUNK_BYTES = 64 * 1024
+#: Most bytes taken per read while streaming a body. A read returns what one socket read
+#: brings (readers see bytes as they land); a large ask means fewer reads on a fast link.
+DEFAULT_CHUNK_BYTES = 256 * 1024
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)", re.IGNORECASE)
 _T = TypeVar("_T")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 import weakref
@@ -153,7 +154,8 @@ class HttpClient:
     cancel: set when the client is aborted (pass the owner's Event to share it); setting
     it stops calls at their next check, while `abort` also wakes reads blocked on a socket.
     on_retry: called as ``on_retry(error, attempt)`` for each failure about to be retried.
-    Proxies and CA bundles named in the environment apply as requests applies them.
+    Proxies and CA bundles named in the environment apply as requests applies them (read once
+    per host); ~/.netrc is not read.
     Thread-safe: many workers share one client.
     """
 
@@ -181,8 +183,12 @@ class HttpClient:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers.update(net.headers)
+        # The environment (proxies, CA bundle) is read once per host, not by requests on
+        # every request, where scanning os.environ cost more CPU than the request itself.
+        session.trust_env = False
         self._session = session
         self._verify = net.verify
+        self._environments: dict[tuple[str, str], tuple[dict[str, str], bool | str]] = {}
 
     @property
     def cancelled(self) -> bool:
@@ -200,10 +206,15 @@ class HttpClient:
         """
         if self._cancel.is_set():
             raise Cancelled("client closed")
-        # Given with each request: requests lets REQUESTS_CA_BUNDLE override a Session's verify,
-        # but not a request's (True still takes the bundle the environment names).
+        proxies, verify = self._environment(url)
         resp = self._session.get(
-            url, headers=headers, params=params, stream=True, timeout=self._timeout, verify=self._verify
+            url,
+            headers=headers,
+            params=params,
+            stream=True,
+            timeout=self._timeout,
+            verify=verify,
+            proxies=proxies,
         )
         _log_answer(url, headers, resp)
         try:
@@ -212,6 +223,22 @@ class HttpClient:
             resp.close()
             raise
         return resp
+
+    def _environment(self, url: str) -> tuple[dict[str, str], bool | str]:
+        """Proxies (HTTP(S)_PROXY, NO_PROXY) and TLS verification for `url`'s host, as requests
+        takes them from the environment (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE when verify is True)."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        with self._lock:
+            found = self._environments.get(key)
+        if found is None:
+            verify = self._verify
+            if verify is True:
+                verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            found = (requests.utils.get_environ_proxies(url), verify)
+            with self._lock:
+                self._environments[key] = found
+        return found
 
     def retrying(self, url: str, attempt: Callable[[], _T]) -> tuple[_T, int]:
         """Run `attempt` under the client's retry policy: ``(its result, attempts made)``."""

@@ -19,7 +19,6 @@ import pytest
 import requests
 import responses
 
-from kithara_hls import ranged
 from kithara_hls.errors import AssetsError, InvalidUrl, NetError, RetryExhausted, SegmentNotFound
 from kithara_hls.options import NetworkOptions
 from kithara_hls.retry import Cancelled, RetryPolicy, is_retryable_status, parse_retry_after
@@ -708,10 +707,6 @@ def test_calls_after_close_are_cancelled(make_client: Callable[..., HttpClient])
     client.close()
     with pytest.raises(Cancelled):
         client.fetch("http://127.0.0.1:9/x.ts", RecordingSink())
-
-
-def test_module_exports_defaults_with_units() -> None:
-    assert ranged.DEFAULT_CHUNK_BYTES == 64 * 1024
 
 
 @responses.activate
