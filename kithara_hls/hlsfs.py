@@ -134,6 +134,8 @@ class HlsFileSystem(_FileSystem):  # type: ignore[misc]
     def unstrip_protocol(self, name: str) -> str:
         """The full fsspec URL of `name` (``hls::http://...`` for an inner URL)."""
         name = self._strip_protocol(name) or (self.fo or "")
+        if self.scheme != DEFAULT_SCHEME and "://" not in name:
+            name = self.url(name)
         return f"{PROTOCOL}::{name}" if "://" in name else f"{PROTOCOL}://{name}"
 
     def _open(

@@ -2,9 +2,11 @@
 
 A playlist fetched over the network is kept in the cache (its final URL, a
 newline, its body), so a stream read once opens offline, and plays its cached
-copy when the network fails. The playlists read while opening stay in memory
-until the first download is under way (`take_unsaved`): the first request goes
-out before the cache database has to be open.
+copy when the network fails. A playlist on disk (a ``file://`` URL) is read the
+same way, through the client's file adapter, and cached alike. The playlists
+read while opening stay in memory until the first download is under way
+(`take_unsaved`): the first request goes out before the cache database has to
+be open.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 
 from .cache import Cache, digest
 from .errors import NetError, OfflineMiss, PlaylistParseError
+from .localfile import url_path
 from .options import HlsOptions
 from .playlist import MasterPlaylist, MediaPlaylist, Variant, looks_like_playlist, parse
 from .transport import HttpClient
@@ -88,9 +91,10 @@ class PlaylistLoader:
         try:
             # The cache is asked only if this fails: it may still be opening.
             body, final = self._client.get(url, max_bytes=net.max_playlist_bytes)
-        except NetError:
+        except NetError as exc:
             cached = None if fresh else self._cache.get(key)
             if cached is None:
+                _raise_local(url, exc)
                 raise
             log.warning("playlist unreachable, playing the cached copy")
             return _parse_cached(cached, url, net.max_segments)
@@ -112,6 +116,14 @@ class PlaylistLoader:
         if not isinstance(playlist, MediaPlaylist):
             raise PlaylistParseError("a variant points to another master playlist", url=playlist.url)
         return playlist
+
+
+def _raise_local(url: str, exc: NetError) -> None:
+    """For a playlist on disk that cannot be read, an error naming its path instead of an HTTP status."""
+    if not url.lower().startswith("file:") or exc.status not in (403, 404):
+        return
+    what = "no such file" if exc.status == 404 else "permission denied"
+    raise NetError(f"{what}: {url_path(url)}", url=url) from exc
 
 
 def _parse_cached(record: bytes, url: str, max_segments: int) -> MasterPlaylist | MediaPlaylist:

@@ -219,7 +219,7 @@ def _parse(
     text: str | bytes, url: str, max_segments: int, want: type | None
 ) -> MasterPlaylist | MediaPlaylist:
     """`parse`, expecting `want` (None: either kind)."""
-    check_url(url)
+    check_url(url, local=True)  # the URL it was read from: a file: one only if the user chose it
     body, line_offset = playlist_body(text, url)
     hook = _LineHook(url, line_offset, max_segments)
     loaded = _load(body, url, hook)

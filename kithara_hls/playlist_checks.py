@@ -6,6 +6,11 @@ from https to http; durations, byte ranges and the media sequence stay within
 limits; an IV is at most 32 hex digits; a tag m3u8 would choke on is refused
 first, with its line. A failure is a `PlaylistParseError` (with the line where
 it is known) or an `InvalidUrl`.
+
+Local files: a playlist on disk that the user named (a path or a ``file://``
+URL) may name files on disk, relative or absolute, as well as http(s) URLs: the
+user chose that trust. A playlist fetched over the network never names a local
+file: its URIs resolve against its http(s) URL and must stay http(s).
 """
 
 from __future__ import annotations
@@ -33,13 +38,20 @@ _ATTRIBUTE = re.compile(r'([^=,"]+)=("[^"]*"|[^,"]*)')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def check_url(url: str, *, parent: str | None = None) -> str:
+def check_url(url: str, *, parent: str | None = None, local: bool = False) -> str:
     """Return `url` if it is an http(s) URL with a host, else raise `InvalidUrl`.
 
     With `parent` (the URL of the playlist that names `url`), an https parent
-    with an http child is a downgrade and raises `InvalidUrl` too.
+    with an http child is a downgrade and raises `InvalidUrl` too. A ``file:``
+    URL (an absolute path on this machine) passes only under a ``file:`` parent
+    (a playlist on disk names a file), or with `local` (the user named it, or it
+    is the URL of a playlist already read from disk); never under an http(s) parent.
     """
     parts = _split(url)
+    if parts.scheme == "file" and (local or (parent is not None and _split(parent).scheme == "file")):
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise InvalidUrl("a file URL must name an absolute path on this machine", url=url)
+        return url
     if parts.scheme not in ("http", "https"):
         raise InvalidUrl(f"only http and https URLs are allowed, not {parts.scheme or 'none'!r}", url=url)
     if not parts.hostname:
@@ -50,7 +62,11 @@ def check_url(url: str, *, parent: str | None = None) -> str:
 
 
 def resolve_uri(ref: str, base: str) -> str:
-    """`ref` as named in the playlist at `base`, made absolute and checked by `check_url`."""
+    """`ref` as named in the playlist at `base`, made absolute and checked by `check_url`.
+
+    Under a ``file:`` base (a playlist on disk the user named) a relative `ref`
+    is a file beside it; under an http(s) base it is never a local file.
+    """
     if _CONTROL.search(ref):
         raise InvalidUrl("URI holds control characters", url=ref)
     try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 
 from . import events as ev
 from .abr.controller import AbrDecision
 from .errors import HlsError
+from .localfile import to_url
 from .options import HlsOptions
 from .playlist import Variant
 from .session import Session, StreamInfo
@@ -18,14 +20,16 @@ _CLOSED_MSG = "I/O operation on closed file."
 class HlsSource(io.RawIOBase):
     """An HLS VOD as one binary file: ``[init][seg0][seg1]...`` at exact offsets.
 
-    Reads block until the bytes arrive (or the read deadline passes) and raise
-    the `HlsError` of a segment that failed; they never return a hole.
+    `url` is an http(s) URL, or a playlist on disk: a path (`str` or path-like,
+    relative to the working directory) or a ``file://`` URL. Reads block until
+    the bytes arrive (or the read deadline passes) and raise the `HlsError` of a
+    segment that failed; they never return a hole.
     """
 
-    def __init__(self, url: str, options: HlsOptions | None = None) -> None:
+    def __init__(self, url: str | os.PathLike[str], options: HlsOptions | None = None) -> None:
         super().__init__()
         self._pos = 0
-        self._session = Session(url, options or HlsOptions())
+        self._session = Session(to_url(url), options or HlsOptions())
 
     # -- stream facts ------------------------------------------------------------
 
@@ -154,6 +158,11 @@ class HlsSource(io.RawIOBase):
         return f"<HlsSource {state}>"
 
 
-def open(url: str, options: HlsOptions | None = None) -> HlsSource:
-    """Open the HLS VOD at `url` (master or media playlist) as a seekable binary file."""
+def open(url: str | os.PathLike[str], options: HlsOptions | None = None) -> HlsSource:
+    """Open the HLS VOD at `url` (master or media playlist) as a seekable binary file.
+
+    `url` is an http(s) URL, a ``file://`` URL or a path of a playlist on disk;
+    a playlist on disk resolves its relative URIs on disk, its http(s) URIs over
+    the network.
+    """
     return HlsSource(url, options)

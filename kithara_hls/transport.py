@@ -2,7 +2,10 @@
 
 One `HttpClient` is shared by every worker thread of a source, and every request
 goes through its Session, whose urllib3 pool fits the workers. Redirects off
-http(s), or from https to http, are refused before they are followed. The ranged
+http(s), or from https to http, are refused before they are followed: a redirect
+never reaches a local file. ``file://`` URLs (a playlist on disk that the user
+named, and the files it names) are answered by `localfile.LocalFileAdapter`,
+mounted on the same Session. The ranged
 download (`ranged.fetch`) and the size probe (`probes.probe`) are reached through
 the client's `fetch` and `probe`. `HttpClient.abort` shuts down the sockets of
 the client's connections, so that a read blocked in another thread (on a body or
@@ -29,6 +32,7 @@ from urllib3.poolmanager import PoolManager
 
 from . import probes, ranged
 from .errors import AssetsError, InvalidUrl, NetError, redact_url
+from .localfile import LocalFileAdapter
 from .options import NetworkOptions
 from .ranged import DEFAULT_CHUNK_BYTES, FetchStats, Sink, content_length
 from .retry import Cancelled, RetryPolicy, check_status, retrying
@@ -45,6 +49,8 @@ _T = TypeVar("_T")
 
 def _check_redirect(requested: str, final: str) -> None:
     scheme = urlsplit(final).scheme.lower()
+    if scheme == "file" and final == requested:
+        return  # a local file asked for by name (no redirect): the URL checks allowed it
     if scheme not in ("http", "https"):
         raise InvalidUrl("redirected to a URL that is not http(s)", url=final)
     if scheme == "http" and urlsplit(requested).scheme.lower() == "https":
@@ -182,6 +188,7 @@ class HttpClient:
         session = _GuardedSession()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        session.mount("file://", LocalFileAdapter())
         session.headers.update(net.headers)
         # The environment (proxies, CA bundle) is read once per host, not by requests on
         # every request, where scanning os.environ cost more CPU than the request itself.

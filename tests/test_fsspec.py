@@ -61,6 +61,7 @@ def test_protocol_is_registered_through_the_entry_point() -> None:
         ),
         ("hls::https://media.example/a/master.m3u8", "https://media.example/a/master.m3u8"),
         ("hls::http://127.0.0.1:8080/a/master.m3u8", "http://127.0.0.1:8080/a/master.m3u8"),
+        ("hls::file:///data/a/master.m3u8", "file:///data/a/master.m3u8"),
     ],
 )
 def test_urls_map_to_the_stream_url(url: str, expected: str) -> None:
@@ -144,6 +145,14 @@ def test_chained_http_reads_byte_exact(
         assert f.read(1000) == expected[:1000]
         assert f.seek(-500, os.SEEK_END) == len(expected) - 500
         assert f.read() == expected[-500:]
+
+
+def test_chained_local_playlist_reads_byte_exact(fixtures: dict[str, StreamFixture], tmp_path: Path) -> None:
+    fx = fixtures["fmp4"]
+    path = fx.root / fx.entry
+    for url in (f"hls::{path.as_uri()}", f"hls::{path}"):
+        with fsspec.open(url, **storage(tmp_path)) as f:
+            assert f.read() == fx.expected(0)
 
 
 def test_size_info_ls_and_cat_are_exact(
