@@ -1,17 +1,20 @@
 """The `kithara-hls` command: info, cat, play, download, cache, demo.
 
-Exit codes: 0 ok, 2 usage, 1 a stream error (one line on stderr; the
-traceback only with -v).
+Exit codes: 0 ok, 2 usage, 1 a stream error: one line on stderr,
+``kithara-hls: error: <what happened, where>``; with -v each cause chained
+below it, with -vv the traceback too. Any other exception is a bug and shows its
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 from . import events as ev
 from .decode import decode_to_wav
@@ -24,6 +27,10 @@ log = logging.getLogger(__name__)
 
 #: Bytes per read when copying the stream out.
 COPY_CHUNK = 256 * 1024
+#: Most chained causes printed under an error with -v.
+MAX_CAUSES = 16
+
+_QUERY = re.compile(r"\?[^\s'\"()]+")
 
 
 def _options(args: argparse.Namespace, **extra: Any) -> HlsOptions:
@@ -166,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `kithara-hls`."""
     parser = argparse.ArgumentParser(prog="kithara-hls", description="Play HLS VOD streams as files.")
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging; tracebacks on errors"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more logging and the causes of an error (-vv: debug logging and tracebacks)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -202,6 +213,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report(error: HlsError, *, verbose: int = 0, file: TextIO | None = None) -> None:
+    """Print `error` as the command does: one line; with `verbose`, a line per chained cause.
+
+    ``kithara-hls: error: <message>``, then ``  caused by: Type: message`` for each
+    ``__cause__`` (or unsuppressed ``__context__``), as Python's tracebacks follow
+    them, query strings of the URLs they quote left out; with `verbose` of 2 or
+    more, the traceback is logged at debug level.
+    """
+    out = file if file is not None else sys.stderr
+    print(f"kithara-hls: error: {_one_line(str(error))}", file=out)
+    if not verbose:
+        return
+    for cause in _causes(error):
+        # The messages of requests and urllib3 quote URLs, whose query strings may hold tokens.
+        text = _QUERY.sub("?…", _one_line(str(cause)))
+        print(f"  caused by: {_type_name(cause)}{': ' + text if text else ''}", file=out)
+    if verbose >= 2:
+        log.debug("traceback of the error", exc_info=error)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    seen = {id(error)}
+    exc: BaseException | None = error
+    while exc is not None and len(found) < MAX_CAUSES:
+        exc = exc.__cause__ if exc.__cause__ is not None or exc.__suppress_context__ else exc.__context__
+        if exc is None or id(exc) in seen:
+            break
+        seen.add(id(exc))
+        found.append(exc)
+    return found
+
+
+def _type_name(exc: BaseException) -> str:
+    kind = type(exc)
+    if kind.__module__ == "builtins" or kind.__module__.startswith("kithara_hls"):
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kithara-hls`."""
     args = build_parser().parse_args(argv)
@@ -212,9 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except HlsError as exc:
-        if args.verbose:
-            log.exception("failed")
-        print(f"kithara-hls: {type(exc).__name__}: {exc}", file=sys.stderr)
+        report(exc, verbose=args.verbose)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -30,17 +30,19 @@ class HlsError(OSError):
         parts = [self.message]
         if self.segment is not None:
             parts.append(f"segment {self.segment}")
-        if self.status is not None:
+        if self.status is not None and f"HTTP {self.status}" not in self.message:
             parts.append(f"HTTP {self.status}")
         if self.url is not None:
             parts.append(redact_url(self.url))
         return " | ".join(parts)
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
-        # OSError pickles through its args; keep the keyword fields too.
+        # OSError pickles through its args; keep the keyword fields, and a leaf's own
+        # fields (attempts, cause, lineno) as the state.
         return (
             _rebuild,
             (type(self), self.message, self.url, self.status, self.segment),
+            dict(self.__dict__),
         )
 
 
@@ -59,15 +61,51 @@ def redact_url(url: str) -> str:
 
 
 class NetError(HlsError):
-    """A request failed: connection, timeout, or an HTTP status that is not success."""
+    """A request failed: connection, timeout, or an HTTP status that is not success.
+
+    `cause` names what happened in a few words ("connection refused", "HTTP 404
+    Not Found"), where the library knows it; the message adds where.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        segment: int | None = None,
+        cause: str | None = None,
+    ) -> None:
+        self.cause = cause
+        super().__init__(message, url=url, status=status, segment=segment)
 
 
 class RetryExhausted(NetError):
-    """A request kept failing until the retry policy gave up."""
+    """A request kept failing until the retry policy gave up.
 
-    def __init__(self, url: str, attempts: int, *, status: int | None = None) -> None:
+    `cause` is what the last attempt met ("connection refused", "read timed out
+    after 30 s", "HTTP 503 Service Unavailable"); `detail` is the same naming the
+    host ("connection refused by 127.0.0.1:9"), and the message adds the attempts.
+    """
+
+    cause: str
+
+    def __init__(
+        self,
+        url: str,
+        attempts: int,
+        *,
+        status: int | None = None,
+        cause: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         self.attempts = attempts
-        super().__init__(f"gave up after {attempts} attempts", url=url, status=status)
+        plural = "" if attempts == 1 else "s"
+        if cause is None:
+            message = f"gave up after {attempts} attempt{plural}"
+        else:
+            message = f"{detail or cause} ({attempts} attempt{plural})"
+        super().__init__(message, url=url, status=status, cause=cause or "request failed")
 
 
 class AssetsError(HlsError):

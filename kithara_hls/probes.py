@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import AssetsError, NetError, SegmentNotFound
 from .ranged import DEFAULT_CHUNK_BYTES, Requester, content_length, parse_content_range, pump
-from .retry import TransientError, check_status
+from .retry import TransientError, check_status, host_of
 
 
 def probe(
@@ -62,7 +62,8 @@ def _probe_once(client: Requester, url: str, base: tuple[int, int] | None, tail:
 
         got = pump(client, resp, skip, want, DEFAULT_CHUNK_BYTES, keep)
     if want is not None and got < want:
-        raise TransientError(f"body cut short: {got} of {want} bytes", url=url, status=resp.status_code)
+        cause = f"body cut short at {got} of {want} bytes"
+        raise TransientError(f"{cause} from {host_of(url)}", url=url, status=resp.status_code, cause=cause)
     return (got if size is None else size), bytes(kept)
 
 
@@ -77,12 +78,20 @@ def _probe_range(header: str | None, url: str, base: tuple[int, int] | None, tai
                 f"byte range ends at {expected[1]}, beyond the resource ({total} bytes)", url=url
             )
     elif total is None:
-        raise NetError("the server does not tell the resource size", url=url, status=206)
+        raise NetError(
+            f"{host_of(url)} does not tell the resource size (Content-Range {header!r})",
+            url=url,
+            status=206,
+            cause="no size in Content-Range",
+        )
     else:
         size = total
         expected = (max(0, total - tail), total - 1) if tail else (0, 0)
     if (first, last) != expected:
         raise TransientError(
-            f"server sent range {header!r}, asked bytes {expected[0]}-{expected[1]}", url=url, status=206
+            f"{host_of(url)} sent range {header!r}, asked bytes {expected[0]}-{expected[1]}",
+            url=url,
+            status=206,
+            cause="another range than asked",
         )
     return size, expected[1] - expected[0] + 1

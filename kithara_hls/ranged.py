@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar
 import requests
 
 from .errors import AssetsError, NetError, SegmentNotFound
-from .retry import Cancelled, TransientError, check_status
+from .retry import Cancelled, TransientError, check_status, host_of
 
 #: Most bytes taken per read while streaming a body. A read returns what one socket read
 #: brings (readers see bytes as they land); a large ask means fewer reads on a fast link.
@@ -175,9 +175,10 @@ class _Transfer:
             )
         if first != asked_first or last is None or last != asked_last:
             raise TransientError(
-                f"server sent range {header!r}, asked bytes {asked_first}-{asked_last}",
+                f"{host_of(self.url)} sent range {header!r}, asked bytes {asked_first}-{asked_last}",
                 url=self.url,
                 status=206,
+                cause="another range than asked",
             )
         return last - asked_first + 1
 
@@ -270,4 +271,8 @@ def _fetch_once(client: Requester, t: _Transfer, chunk_size: int) -> None:
     if want is None:
         t.learn_size(t.next)
     elif got < want:
-        raise TransientError(f"body cut short: {got} of {want} bytes", url=t.url, status=resp.status_code)
+        total = t.size if t.size is not None else t.end
+        cause = f"body cut short at {t.next} of {total} bytes"
+        raise TransientError(
+            f"{cause} from {host_of(t.url)}", url=t.url, status=resp.status_code, cause=cause
+        )

@@ -248,8 +248,12 @@ class HttpClient:
         return found
 
     def retrying(self, url: str, attempt: Callable[[], _T]) -> tuple[_T, int]:
-        """Run `attempt` under the client's retry policy: ``(its result, attempts made)``."""
-        return retrying(url, attempt, self._policy, self._cancel, self._on_retry)
+        """Run `attempt` under the client's retry policy: ``(its result, attempts made)``.
+
+        A `RetryExhausted` says in words what the last attempt met, with the host
+        (`retry.describe`); a timeout names the seconds configured.
+        """
+        return retrying(url, attempt, self._policy, self._cancel, self._on_retry, timeouts=self._timeout)
 
     def get(
         self,

@@ -779,3 +779,169 @@ def test_an_untrusted_certificate_is_refused_on_segment_requests(
     with Server(serve(), tls=context) as server, pytest.raises(RetryExhausted) as info:
         make_client(retries=0).fetch(server.url, RecordingSink())
     assert isinstance(info.value.__cause__, requests.exceptions.SSLError)
+
+
+# --- errors that name their cause, where, and the attempts ------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy from the environment: a request for a made-up host goes to no machine."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "*")
+
+
+@pytest.fixture
+def unknown_host(monkeypatch: pytest.MonkeyPatch, no_proxy: None) -> str:
+    """A host name whose lookup fails as an unknown name would, without asking any DNS server."""
+    host = "media.invalid"
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name: object, *args: object, **kwargs: object) -> object:
+        if name == host:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return host
+
+
+def test_a_refused_connection_is_named_with_host_and_attempts(make_client: Callable[..., HttpClient]) -> None:
+    port = free_port()
+    with pytest.raises(RetryExhausted) as info:
+        make_client(retries=2).get(f"http://127.0.0.1:{port}/master.m3u8?token=secret", max_bytes=100)
+    error = info.value
+    assert error.cause == "connection refused" and error.attempts == 3
+    assert f"connection refused by 127.0.0.1:{port} (3 attempts)" in str(error)
+    assert "secret" not in str(error)
+    assert isinstance(error.__cause__, requests.ConnectionError)
+
+
+def test_an_unknown_host_is_named(make_client: Callable[..., HttpClient], unknown_host: str) -> None:
+    with pytest.raises(RetryExhausted) as info:
+        make_client(retries=1).fetch(f"http://{unknown_host}/seg.ts", RecordingSink())
+    assert info.value.cause == "DNS name not found"
+    assert f"DNS name not found: {unknown_host} (2 attempts)" in str(info.value)
+
+
+def test_a_failed_lookup_other_than_an_unknown_name_says_what_the_resolver_said(
+    make_client: Callable[..., HttpClient], monkeypatch: pytest.MonkeyPatch, no_proxy: None
+) -> None:
+    def getaddrinfo(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with pytest.raises(RetryExhausted) as info:
+        make_client(retries=0).get("http://cdn.invalid:8080/a.m3u8", max_bytes=100)
+    assert info.value.cause == "DNS lookup failed: temporary failure in name resolution"
+    assert "DNS lookup of cdn.invalid failed" in str(info.value) and "(1 attempt)" in str(info.value)
+
+
+def test_a_server_silent_before_headers_is_a_read_timeout_with_its_seconds(
+    make_client: Callable[..., HttpClient],
+) -> None:
+    with Server(stall_before_headers) as server, pytest.raises(RetryExhausted) as info:
+        make_client(retries=1, read_timeout=0.2).get(server.url, max_bytes=100)
+    assert info.value.cause == "read timed out after 0.2 s"
+    assert f"reading from 127.0.0.1:{server.port} timed out after 0.2 s (2 attempts)" in str(info.value)
+    assert len(server.requests) == 2
+
+
+def test_a_body_that_stalls_is_a_read_timeout(make_client: Callable[..., HttpClient]) -> None:
+    with Server(serve(send=500, then="stall")) as server, pytest.raises(RetryExhausted) as info:
+        make_client(retries=0, read_timeout=0.2).fetch(server.url, RecordingSink())
+    assert info.value.cause == "read timed out after 0.2 s"
+
+
+def test_a_connect_timeout_names_the_connect_seconds(
+    make_client: Callable[..., HttpClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real connect timeout needs an address that drops packets; loopback refuses at once.
+    # The connect of this one address fails as a timed-out connect does.
+    port = free_port()
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: object) -> None:
+        if address == ("127.0.0.1", port):
+            raise TimeoutError("timed out")
+        real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    with pytest.raises(RetryExhausted) as info:
+        make_client(retries=1, connect_timeout=1.5).get(f"http://127.0.0.1:{port}/a.m3u8", max_bytes=100)
+    assert info.value.cause == "connect timed out after 1.5 s"
+    assert f"connecting to 127.0.0.1:{port} timed out after 1.5 s (2 attempts)" in str(info.value)
+
+
+def test_a_reset_and_a_cut_body_are_named(make_client: Callable[..., HttpClient]) -> None:
+    with Server(serve(send=400, then="reset")) as server, pytest.raises(RetryExhausted) as reset:
+        make_client(retries=0).fetch(server.url, RecordingSink(), chunk_size=100)
+    assert reset.value.cause == "connection reset"
+    assert f"connection reset by 127.0.0.1:{server.port}" in str(reset.value)
+    with Server(serve(send=600)) as server, pytest.raises(RetryExhausted) as cut:
+        make_client(retries=0).fetch(server.url, RecordingSink())
+    assert cut.value.cause == "body cut short at 600 of 1000 bytes"
+    assert f"from 127.0.0.1:{server.port} (1 attempt)" in str(cut.value)
+
+
+def test_a_connection_closed_before_the_answer_is_named(make_client: Callable[..., HttpClient]) -> None:
+    def hang_up(conn: socket.socket, request: Request, server: Server) -> None:
+        conn.close()
+
+    with Server(hang_up) as server, pytest.raises(RetryExhausted) as info:
+        make_client(retries=0).get(server.url, max_bytes=100)
+    assert info.value.cause == "connection closed before a response"
+
+
+def test_an_untrusted_certificate_is_a_tls_failure_with_its_reason(
+    make_client: Callable[..., HttpClient], tls: tuple[ssl.SSLContext, str]
+) -> None:
+    context, _ = tls
+    with Server(serve(), tls=context) as server, pytest.raises(RetryExhausted) as info:
+        make_client(retries=0).get(server.url, max_bytes=100)
+    assert info.value.cause.startswith("TLS failure: ")
+    assert "certificate" in info.value.cause
+    assert f"TLS failure with 127.0.0.1:{server.port}: " in str(info.value)
+
+
+@responses.activate
+def test_statuses_are_named_with_their_reason_and_host(make_client: Callable[..., HttpClient]) -> None:
+    responses.get(MOCK_URL, status=503)
+    responses.get("http://origin.test/gone.ts", status=404)
+    responses.get("http://origin.test/private.ts", status=403)
+    with pytest.raises(RetryExhausted) as exhausted:
+        make_client(retries=2).fetch(MOCK_URL, RecordingSink())
+    assert exhausted.value.cause == "HTTP 503 Service Unavailable"
+    assert "HTTP 503 Service Unavailable from origin.test (3 attempts)" in str(exhausted.value)
+    assert str(exhausted.value).count("503") == 1
+    with pytest.raises(SegmentNotFound) as missing:
+        make_client().fetch("http://origin.test/gone.ts", RecordingSink())
+    assert missing.value.cause == "HTTP 404 Not Found"
+    assert str(missing.value).startswith("HTTP 404 Not Found from origin.test | ")
+    with pytest.raises(NetError) as forbidden:
+        make_client().get("http://origin.test/private.ts", max_bytes=100)
+    assert str(forbidden.value).startswith("HTTP 403 Forbidden from origin.test | ")
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://", "malformed URL: no host"),
+        ("ftp://origin.test/seg.ts", "unsupported URL scheme 'ftp'"),
+        ("origin.test/seg.ts", "not a URL: it needs http:// or https://"),
+    ],
+)
+def test_a_bad_url_says_what_is_wrong_with_it(
+    make_client: Callable[..., HttpClient], url: str, words: str
+) -> None:
+    with pytest.raises(InvalidUrl) as info:
+        make_client().get(url, max_bytes=100)
+    assert str(info.value).startswith(words)
