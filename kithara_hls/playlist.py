@@ -1,23 +1,26 @@
 """Playlists: HLS text in, frozen dataclasses out.
 
-This is the only module that sees m3u8 objects. It does no network I/O: the
-caller fetches a body and passes it here with the final (post-redirect) URL,
-which every URI in the playlist is resolved against and checked (http(s) only,
-no https→http downgrade; see `playlist_checks`). m3u8 is not trusted: whatever
-it raises on a bad body comes out as `PlaylistParseError`, with the line where
-m3u8 was, and only `HlsError` subclasses leave `parse`.
+This module and `playlist_tags` are the only ones that see m3u8. It does no
+network I/O: the caller fetches a body and passes it here with the final
+(post-redirect) URL, which every URI in the playlist is resolved against and
+checked (http(s) only, no https→http downgrade; see `playlist_checks`). m3u8 is
+not trusted: whatever it raises on a bad body comes out as `PlaylistParseError`,
+with the line where m3u8 was, and only `HlsError` subclasses leave `parse`.
 
-m3u8 reads only the tags the library takes from it (RFC 8216 §4.2: a client
-ignores the rest). A line hook reads EXT-X-TARGETDURATION, EXT-X-MEDIA-SEQUENCE
-and EXT-X-MAP itself (m3u8 wants integers for the first two and refuses unknown
-attributes of a MAP) and hides the tags nothing here uses, so neither an unknown
-tag nor an unknown attribute fails a playlist.
+m3u8 reads only the segment lines of a media playlist; `playlist_tags` reads
+the other tags the library uses, hides the rest from m3u8 (RFC 8216 §4.2: a
+client ignores unknown tags and attributes), and reads a master's variants.
 
-Scope: VOD media playlists and masters; keys METHOD=NONE or identity AES-128
-(of several EXT-X-KEY tags before one segment, the last counts, as in m3u8).
-``#EXT-X-MEDIA`` renditions are ignored: a variant whose audio sits in a separate
-rendition group is still listed, and plays without it. I-frame playlists are
-ignored in a master and refused as media playlists.
+Scope: complete media playlists (EXT-X-ENDLIST, or PLAYLIST-TYPE VOD) and
+masters; keys METHOD=NONE or identity AES-128 (of several EXT-X-KEY tags in a
+row, the identity key counts, else the last). An error names its line where it
+has one, and the checks run in the order that names the real problem: I-frames
+only, no segments (a master: no variants), live, too many segments.
+``#EXT-X-MEDIA`` renditions are ignored: a variant whose audio sits in a
+separate rendition group is still listed, and plays without it. I-frame
+playlists are ignored in a master and refused as media playlists. EXT-X-GAP
+segments stay listed (and are fetched); EXT-X-DEFINE is not supported: a URI
+that uses a variable is refused, naming it.
 """
 
 from __future__ import annotations
@@ -25,47 +28,32 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import m3u8
-from m3u8.parser import get_segment_custom_value, save_segment_custom_value
 
 from kithara_hls.errors import HlsError, KeyProcessingError, PlaylistParseError
 from kithara_hls.options import DEFAULT_MAX_SEGMENTS
 from kithara_hls.playlist_checks import (
-    attributes,
     byterange_values,
     check_byterange,
     check_duration,
-    check_media_sequence,
-    check_tag,
     iv_bytes,
     playlist_body,
     resolve_uri,
 )
 from kithara_hls.playlist_checks import check_url as check_url
 from kithara_hls.playlist_checks import looks_like_playlist as looks_like_playlist
-
-# Appended after the body: m3u8 hands it to our line hook last, which tells a
-# failure in m3u8's line pass (whose line we know) from one in its model building.
-_END_MARK = "#X-KITHARA-HLS-END"
-# The tags whose meaning the library takes from m3u8, matched by prefix as m3u8 matches
-# them; m3u8 never sees the others (the hook reads TARGETDURATION, MEDIA-SEQUENCE and MAP).
-_M3U8_TAGS = (
-    "#EXTINF",
-    "#EXT-X-BYTERANGE",
-    "#EXT-X-KEY",
-    "#EXT-X-DISCONTINUITY",
-    "#EXT-X-ENDLIST",
-    "#EXT-X-I-FRAMES-ONLY",
-    "#EXT-X-STREAM-INF",
-    "#EXT-X-I-FRAME-STREAM-INF",
+from kithara_hls.playlist_tags import (
+    END_MARK,
+    KeyFields,
+    LineHook,
+    MapTag,
+    StreamInf,
+    bandwidth_value,
+    check_variables,
+    resolution_value,
+    stream_infs,
 )
-# A tag m3u8 tells from one above by its longer name, and that nothing here uses.
-_UNUSED_LOOKALIKE = "#EXT-X-DISCONTINUITY-SEQUENCE"
-
-# An EXT-X-KEY as written: METHOD, URI, IV, KEYFORMAT (None where absent).
-_KeyFields = tuple[Any, Any, Any, Any]
 
 
 @dataclass(frozen=True)
@@ -221,87 +209,21 @@ def _parse(
     """`parse`, expecting `want` (None: either kind)."""
     check_url(url, local=True)  # the URL it was read from: a file: one only if the user chose it
     body, line_offset = playlist_body(text, url)
-    hook = _LineHook(url, line_offset, max_segments)
+    hook = LineHook(url, line_offset, max_segments)
     loaded = _load(body, url, hook)
-    is_master = bool(loaded.is_variant or loaded.playlists or loaded.iframe_playlists)
+    is_master = hook.is_master()
     if want is MediaPlaylist and is_master:
         raise PlaylistParseError("expected a media playlist, got a master playlist", url=url)
     if want is MasterPlaylist and not is_master:
         raise PlaylistParseError("expected a master playlist, got a media playlist", url=url)
     if is_master:
-        return _build_master(loaded, url)
+        return _build_master(stream_infs(body, line_offset), url)
     return _MediaBuilder(url, hook).build(loaded, max_segments)
 
 
-@dataclass(frozen=True)
-class _MapTag:
-    """An EXT-X-MAP as the hook read it: its attributes, the key in force there, its line."""
-
-    uri: str | None
-    byterange: str | None
-    key: _KeyFields | None
-    lineno: int
-
-
-class _LineHook:
-    """m3u8's ``custom_tags_parser``: sees each tag line, with its number, first.
-
-    It checks the tags m3u8 would choke on (so the error names the line), reads
-    EXT-X-TARGETDURATION, EXT-X-MEDIA-SEQUENCE and EXT-X-MAP itself, hides from
-    m3u8 the tags the library does not use, and tags each segment with its first
-    line and the MAP in force.
-    """
-
-    def __init__(self, url: str, line_offset: int, max_segments: int) -> None:
-        self.url = url
-        self.line_offset = line_offset
-        self.max_segments = max_segments
-        self.lineno: int | None = None  # the tag line m3u8 is on
-        self.finished = False  # m3u8 is past its line pass
-        self.target_duration: float | None = None
-        self.media_sequence = 0
-        self.map: _MapTag | None = None  # the EXT-X-MAP in force
-        self.extinf_count = 0
-
-    def __call__(self, line: str, lineno: int, data: dict[str, Any], state: dict[str, Any]) -> bool:
-        if line == _END_MARK:
-            self.finished = True
-            return True
-        n = self.lineno = lineno + self.line_offset
-        owned = self._read(line, n, state)
-        # EXTINF and BYTERANGE start a segment in m3u8; the tags after them up to its URI are its own.
-        if "segment" in state or line.startswith(("#EXTINF", "#EXT-X-BYTERANGE")):
-            if get_segment_custom_value(state, "lineno") is None:
-                save_segment_custom_value(state, "lineno", n)
-            save_segment_custom_value(state, "map", self.map)
-        return owned or not line.startswith(_M3U8_TAGS) or line.startswith(_UNUSED_LOOKALIKE)
-
-    def _read(self, line: str, n: int, state: dict[str, Any]) -> bool:
-        """Read tag `line` (line `n`) if the hook owns it (True), else check it for m3u8 (False)."""
-        if line.startswith("#EXT-X-TARGETDURATION"):
-            self.target_duration = check_duration(line.partition(":")[2], "EXT-X-TARGETDURATION", self.url, n)
-        elif line.startswith("#EXT-X-MEDIA-SEQUENCE"):
-            self.media_sequence = check_media_sequence(line.partition(":")[2], self.url, n)
-        elif line.startswith("#EXT-X-MAP"):
-            # A MAP without attributes ends the one in force, as m3u8 reads it.
-            attrs = attributes(line)
-            key = _key_fields(state.get("current_key"))
-            self.map = _MapTag(attrs.get("URI"), attrs.get("BYTERANGE"), key, n) if attrs else None
-        else:
-            check_tag(line, self.url, n)
-            if line.startswith("#EXTINF"):
-                self.extinf_count += 1
-                if self.extinf_count > self.max_segments:
-                    raise PlaylistParseError(
-                        f"more than {self.max_segments} segments", url=self.url, lineno=n
-                    )
-            return False
-        return True
-
-
-def _load(body: str, url: str, hook: _LineHook) -> m3u8.M3U8:
+def _load(body: str, url: str, hook: LineHook) -> m3u8.M3U8:
     try:
-        return m3u8.loads(body + "\n" + _END_MARK, uri=url, custom_tags_parser=hook)
+        return m3u8.loads(body + "\n" + END_MARK, uri=url, custom_tags_parser=hook)
     except HlsError:
         raise
     except Exception as exc:  # m3u8 raises bare ValueError, KeyError, TypeError... on bad input
@@ -309,55 +231,50 @@ def _load(body: str, url: str, hook: _LineHook) -> m3u8.M3U8:
         raise PlaylistParseError(f"malformed playlist ({type(exc).__name__})", url=url, lineno=where) from exc
 
 
-def _build_master(loaded: m3u8.M3U8, url: str) -> MasterPlaylist:
+def _build_master(entries: list[StreamInf], url: str) -> MasterPlaylist:
     variants: list[Variant] = []
     seen: set[str] = set()
-    for playlist in loaded.playlists:
-        info = playlist.stream_info
-        bandwidth = info.bandwidth
-        if not isinstance(bandwidth, int) or bandwidth <= 0:
-            raise PlaylistParseError("EXT-X-STREAM-INF needs a positive BANDWIDTH", url=url)
-        uri = resolve_uri(playlist.uri or "", url)
+    for attrs, ref, lineno in entries:
+        bandwidth = bandwidth_value(attrs.get("BANDWIDTH"))
+        if bandwidth is None:
+            raw = attrs.get("BANDWIDTH")
+            found = "none" if raw is None else repr(raw[:40])
+            raise PlaylistParseError(
+                f"EXT-X-STREAM-INF needs a positive BANDWIDTH, not {found}", url=url, lineno=lineno
+            )
+        uri = resolve_uri(check_variables(ref, url, lineno), url)
         if uri in seen:
             continue
         seen.add(uri)
-        average = info.average_bandwidth
-        if not isinstance(average, int) or average <= 0:  # absent, or unusable for ranking
-            average = None
-        variants.append(Variant(uri, bandwidth, average, info.codecs or None, info.resolution))
+        average = bandwidth_value(attrs.get("AVERAGE-BANDWIDTH"))  # None: absent or unusable for ranking
+        codecs = attrs.get("CODECS") or None
+        variants.append(Variant(uri, bandwidth, average, codecs, resolution_value(attrs.get("RESOLUTION"))))
     if not variants:
-        raise PlaylistParseError("master playlist has no variants", url=url)
+        raise PlaylistParseError("the master playlist has no variants", url=url)
     variants.sort(key=lambda v: (v.bitrate, v.bandwidth))
     return MasterPlaylist(url=url, variants=tuple(variants))
-
-
-def _key_fields(raw: Any) -> _KeyFields | None:
-    """METHOD, URI, IV and KEYFORMAT of an m3u8 key, or of the attributes m3u8 holds at a MAP tag."""
-    if raw is None:
-        return None
-    if isinstance(raw, dict):
-        return (raw.get("method"), raw.get("uri"), raw.get("iv"), raw.get("keyformat"))
-    return (raw.method, raw.uri, raw.iv, raw.keyformat)
 
 
 class _MediaBuilder:
     """Turns m3u8's segments into ours, in playlist order (BYTERANGE offsets chain)."""
 
-    def __init__(self, url: str, hook: _LineHook) -> None:
+    def __init__(self, url: str, hook: LineHook) -> None:
         self.url = url
         self.hook = hook
         self.start = 0.0
         self.range_ends: dict[str, int] = {}  # absolute URI -> end of its last range
-        self.inits: dict[_MapTag, InitSection] = {}
-        self.keys: dict[_KeyFields, Key | None] = {}
+        self.inits: dict[MapTag, InitSection] = {}
+        self.keys: dict[KeyFields, Key | None] = {}
 
     def build(self, loaded: m3u8.M3U8, max_segments: int) -> MediaPlaylist:
-        if not loaded.is_endlist:
-            raise PlaylistParseError("live playlists are not supported (no #EXT-X-ENDLIST)", url=self.url)
         if loaded.is_i_frames_only:
             raise PlaylistParseError("I-frame playlists are not supported", url=self.url)
         if not loaded.segments:
-            raise PlaylistParseError("media playlist has no segments", url=self.url)
+            raise PlaylistParseError("the playlist has no segments", url=self.url)
+        if not self.hook.is_complete(bool(loaded.is_endlist)):
+            raise PlaylistParseError(
+                "live playlists are not supported (no #EXT-X-ENDLIST, PLAYLIST-TYPE is not VOD)", url=self.url
+            )
         if len(loaded.segments) > max_segments:
             raise PlaylistParseError(f"more than {max_segments} segments", url=self.url)
         segments = tuple(self._segment(i, s) for i, s in enumerate(loaded.segments))
@@ -377,11 +294,11 @@ class _MediaBuilder:
         if raw.duration is None:
             raise PlaylistParseError("segment without EXTINF", url=self.url, lineno=lineno)
         duration = check_duration(raw.duration, "EXTINF", self.url, lineno)
-        uri = resolve_uri(raw.uri, self.url)
+        uri = resolve_uri(check_variables(raw.uri, self.url, lineno), self.url)
         tag = values.get("map")
         init = None if tag is None else self._init(tag, index)
         byterange = None if raw.byterange is None else self._range(raw.byterange, uri, lineno, None)
-        key = self._key(_key_fields(raw.key), index, lineno)
+        key = self._key(values.get("key"), index, values.get("key_line"))
         segment = Segment(
             index=index,
             sequence=self.hook.media_sequence + index,
@@ -396,12 +313,12 @@ class _MediaBuilder:
         self.start += duration
         return segment
 
-    def _init(self, tag: _MapTag, index: int) -> InitSection:
+    def _init(self, tag: MapTag, index: int) -> InitSection:
         init = self.inits.get(tag)
         if init is None:
             if not tag.uri:
                 raise PlaylistParseError("EXT-X-MAP without URI", url=self.url, lineno=tag.lineno)
-            uri = resolve_uri(tag.uri, self.url)
+            uri = resolve_uri(check_variables(tag.uri, self.url, tag.lineno), self.url)
             byterange = None
             if tag.byterange is not None:
                 # An init sits at the start of its resource when nothing precedes it
@@ -423,27 +340,31 @@ class _MediaBuilder:
         self.range_ends[uri] = offset + length
         return ByteRange(offset=offset, length=length)
 
-    def _key(self, fields: _KeyFields | None, index: int, lineno: int | None) -> Key | None:
+    def _key(self, fields: KeyFields | None, index: int, lineno: int | None) -> Key | None:
         if fields is None:
             return None
         if fields not in self.keys:
             self.keys[fields] = self._make_key(fields, index, lineno)
         return self.keys[fields]
 
-    def _make_key(self, fields: _KeyFields, index: int, lineno: int | None) -> Key | None:
+    def _make_key(self, fields: KeyFields, index: int, lineno: int | None) -> Key | None:
         method, uri, iv, keyformat = fields
-        method = str(method or "").strip().upper()
+        method = (method or "").strip().upper()
         if not method:
             raise PlaylistParseError("EXT-X-KEY without METHOD", url=self.url, lineno=lineno)
         if method == "NONE":
             return None
+        where = "" if lineno is None else f" (line {lineno})"
         if method != "AES-128":
-            raise KeyProcessingError(f"{method[:40]} is not supported", url=self.url, segment=index)
+            raise KeyProcessingError(
+                f"METHOD {method[:40]} is not supported{where}", url=self.url, segment=index
+            )
         if keyformat is not None and keyformat != "identity":
             raise KeyProcessingError(
-                f"KEYFORMAT {str(keyformat)[:60]!r} is not supported", url=self.url, segment=index
+                f"KEYFORMAT {keyformat[:60]!r} is not supported{where}", url=self.url, segment=index
             )
         if not uri:
             raise PlaylistParseError("AES-128 key without URI", url=self.url, lineno=lineno)
-        iv_value = None if iv is None else iv_bytes(str(iv), self.url, lineno)
-        return Key(method="AES-128", uri=resolve_uri(str(uri), self.url), iv=iv_value)
+        iv_value = None if iv is None else iv_bytes(iv, self.url, lineno)
+        uri = resolve_uri(check_variables(uri, self.url, lineno), self.url)
+        return Key(method="AES-128", uri=uri, iv=iv_value)

@@ -33,7 +33,6 @@ _HEADER = "#EXTM3U"
 _RANGE = re.compile(r"(\d{1,19})(?:@(\d{1,19}))?")
 _IV = re.compile(r"0[xX]([0-9a-fA-F]{1,32})")
 _DECIMAL = re.compile(r"\d{1,20}")
-_RESOLUTION = re.compile(r"\d{1,9}x\d{1,9}")
 _ATTRIBUTE = re.compile(r'([^=,"]+)=("[^"]*"|[^,"]*)')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -97,7 +96,9 @@ def playlist_body(text: str | bytes, url: str) -> tuple[str, int]:
             raise PlaylistParseError("not an HLS playlist (not UTF-8 text)", url=url) from exc
     body = text.lstrip().removeprefix(_BOM).lstrip()
     if not body.startswith(_HEADER):
-        raise PlaylistParseError("not an HLS playlist (no #EXTM3U header)", url=url)
+        # Tags are case-sensitive (RFC 8216 §4.1): a lower-case header is no header.
+        case = "; tags are upper case" if body[: len(_HEADER)].upper() == _HEADER else ""
+        raise PlaylistParseError(f"not an HLS playlist (no #EXTM3U header{case})", url=url)
     leading = text[: len(text) - len(body)]
     return body, len((leading + "x").splitlines()) - 1
 
@@ -105,7 +106,12 @@ def playlist_body(text: str | bytes, url: str) -> tuple[str, int]:
 def attributes(line: str) -> dict[str, str]:
     """A tag's attribute list: names upper-cased, values unquoted; what does not parse is left out."""
     body = line.partition(":")[2]
-    return {m[1].strip().upper(): m[2].strip('"') for m in _ATTRIBUTE.finditer(body)}
+    return {m[1].strip().upper(): _unquote(m[2].strip()) for m in _ATTRIBUTE.finditer(body)}
+
+
+def _unquote(value: str) -> str:
+    # Quoted in double quotes as RFC 8216 asks, or in single quotes as some packagers write.
+    return value[1:-1] if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'" else value
 
 
 def check_duration(raw: str | float, what: str, url: str, lineno: int | None) -> float:
@@ -131,8 +137,8 @@ def check_tag(line: str, url: str, lineno: int) -> None:
     """Refuse a tag whose value m3u8 would choke on, naming its line.
 
     m3u8 raises bare errors on them, some only after its line pass, where the
-    line is lost: a bad EXTINF, an EXT-X-KEY without METHOD or with a bad IV, an
-    EXT-X-STREAM-INF without a positive BANDWIDTH or with a bad RESOLUTION.
+    line is lost: a bad EXTINF; the key would fail later, without the line: an
+    EXT-X-KEY without METHOD or with a bad IV.
     """
     if line.startswith("#EXTINF"):
         # m3u8's own slicing, so a value that passes here parses there.
@@ -143,13 +149,6 @@ def check_tag(line: str, url: str, lineno: int) -> None:
             raise PlaylistParseError("EXT-X-KEY without METHOD", url=url, lineno=lineno)
         if "IV" in attrs:
             iv_bytes(attrs["IV"], url, lineno)
-    elif line.startswith("#EXT-X-STREAM-INF"):
-        attrs = attributes(line)
-        bandwidth = attrs.get("BANDWIDTH", "").strip()
-        if not _DECIMAL.fullmatch(bandwidth) or int(bandwidth) <= 0:
-            raise PlaylistParseError("EXT-X-STREAM-INF needs a positive BANDWIDTH", url=url, lineno=lineno)
-        if not _RESOLUTION.fullmatch(attrs.get("RESOLUTION", "0x0").strip()):
-            raise PlaylistParseError("invalid RESOLUTION", url=url, lineno=lineno)
 
 
 def iv_bytes(raw: str, url: str, lineno: int | None) -> bytes:

@@ -223,7 +223,14 @@ HOSTILE = [
         for v in _ABSURD
     ),
     _h("TARGETDURATION 1e12", _PPE, _swap(MEDIA, "TARGETDURATION:2", "TARGETDURATION:1e12", "ts/32k/x.m3u8")),
-    _h("live playlist", _PPE, _swap(MEDIA, "#EXT-X-ENDLIST", "", "ts/32k/live.m3u8")),
+    _h(
+        "live playlist",  # no ENDLIST, and an EVENT playlist (PLAYLIST-TYPE VOD would be complete without it)
+        _PPE,
+        lambda s: (
+            s.swap(MEDIA, "#EXT-X-ENDLIST", "", "ts/32k/live.m3u8"),
+            s.swap("ts/32k/live.m3u8", "PLAYLIST-TYPE:VOD", "PLAYLIST-TYPE:EVENT"),
+        )[1],
+    ),
     _h("SAMPLE-AES", _KPE, _swap("aes/index.m3u8", "METHOD=AES-128", "METHOD=SAMPLE-AES"), "aes"),
     _h("key of 17 bytes", _KPE, _key(bytes(17)), "aes"),
     _h("key with a newline", _KPE, _key(bytes(16) + b"\n"), "aes"),

@@ -658,10 +658,10 @@ def test_unknown_attributes_of_used_tags_are_ignored() -> None:
 _ERRORS = {
     "bad iv on an unused key": (media("#EXT-X-KEY:METHOD=NONE,IV=1\n#EXTINF:1,\na.ts\n"), PlaylistParseError),
     "empty method": (media('#EXT-X-KEY:METHOD="",URI="k"\n#EXTINF:1,\na.ts\n'), PlaylistParseError),
-    "keyformat of the first equal key": (
+    "keyformat of the last key": (
         media(
-            '#EXT-X-KEY:METHOD=AES-128,URI="k",KEYFORMAT="com.example"\n#EXT-X-KEY:METHOD=AES-128,URI="k"\n'
-            "#EXTINF:1,\na.ts\n"
+            '#EXT-X-KEY:METHOD=AES-128,URI="k"\n#EXTINF:1,\na.ts\n'
+            '#EXT-X-KEY:METHOD=AES-128,URI="k",KEYFORMAT="com.example"\n#EXTINF:1,\nb.ts\n'
         ),
         KeyProcessingError,
     ),
@@ -681,8 +681,10 @@ _ERRORS = {
         PlaylistParseError,
     ),
     "control character": (media("#EXTINF:1,\na\x00b.ts\n"), InvalidUrl),
-    "key attribute without a value": (
-        media('#EXT-X-KEY:METHOD=AES-128,URI="k",FOO\n#EXTINF:1,\na.ts\n'),
+    "key without uri after a key with one": (
+        media(
+            '#EXT-X-KEY:METHOD=AES-128,URI="k"\n#EXTINF:1,\na.ts\n#EXT-X-KEY:METHOD=AES-128\n#EXTINF:1,\nb.ts\n'
+        ),
         PlaylistParseError,
     ),
 }
@@ -692,6 +694,24 @@ _ERRORS = {
 def test_errors(text: str, error: type[HlsError]) -> None:
     with pytest.raises(error):
         parse(text, URL)
+
+
+def test_the_identity_key_of_keys_in_a_row_counts() -> None:
+    other = '#EXT-X-KEY:METHOD=SAMPLE-AES,URI="skd://k",KEYFORMAT="com.apple.streamingkeydelivery"\n'
+    identity = '#EXT-X-KEY:METHOD=AES-128,URI="k",KEYFORMAT="identity"\n'
+    for keys in (other + identity, identity + other):
+        (seg,) = parse_media(media(keys + "#EXTINF:1,\na.ts\n"), URL).segments
+        assert seg.key == Key("AES-128", BASE + "k", None)
+    # A key after a segment replaces the one in force, whatever its KEYFORMAT.
+    with pytest.raises(KeyProcessingError):
+        parse(media(identity + "#EXTINF:1,\na.ts\n" + other + "#EXTINF:1,\nb.ts\n"), URL)
+
+
+def test_an_attribute_without_a_value_is_ignored() -> None:
+    text = media('#EXT-X-KEY:METHOD=AES-128,URI="k",FOO\n#EXT-X-MAP:URI="i.mp4",BAR\n#EXTINF:1,\na.mp4\n')
+    (seg,) = parse_media(text, URL).segments
+    assert seg.key == Key("AES-128", BASE + "k", None)
+    assert seg.init is not None and seg.init.uri == BASE + "i.mp4"
 
 
 def test_a_map_range_without_offset_follows_the_segment_ranges() -> None:
