@@ -141,22 +141,25 @@ def cmd_cache(args: argparse.Namespace) -> int:
     """Inspect or clear the cache."""
     from .cache import Cache
     from .catalog import Catalog, stream_id
+    from .localfile import to_url
 
     cache = Cache(CacheOptions(dir=args.cache_dir) if args.cache_dir else CacheOptions())
+    # A stream opened by path is recorded under its file:// URL.
+    url = to_url(args.url) if args.url else None
     try:
         catalog = Catalog(cache)
         if args.action == "size":
             print(f"{cache.volume()} bytes in {cache.path}")
         elif args.action == "ls":
-            wanted = stream_id(args.url) if args.url else None
+            wanted = stream_id(url) if url else None
             for rec in catalog.streams():
                 if wanted is None or rec.stream_id == wanted:
                     used = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.last_used))
                     lease = "  (open)" if rec.leased else ""
                     print(f"{rec.bytes:>12}  {rec.resources:>5} res  {used}  {rec.url}{lease}")
         else:
-            catalog.clear(args.url)
-            print("cleared " + ("everything" if args.url is None else "one stream"))
+            catalog.clear(url)
+            print("cleared " + ("everything" if url is None else "one stream"))
     finally:
         cache.close()
     return 0

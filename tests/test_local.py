@@ -367,6 +367,19 @@ def test_cli_cat_of_a_path_is_byte_exact(fixtures: dict[str, StreamFixture], tmp
     assert done.stdout == fx.expected(0)
 
 
+def test_cli_cache_ls_and_clear_find_a_stream_opened_by_path(
+    fixtures: dict[str, StreamFixture], tmp_path: Path
+):
+    fx, cache = fixtures["ts"], str(tmp_path / "cache")
+    assert _cli("cat", f"./{fx.entry}", "--variant", "0", "--cache-dir", cache, cwd=fx.root).returncode == 0
+    listed = _cli("cache", "ls", f"./{fx.entry}", "--cache-dir", cache, cwd=fx.root)
+    assert listed.returncode == 0, listed.stderr
+    assert fx.entry in listed.stdout.decode()
+    cleared = _cli("cache", "clear", f"./{fx.entry}", "--cache-dir", cache, cwd=fx.root)
+    assert cleared.stdout.decode().strip() == "cleared one stream"
+    assert _cli("cache", "ls", "--cache-dir", cache, cwd=fx.root).stdout == b""
+
+
 def test_cli_names_a_missing_path(tmp_path: Path):
     done = _cli("info", "./folder/master.m3u8", "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert done.returncode == 1
