@@ -16,6 +16,7 @@ import argparse
 import bisect
 import itertools
 import json
+import logging
 import queue
 import resource
 import sys
@@ -133,20 +134,42 @@ def kithara(args: argparse.Namespace) -> Runner:
     return run
 
 
+class _ResponseCount(logging.Handler):
+    """Counts the responses urllib3's connection pools receive: it logs one DEBUG record each,
+    ``'%s://%s:%s "%s %s %s" %s %s'``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith("%s://%s:%s "):
+            self.count += 1
+
+
 def kithara_seek(args: argparse.Namespace) -> Runner:
-    """Open, seek_time() to `--seek` seconds at once, read 16 KiB: the time from seek to first byte."""
+    """Open, seek_time() to `--seek` seconds at once, read `--seek-read` bytes: the time from
+    seek to first byte, and the HTTP responses in between."""
     import kithara_hls
+
+    responses = _ResponseCount()
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    pool_log.setLevel(logging.DEBUG)
+    pool_log.addHandler(responses)
+    pool_log.propagate = False
 
     def run(probe: Probe) -> dict[str, Any]:
         with kithara_hls.open(args.url, _kithara_options(args)) as f:
             opened = time.perf_counter() - probe.t0
+            before = responses.count
             t0 = time.perf_counter()
             f.seek_time(args.seek)
             sought = time.perf_counter() - t0
-            n = f.readinto(bytearray(FIRST_READ_BYTES))
+            n = f.readinto(bytearray(args.seek_read))
             first = time.perf_counter() - t0
+            requests = responses.count - before
             probe.got(n)
-        return {"open_s": opened, "seek_call_s": sought, "seek_ttfb_s": first}
+        return {"open_s": opened, "seek_call_s": sought, "seek_ttfb_s": first, "seek_requests": requests}
 
     return run
 
@@ -532,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="peer concurrency")
     parser.add_argument("--read-bytes", type=int, default=READ_BUFFER_BYTES, help="read size after the first")
     parser.add_argument("--seek", type=float, default=0.0, help="seek_time target, seconds")
+    parser.add_argument(
+        "--seek-read", type=int, default=FIRST_READ_BYTES, help="bytes the seek client reads after seek_time"
+    )
     args = parser.parse_args(argv)
     run = CLIENTS[args.client](args)
     print("ready", flush=True)

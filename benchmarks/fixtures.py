@@ -1,7 +1,8 @@
 """Benchmark fixtures: the streams the benchmark lines read, built once under a work folder.
 
 Codec-free streams come from `kithara_hls.testing.build_large` (seeded random
-bytes, EXTINF 4.0); the AES-128 copy is encrypted here with pycryptodome (IV =
+bytes, EXTINF 4.0), the long titles of the far-seek line too, with tiny
+segments so that 40,000 of them build in seconds; the AES-128 copy is encrypted here with pycryptodome (IV =
 media sequence number, no IV attribute); the AAC stream is written by ffmpeg's
 HLS muxer through PyAV. Every build leaves a marker, so a kept ``--workdir`` is
 reused by the next run.
@@ -36,11 +37,14 @@ class Sizes:
     huge_bytes: int
     parse_segments: int
     aac_seconds: float
+    #: Segment counts of the long titles (the far-seek line), and their segments' size.
+    long_segments: tuple[int, ...] = (900, 40_000)
+    long_bytes: int = 1 * KIB
 
 
 #: The sizes the targets are stated for: 100 × 512 KiB, 900 × 64 KiB, 1000 × 512 KiB.
 FULL = Sizes(100, 512 * KIB, 900, 64 * KIB, 1000, 512 * KIB, 1_200, 240.0)
-#: A smoke test: the same shapes, smaller bodies.
+#: A smoke test: the same shapes, smaller bodies (the long titles stay: their length is the point).
 QUICK = Sizes(20, 512 * KIB, 900, 16 * KIB, 100, 512 * KIB, 1_200, 48.0)
 
 
@@ -79,6 +83,7 @@ class Fixtures:
         self.root = Path(root)
         self.sizes = sizes
         self.root.mkdir(parents=True, exist_ok=True)
+        self._long: dict[int, Stream] = {}
 
     def _large(self, name: str, segments: int, segment_bytes: int) -> Stream:
         fixture = testing.build_large(self.root, name=name, segments=segments, segment_bytes=segment_bytes)
@@ -95,6 +100,12 @@ class Fixtures:
         """The "1-hour" stream for the seek line: 900 segments of EXTINF 4.0."""
         s = self.sizes
         return self._large(f"hour_{s.hour_segments}", s.hour_segments, s.hour_bytes)
+
+    def long_title(self, segments: int) -> Stream:
+        """A title of `segments` tiny segments (`Sizes.long_bytes` each, EXTINF 4.0), for far seeks."""
+        if segments not in self._long:
+            self._long[segments] = self._large(f"long_{segments}", segments, self.sizes.long_bytes)
+        return self._long[segments]
 
     @functools.cached_property
     def huge(self) -> Stream:

@@ -174,11 +174,17 @@ class FetchPool:
         again whenever a size is still missing, as a probe or download that
         ends without one (an ABR switch cancelled it) leaves nothing queued.
         """
-        layout = self._layout
+        if not indices:
+            return
+        # One snapshot, taken outside the pool's lock: a far seek asks for thousands of parts.
+        first = min(indices)
+        parts = self._layout.parts(first, max(indices) + 1)
         with self._lock:
             fresh = []
             for index in indices:
-                rid = layout.part(index).rid
+                if index - first >= len(parts):
+                    continue
+                rid = parts[index - first].rid
                 if rid not in self._queued and rid not in self._probing and rid not in self._inflight:
                     self._queued.add(rid)
                     fresh.append((index, rid))

@@ -144,9 +144,15 @@ class Layout:
         self._parts = list(parts)
         self._info: dict[str, SizeInfo] = {}
         self._offsets = [0]  # offsets[i]: start of part i, for i < len(offsets)
-        self._starts = [p.start for p in self._parts]
+        self._index_times()
         self._resources: int | None = None
         self.committed = 0
+
+    def _index_times(self) -> None:
+        """The media times `window` and `index_at_time` bisect. Call under the lock (or in __init__)."""
+        self._starts = [p.start for p in self._parts]
+        self._media = [i for i, p in enumerate(self._parts) if not p.is_init]
+        self._media_starts = [self._parts[i].start for i in self._media]
 
     def __len__(self) -> int:
         return len(self._parts)
@@ -238,17 +244,16 @@ class Layout:
             return [(p, plain_size(p, info.get(p.rid))) for p in self._parts[start:stop]]
 
     def index_at_time(self, t: float) -> int:
-        """Index of the media part holding media time `t` (clamped)."""
+        """Index of the media part holding media time `t` (clamped to the first and last), in O(log n).
+
+        Of media parts sharing a start (zero-length segments), the first.
+        """
         with self._lock:
-            i = max(0, bisect.bisect_right(self._starts, t) - 1)
-            while i < len(self._parts) - 1 and self._parts[i].is_init:
-                i += 1
-            # Several parts may share a start (init + media): take the media one.
-            while (
-                i > 0 and self._parts[i - 1].start == self._parts[i].start and not self._parts[i - 1].is_init
-            ):
-                i -= 1
-            return i
+            starts = self._media_starts
+            if not starts:
+                return len(self._parts)
+            k = max(0, bisect.bisect_right(starts, t) - 1)
+            return self._media[bisect.bisect_left(starts, starts[k], hi=k)]
 
     def commit(self, index: int) -> None:
         """Freeze parts up to and including `index`."""
@@ -261,7 +266,7 @@ class Layout:
             if index < self.committed:
                 return False
             self._parts[index:] = parts
-            self._starts = [p.start for p in self._parts]
+            self._index_times()
             self._resources = None
             del self._offsets[index + 1 :]
             self._extend()

@@ -3,7 +3,9 @@
 A read locates its part in the layout, tells the pool (and ABR) where the
 reader is, and copies from the store, waiting on a range, never on a whole
 segment. Offsets past the known sizes are resolved first: a part's size comes
-from its download's headers, or from a probe batched with those ahead.
+from its download's headers, or from a probe batched with those ahead. A read
+after a seek by time names its part instead (`read_at`): it needs no size of
+the parts before it.
 """
 
 from __future__ import annotations
@@ -82,10 +84,7 @@ class Reader:
             if index >= len(layout):
                 self._end()
                 break
-            part = layout.part(index)
-            layout.commit(index)
-            if index != self._part:
-                self._entered(index, part)
+            part = self._enter(index)
             # A part still in its download task will tell its size: from its headers, or
             # (AES-128 padding) just after its body is stored.
             if off > 0 and layout.size_of(index) is None and not pool.in_flight(part.rid):
@@ -98,9 +97,39 @@ class Reader:
             filled += n
         return filled
 
-    def prefetch(self, index: int) -> None:
-        """Start downloading part `index` now (a seek is about to read it)."""
-        self._pool.demand(index)
+    def read_at(self, index: int, inner: int, out: memoryview) -> tuple[int, int, int]:
+        """Fill `out` from offset `inner` in part `index`, whatever the part's absolute offset.
+
+        Returns (bytes read, part, offset in it) of the position after them; short
+        only at the end of the stream. The sizes of earlier parts are never needed.
+        """
+        deadline = self.deadline()
+        filled = 0
+        if self._part < 0:
+            self._bus.seal()
+        while filled < len(out):
+            if time.monotonic() > deadline:
+                raise NetError("no data within the read deadline")
+            if index >= len(self._layout):
+                self._end()
+                break
+            part = self._enter(index)
+            n = self._read_part(index, part, inner, out[filled:], deadline, len(out))
+            if n == 0:
+                self._settle_size(index, part, inner)
+                index, inner = index + 1, 0
+                continue
+            filled += n
+            inner += n
+        return filled, index, inner
+
+    def land(self, index: int) -> None:
+        """A seek lands at the start of part `index`: freeze the parts up to it (an ABR switch
+        then re-plans only after it), download it now, and look ahead from there."""
+        if index < len(self._layout):
+            self._layout.commit(index)
+            self._pool.demand(index)
+            self._pool.set_reader(index)
 
     def resolve_sizes(self, start: int, stop: int, deadline: float, ahead: int = 0) -> None:
         """Wait until parts [start, stop) have known sizes; probes them (and `ahead` more) in parallel.
@@ -111,13 +140,17 @@ class Reader:
         while True:
             generation = self._store.generation
             unknown = self._layout.unknown(start, stop + ahead)
-            # Asked on every pass: the pool skips what is queued or running, and a
+            # Asked again on each plan: the pool skips what is queued or running, and a
             # probe an ABR switch cancelled must be asked for again.
             self._pool.probe(unknown)
             waiting = [i for i in unknown if i < stop]
             if not waiting:
                 return
-            self._wait_size(waiting[0], deadline, generation)
+            # Waited for in order, each once: sizes arrive about in order, so a pass
+            # costs the number of parts, not that many times over.
+            for index in waiting:
+                if not self._wait_size(index, deadline, generation):
+                    break
 
     def buffer_level(self) -> float:
         """Media seconds stored contiguously ahead of the read position."""
@@ -138,6 +171,14 @@ class Reader:
                 return
             self._eos_sent = True
         self._bus.publish(ev.EndOfStream())
+
+    def _enter(self, index: int) -> Part:
+        """Part `index`, frozen now that the reader is in it; events, look-ahead and ABR follow."""
+        part = self._layout.part(index)
+        self._layout.commit(index)
+        if index != self._part:
+            self._entered(index, part)
+        return part
 
     def _entered(self, index: int, part: Part) -> None:
         """The reader moved into part `index`: events, look-ahead and ABR follow."""
@@ -190,16 +231,22 @@ class Reader:
         if info is None or self._layout.size_of(index) is None:
             raise HlsError("size of a finished part is unknown", url=part.url, segment=part.segment)
 
-    def _wait_size(self, index: int, deadline: float, generation: int) -> None:
-        part = self._layout.part(index)
+    def _wait_size(self, index: int, deadline: float, generation: int) -> bool:
+        """Wait for the size of part `index`; False if the plan changed first (an ABR switch)."""
+        found = self._layout.parts(index, index + 1)
+        if not found:  # a switch shortened the plan
+            return False
+        part = found[0]
         try:
             info = self._store.wait_size(part.rid, part.key is not None, deadline, generation)
-            if info is not None:
-                # The layout may have been built after the store learnt this size.
-                self._layout.learn(part.rid, info)
         except HlsError:
             self._store.clear_error(part.rid)
             raise
+        if info is None:
+            return False
+        # The layout may have been built after the store learnt this size.
+        self._layout.learn(part.rid, info)
+        return True
 
     def _end(self) -> None:
         """The reader reached the end; EndOfStream follows once downloads in flight have finished."""

@@ -29,6 +29,9 @@ class HlsSource(io.RawIOBase):
     def __init__(self, url: str | os.PathLike[str], options: HlsOptions | None = None) -> None:
         super().__init__()
         self._pos = 0
+        # After seek_time(): (part index, offset in it) while that part's absolute offset
+        # is unknown; reads go on from there, and tell() or a relative seek resolves it.
+        self._anchor: tuple[int, int] | None = None
         self._session = Session(to_url(url), options or HlsOptions())
 
     # -- stream facts ------------------------------------------------------------
@@ -89,14 +92,19 @@ class HlsSource(io.RawIOBase):
         """Fill `buffer` from the current position; fewer bytes only at the end of the stream."""
         self._check_open()
         out = memoryview(buffer).cast("B")
-        n = self._session.reader.read_into(self._pos, out)
-        self._pos += n
+        if self._anchor is None:
+            n = self._session.reader.read_into(self._pos, out)
+            self._pos += n
+            return n
+        n, index, inner = self._session.reader.read_at(*self._anchor, out)
+        self._anchor = (index, inner)
+        self._settle()
         return n
 
     def tell(self) -> int:
-        """The current position."""
+        """The current position (after `seek_time`, waits for the sizes of the segments before it)."""
         self._check_open()
-        return self._pos
+        return self._absolute()
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         """Move to `offset` (whence 0, 1 or 2) and return the new position."""
@@ -104,14 +112,14 @@ class HlsSource(io.RawIOBase):
         if whence == io.SEEK_SET:
             pos = offset
         elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
+            pos = self._absolute() + offset
         elif whence == io.SEEK_END:
             pos = self.size() + offset
         else:
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if pos < 0:
             raise ValueError(f"negative seek position {pos}")
-        self._pos = pos
+        self._pos, self._anchor = pos, None
         return pos
 
     def size(self) -> int:
@@ -124,19 +132,43 @@ class HlsSource(io.RawIOBase):
             raise HlsError("stream size unknown")
         return total
 
-    def seek_time(self, seconds: float) -> int:
-        """Move to the start of the segment holding `seconds`; returns the byte offset."""
+    def seek_time(self, seconds: float) -> float:
+        """Move to the start of the segment holding `seconds` (clamped); returns that segment's
+        start time.
+
+        The segment's download starts at once and reads begin there without
+        waiting for the sizes of the segments before it; `tell()` and relative
+        seeks learn those sizes (probing them) when they are called.
+        """
         self._check_open()
         reader, layout = self._session.reader, self._session.layout
         index = layout.index_at_time(float(seconds))
-        deadline = reader.deadline()
-        reader.prefetch(index)  # its download starts while earlier sizes are probed
-        reader.resolve_sizes(0, index, deadline)
-        start = layout.start_of(index)
-        if start is None:
-            raise HlsError("segment offset unknown", segment=index)
-        self._pos = start
-        return start
+        if index >= len(layout):
+            raise HlsError("the stream has no media segment")
+        reader.land(index)
+        self._anchor = (index, 0)
+        self._settle()
+        return layout.part(index).start
+
+    def _settle(self) -> None:
+        """Leave the anchor for an absolute position once its part's offset is known."""
+        if self._anchor is not None:
+            index, inner = self._anchor
+            start = self._session.layout.start_of(index)
+            if start is not None:
+                self._pos, self._anchor = start + inner, None
+
+    def _absolute(self) -> int:
+        """The absolute position, resolving the anchor (probing the sizes before it) if needed."""
+        if self._anchor is not None:
+            index = self._anchor[0]
+            reader = self._session.reader
+            reader.resolve_sizes(0, index, reader.deadline())
+            self._settle()
+            if self._anchor is not None:
+                parts = self._session.layout.parts(index, index + 1)
+                raise HlsError("segment offset unknown", segment=parts[0].segment if parts else None)
+        return self._pos
 
     def close(self) -> None:
         """Stop every background thread and release the cache. Idempotent."""
@@ -154,7 +186,12 @@ class HlsSource(io.RawIOBase):
             raise ValueError(_CLOSED_MSG)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"pos={self._pos}"
+        if self.closed:
+            state = "closed"
+        elif self._anchor is not None:
+            state = f"part={self._anchor[0]}+{self._anchor[1]}"
+        else:
+            state = f"pos={self._pos}"
         return f"<HlsSource {state}>"
 
 
