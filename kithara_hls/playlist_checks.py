@@ -15,9 +15,10 @@ file: its URIs resolve against its http(s) URL and must stay http(s).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 from kithara_hls.errors import InvalidUrl, PlaylistParseError
 
@@ -35,6 +36,9 @@ _IV = re.compile(r"0[xX]([0-9a-fA-F]{1,32})")
 _DECIMAL = re.compile(r"\d{1,20}")
 _ATTRIBUTE = re.compile(r'([^=,"]+)=("[^"]*"|[^,"]*)')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A relative path of plain names (no scheme, query, escapes, or "." and ".." steps): the
+# common segment URI, which resolves to the playlist's folder plus the name.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*")
 
 
 def check_url(url: str, *, parent: str | None = None, local: bool = False) -> str:
@@ -66,6 +70,9 @@ def resolve_uri(ref: str, base: str) -> str:
     Under a ``file:`` base (a playlist on disk the user named) a relative `ref`
     is a file beside it; under an http(s) base it is never a local file.
     """
+    if _PLAIN_PATH.fullmatch(ref):
+        # Same scheme and host as `base`, which was checked when its playlist was read.
+        return _folder(base) + ref
     if _CONTROL.search(ref):
         raise InvalidUrl("URI holds control characters", url=ref)
     try:
@@ -73,6 +80,14 @@ def resolve_uri(ref: str, base: str) -> str:
     except ValueError as exc:
         raise InvalidUrl("malformed URI", url=ref) from exc
     return check_url(joined, parent=base)
+
+
+@functools.lru_cache(maxsize=64)
+def _folder(base: str) -> str:
+    """What `urljoin` puts before a plain relative name: `base` up to its path's last slash."""
+    parts = _split(base)
+    path = parts.path[: parts.path.rfind("/") + 1] or "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def looks_like_playlist(head: bytes) -> bool:

@@ -24,6 +24,7 @@ from kithara_hls.playlist import (
     parse_master,
     parse_media,
 )
+from kithara_hls.playlist_checks import resolve_uri
 from kithara_hls.testing import StreamFixture
 
 # The final URL after redirects: relative URIs resolve against this, not the first URL.
@@ -810,3 +811,24 @@ def test_fuzz_generated_media_playlists(
         else:
             assert seg.byterange is not None and seg.byterange.length == byterange[0]
             assert byterange[1] is None or seg.byterange.offset == byterange[1]
+
+
+_NAME = st.text(alphabet="abcXYZ019._~-", min_size=1, max_size=8).filter(lambda s: s[0] != ".")
+
+
+@given(
+    base=st.sampled_from(
+        [
+            "http://h/a/b/index.m3u8",
+            "https://h:8443/index.m3u8?token=1",
+            "http://h",
+            "https://h/dir/",
+            "https://h/a;p/b.m3u8",
+            "file:///media/x/y.m3u8",
+        ]
+    ),
+    names=st.lists(_NAME, min_size=1, max_size=3),
+)
+def test_a_plain_relative_name_resolves_as_urljoin_does(base: str, names: list[str]) -> None:
+    ref = "/".join(names)
+    assert resolve_uri(ref, base) == urljoin(base, ref)
