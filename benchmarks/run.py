@@ -34,7 +34,7 @@ run's deleted files (creating files right after a 52 MB delete cost a cold
 read about 10 % more). With ``--repeat N`` each figure is the median.
 
 Lines (``--only`` takes a comma-separated list): wan, ttfb, lan, warm, seek,
-memory, idle, parse, decrypt, av. Peers (streamlink, yt-dlp, PyAV) that are
+seek-long, memory, idle, parse, decrypt, av. Peers (streamlink, yt-dlp, PyAV) that are
 not installed are reported and their rows skipped. All traffic goes to
 127.0.0.1. MB is 10^6 bytes; RSS is in MiB.
 """
