@@ -120,46 +120,33 @@ def test_a_fetch_worker_crash_reaches_the_reader(
         assert failures and not failures[0].recoverable
 
 
-def test_an_abr_thread_crash_reaches_the_reader(
+@pytest.mark.parametrize(
+    ("target", "name", "stream", "variant", "stalled_segment", "kind"),
+    [
+        pytest.param(AbrController, "decide", "ts", None, 1, kithara_hls.AbrError, id="abr-thread"),
+        # A job beside the first download.
+        pytest.param(KeyManager, "prefetch", "aes", 0, 0, kithara_hls.DriverError, id="pool-job"),
+        pytest.param(Catalog, "record", "ts", 0, 0, kithara_hls.DriverError, id="bookkeeping"),
+    ],
+)
+def test_a_background_crash_reaches_the_reader(
     fixtures: Fixtures,
     origin: Origin,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     stalled: Callable[[str, int], None],
+    target: type,
+    name: str,
+    stream: str,
+    variant: int | None,
+    stalled_segment: int,
+    kind: type[kithara_hls.DriverError],
 ) -> None:
-    monkeypatch.setattr(AbrController, "decide", boom)
-    fx = fixtures["ts"]
-    stalled("ts", 1)
-    with kithara_hls.open(origin.url(fx.entry), opts(tmp_path, variant=None)) as f:
-        assert_crash(read_error(f), kithara_hls.AbrError)
-
-
-def test_a_pool_job_crash_reaches_the_reader(
-    fixtures: Fixtures,
-    origin: Origin,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    stalled: Callable[[str, int], None],
-) -> None:
-    monkeypatch.setattr(KeyManager, "prefetch", boom)  # a job beside the first download
-    fx = fixtures["aes"]
-    stalled("aes", 0)
-    with kithara_hls.open(origin.url(fx.entry), opts(tmp_path)) as f:
-        assert_crash(read_error(f), kithara_hls.DriverError)
-
-
-def test_a_bookkeeping_crash_reaches_the_reader(
-    fixtures: Fixtures,
-    origin: Origin,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    stalled: Callable[[str, int], None],
-) -> None:
-    monkeypatch.setattr(Catalog, "record", boom)
-    fx = fixtures["ts"]
-    stalled("ts", 0)
-    with kithara_hls.open(origin.url(fx.entry), opts(tmp_path)) as f:
-        assert_crash(read_error(f), kithara_hls.DriverError)
+    monkeypatch.setattr(target, name, boom)
+    fx = fixtures[stream]
+    stalled(stream, stalled_segment)
+    with kithara_hls.open(origin.url(fx.entry), opts(tmp_path, variant=variant)) as f:
+        assert_crash(read_error(f), kind)
 
 
 def test_a_failing_cache_write_in_the_bookkeeping_only_warns(
