@@ -121,15 +121,15 @@ def check_status(
     and the host that answered ("HTTP 404 Not Found from cdn.example:443").
     """
     status = resp.status_code
-    host = host_of(resp.url or url)
     if status in ok:
         encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
         if identity and encoding not in ("", "identity"):
             cause = f"Content-Encoding {encoding!r} on a byte-exact request"
-            raise NetError(f"{cause} from {host}", url=url, status=status, cause=cause)
+            raise NetError(f"{cause} from {host_of(resp.url or url)}", url=url, status=status, cause=cause)
         return
     phrase = status_phrase(status)
-    message = f"{phrase} from {host}"
+    # Named only for a failure: parsing the URL on every success costs each request.
+    message = f"{phrase} from {host_of(resp.url or url)}"
     if is_retryable_status(status):
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         raise TransientError(message, url=url, status=status, retry_after=retry_after, cause=phrase)
