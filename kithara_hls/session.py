@@ -25,7 +25,7 @@ from .keys import KeyManager
 from .layout import Layout, build_parts
 from .loader import PlaylistLoader
 from .options import HlsOptions
-from .playlist import Variant
+from .playlist import MediaPlaylist, Variant
 from .reader import Reader
 from .store import Store
 from .switching import Switcher, learn_byteranges, offline_plan
@@ -91,8 +91,8 @@ class Session:
             raise
 
     def _open(self, url: str) -> None:
-        options, net = self.options, self.options.network
-        loader = self.loader
+        """Read the playlists, lay out the stream, then wire and start its parts."""
+        options, loader = self.options, self.loader
         loader.open(url)
         choice = options.variant
         first = _first_variant(loader.variants, choice, options.abr.max_bandwidth, url)
@@ -106,6 +106,13 @@ class Session:
         self.duration = media.duration
         self.store.on_size = layout.learn
         learn_byteranges(layout, layout.parts())
+        reason = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
+        self._wire(layout, reason)
+        self._start(media, first, choice)
+
+    def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
+        """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
+        options, net, loader = self.options, self.options.network, self.loader
         self.tasks = TaskRunner(
             store=self.store,
             client=self.client,
@@ -130,7 +137,6 @@ class Session:
         pool.on_finished = self._on_finished
         pool.on_exit = self.cache.close
         pool.on_crash = self._task_crashed
-        reason = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
         switcher = self.switcher = self._switcher = Switcher(
             layout=layout,
             loader=loader,
@@ -154,6 +160,11 @@ class Session:
             read_deadline_s=net.read_deadline,
             duration=self.duration,
         )
+
+    def _start(self, media: MediaPlaylist, first: int, choice: int | None) -> None:
+        """Start the downloads, the cache's books and (several variants, online) ABR."""
+        options, net, loader = self.options, self.options.network, self.loader
+        layout, pool = self.layout, self.pool
         stored = len(layout) > 0 and self.cache.blob_length(layout.part(0).rid) > 0
         if stored:
             # Read from the cache: the workers must find its sizes known.
@@ -169,7 +180,7 @@ class Session:
             pool.submit(lambda: self.keys.prefetch(first_key, deadline))
         self.books.begin(media, first, loader.take_unsaved(), stored=stored)
         if len(loader.variants) > 1 and not options.offline:
-            switcher.start_abr(
+            self.switcher.start_abr(
                 options.abr,
                 lookahead_s=net.lookahead,
                 buffer_level=self.reader.buffer_level,
