@@ -45,6 +45,7 @@ EN_HZ = 440.0  # English, and the first period of the discontinuity fixtures
 FR_HZ = 660.0  # French, and the second period
 SEGMENT_S = 1.0
 CONTENT_S = 4.0
+REALWORLD_VERSION = 1  # bump when a real-world builder's output changes
 _CODEC_NAMES = {"libmp3lame": "mp3"}
 VIDEO_LADDER = (VideoSpec(320, 180, 200_000), VideoSpec(160, 90, 80_000))
 
@@ -180,7 +181,7 @@ def video_paths(tracks: Mapping[str, Track]) -> frozenset[str]:
     return frozenset(p for t in video for p in (t.playlist, *t.inits, *t.segments))
 
 
-def _hls_options(work: Path, var_stream_map: str, fmp4: bool, **extra: str) -> dict[str, str]:
+def hls_options(work: Path, var_stream_map: str, fmp4: bool, **extra: str) -> dict[str, str]:
     """The hls muxer's options for one run writing `master.m3u8` and a folder per variant."""
     ext = "m4s" if fmp4 else "ts"
     options = {
@@ -196,7 +197,7 @@ def _hls_options(work: Path, var_stream_map: str, fmp4: bool, **extra: str) -> d
     return options
 
 
-def _finish(
+def finish_fixture(
     root: Path, name: str, tracks: dict[str, Track], packager: str = "ffmpeg hls muxer"
 ) -> RealWorldFixture:
     return RealWorldFixture(name, root, f"{name}/master.m3u8", tracks, video_paths(tracks), packager=packager)
@@ -215,19 +216,19 @@ def build_renditions(root: str | Path, *, fmp4: bool = False, name: str | None =
     audios = (AudioSpec(EN_HZ), AudioSpec(FR_HZ))
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, fmp4)
+        options = hls_options(work, vmap, fmp4)
         encode_streams(
             work / "%v" / "index.m3u8", "hls", options, videos=VIDEO_LADDER, audios=audios, seconds=CONTENT_S
         )
 
-    root = build_once(root, name, {"fmp4": fmp4, "vmap": vmap}, make)
+    root = build_once(root, name, {"rw": REALWORLD_VERSION, "fmp4": fmp4, "vmap": vmap}, make)
     tracks = {
         "v180": make_track(root, "v180", f"{name}/v180/index.m3u8", "video"),
         "v90": make_track(root, "v90", f"{name}/v90/index.m3u8", "video"),
     }
     for key, spec in zip(("en", "fr"), audios, strict=True):
         tracks[key] = make_track(root, key, f"{name}/{key}/index.m3u8", "audio", language=key, spec=(spec))
-    return _finish(root, name, tracks)
+    return finish_fixture(root, name, tracks)
 
 
 #: The audio-only ladder: (track name, sample rate, bitrate), lowest first.
@@ -242,15 +243,15 @@ def build_audio_ladder(root: str | Path, *, fmp4: bool = False, name: str | None
     vmap = " ".join(f"a:{i},name:{key}" for i, (key, _, _) in enumerate(AUDIO_LADDER))
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, fmp4)
+        options = hls_options(work, vmap, fmp4)
         encode_streams(work / "%v" / "index.m3u8", "hls", options, audios=specs, seconds=CONTENT_S)
 
-    root = build_once(root, name, {"fmp4": fmp4, "vmap": vmap}, make)
+    root = build_once(root, name, {"rw": REALWORLD_VERSION, "fmp4": fmp4, "vmap": vmap}, make)
     tracks = {
         key: make_track(root, key, f"{name}/{key}/index.m3u8", "audio", spec=(spec))
         for (key, _, _), spec in zip(AUDIO_LADDER, specs, strict=True)
     }
-    return _finish(root, name, tracks)
+    return finish_fixture(root, name, tracks)
 
 
 def build_muxed_ladder(root: str | Path, *, name: str = "muxed_ladder_ts") -> RealWorldFixture:
@@ -261,18 +262,18 @@ def build_muxed_ladder(root: str | Path, *, name: str = "muxed_ladder_ts") -> Re
     specs = (AudioSpec(EN_HZ, bitrate=96_000), AudioSpec(EN_HZ, bitrate=64_000))
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, False)
+        options = hls_options(work, vmap, False)
         videos = VIDEO_LADDER[:1]
         encode_streams(
             work / "%v" / "index.m3u8", "hls", options, videos=videos, audios=specs, seconds=CONTENT_S
         )
 
-    root = build_once(root, name, {"vmap": vmap}, make)
+    root = build_once(root, name, {"rw": REALWORLD_VERSION, "vmap": vmap}, make)
     tracks = {
         "av": make_track(root, "av", f"{name}/av/index.m3u8", "muxed", spec=(specs[0])),
         "audio": make_track(root, "audio", f"{name}/audio/index.m3u8", "audio", spec=(specs[1])),
     }
-    return _finish(root, name, tracks)
+    return finish_fixture(root, name, tracks)
 
 
 GAP_INDEX = 2  # the segment marked EXT-X-GAP in the gap fixtures
@@ -291,12 +292,14 @@ def build_gaps(root: str | Path, *, every_variant: bool = False, name: str | Non
     gapped = [key for key, _ in GAP_LADDER] if every_variant else [GAP_LADDER[0][0]]
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, False)
+        options = hls_options(work, vmap, False)
         encode_streams(work / "%v" / "index.m3u8", "hls", options, audios=specs, seconds=CONTENT_S)
         for key in gapped:
             _mark_gap(work / key / "index.m3u8", GAP_INDEX)
 
-    root = build_once(root, name, {"vmap": vmap, "gapped": gapped, "index": GAP_INDEX}, make)
+    root = build_once(
+        root, name, {"rw": REALWORLD_VERSION, "vmap": vmap, "gapped": gapped, "index": GAP_INDEX}, make
+    )
     fills = None if every_variant else {GAP_INDEX: f"{name}/{GAP_LADDER[1][0]}/seg_{GAP_INDEX:03d}.ts"}
     tracks = {
         key: make_track(
@@ -305,7 +308,7 @@ def build_gaps(root: str | Path, *, every_variant: bool = False, name: str | Non
         for (key, _), spec in zip(GAP_LADDER, specs, strict=True)
     }
     missing = frozenset(t.segments[GAP_INDEX] for t in tracks.values() if GAP_INDEX in t.gaps)
-    fixture = _finish(root, name, tracks, packager="ffmpeg hls muxer; EXT-X-GAP by hand")
+    fixture = finish_fixture(root, name, tracks, packager="ffmpeg hls muxer; EXT-X-GAP by hand")
     return replace(fixture, missing=missing)
 
 
