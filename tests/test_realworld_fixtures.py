@@ -89,9 +89,11 @@ def _check_files(fx: rw.RealWorldFixture) -> None:
         assert track.expected
 
 
+@pytest.mark.parametrize("single_file", [False, True], ids=["segments", "single"])
 @pytest.mark.parametrize("fmp4", [False, True], ids=["ts", "fmp4"])
-def test_renditions(root: Path, fmp4: bool) -> None:
-    fx = rw.build_renditions(root, fmp4=fmp4)
+def test_renditions(root: Path, fmp4: bool, single_file: bool) -> None:
+    fx = rw.build_renditions(root, fmp4=fmp4, single_file=single_file)
+    assert {len(set(t.segments)) == 1 for t in fx.tracks.values()} == {single_file}
     _check_files(fx)
     master = (fx.root / fx.entry).read_text()
     assert master.count("#EXT-X-MEDIA:TYPE=AUDIO") == 2 and 'AUDIO="group_aud"' in master
@@ -238,5 +240,5 @@ def test_define(root: Path) -> None:
 
 def test_build_realworld(root: Path) -> None:
     built = rwa.build_realworld(root)
-    assert len(built) == 13 and all(fx.root == root for fx in built.values())
+    assert len(built) == 15 and all(fx.root == root for fx in built.values())
     assert all((root / fx.entry).is_file() for fx in built.values())

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .building import build_once
-from .oracle import parse_placed, presented
+from .oracle import parse_placed, presented, read_span
 from .realworld_media import AudioSpec, VideoSpec, encode_streams
 
 __all__ = [
@@ -146,14 +146,18 @@ def make_track(
     periods = (0, *(i for i, p in enumerate(placed) if p.discontinuity and i > 0))
     datas: list[bytes] = []
     stops_at = None
-    for i, seg in enumerate(segs):
+    for i, (seg, p) in enumerate(zip(segs, placed, strict=True)):
+        span = p.segment.byterange
         if i in gaps:
             if fills is None or i not in fills:
                 stops_at = i
                 break
-            seg = fills[i]
-        datas.append((root / seg).read_bytes())
-    init_bytes = [None if p is None else (p, (root / p).read_bytes()) for p in inits[: len(datas)]]
+            seg, span = fills[i], None
+        datas.append(read_span(root / seg, span))
+    init_bytes: list[tuple[str, bytes] | None] = []
+    for uri, p in zip(inits[: len(datas)], placed, strict=False):
+        init_span = None if p.init is None else p.init.byterange
+        init_bytes.append(None if uri is None else (f"{uri}@{init_span}", read_span(root / uri, init_span)))
     offsets = tuple(len(presented(datas[:i], init_bytes[:i], packed=packed)) for i in periods)
     return Track(
         name,
@@ -203,12 +207,16 @@ def finish_fixture(
     return RealWorldFixture(name, root, f"{name}/master.m3u8", tracks, video_paths(tracks), packager=packager)
 
 
-def build_renditions(root: str | Path, *, fmp4: bool = False, name: str | None = None) -> RealWorldFixture:
+def build_renditions(
+    root: str | Path, *, fmp4: bool = False, single_file: bool = False, name: str | None = None
+) -> RealWorldFixture:
     """Two video variants (320x180, 160x90; tracks "v180", "v90") that reference one audio group
     of two renditions with URIs, English (DEFAULT=YES, `EN_HZ`, "en") and French (`FR_HZ`, "fr"),
     48 kHz stereo AAC; master by ffmpeg's hls muxer (var_stream_map with agroup/language/default).
+    `single_file`: ``hls_flags single_file``, one file per track sliced by EXT-X-BYTERANGE.
     """
-    name = name or ("renditions_fmp4" if fmp4 else "renditions_ts")
+    kind = ("fmp4" if fmp4 else "ts") if not single_file else ("single_fmp4" if fmp4 else "single_ts")
+    name = name or f"renditions_{kind}"
     vmap = (
         "v:0,agroup:aud,name:v180 v:1,agroup:aud,name:v90 "
         "a:0,agroup:aud,language:en,name:en,default:yes a:1,agroup:aud,language:fr,name:fr"
@@ -216,12 +224,17 @@ def build_renditions(root: str | Path, *, fmp4: bool = False, name: str | None =
     audios = (AudioSpec(EN_HZ), AudioSpec(FR_HZ))
 
     def make(work: Path) -> None:
-        options = hls_options(work, vmap, fmp4)
+        extra = {}
+        if single_file:
+            ext = "m4s" if fmp4 else "ts"
+            extra = {"hls_flags": "single_file", "hls_segment_filename": str(work / "%v" / f"stream.{ext}")}
+        options = hls_options(work, vmap, fmp4, **extra)
         encode_streams(
             work / "%v" / "index.m3u8", "hls", options, videos=VIDEO_LADDER, audios=audios, seconds=CONTENT_S
         )
 
-    root = build_once(root, name, {"rw": REALWORLD_VERSION, "fmp4": fmp4, "vmap": vmap}, make)
+    params = {"rw": REALWORLD_VERSION, "fmp4": fmp4, "single": single_file, "vmap": vmap}
+    root = build_once(root, name, params, make)
     tracks = {
         "v180": make_track(root, "v180", f"{name}/v180/index.m3u8", "video"),
         "v90": make_track(root, "v90", f"{name}/v90/index.m3u8", "video"),

@@ -258,6 +258,8 @@ def build_realworld(root: str | Path) -> dict[str, RealWorldFixture]:
     built = [
         build_renditions(root),
         build_renditions(root, fmp4=True),
+        build_renditions(root, single_file=True),
+        build_renditions(root, fmp4=True, single_file=True),
         build_audio_ladder(root),
         build_audio_ladder(root, fmp4=True),
         build_muxed_ladder(root),
