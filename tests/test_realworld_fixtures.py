@@ -4,13 +4,15 @@ each playlist, and tones, sample rates and channels are the documented ones."""
 from __future__ import annotations
 
 import io
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kithara_hls.testing import oracle
+from kithara_hls.testing import Origin, oracle
 from kithara_hls.testing import realworld as rw
 from kithara_hls.testing import realworld_audio as rwa
 from kithara_hls.testing.realworld_media import PACKED_START_TICKS, tone_hz
@@ -21,9 +23,10 @@ np = pytest.importorskip("numpy")
 FREQ_TOLERANCE = 0.02  # an FFT over half a second resolves 2 Hz; semitones are 6% apart
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("realworld")
+@pytest.fixture
+def root(realworld: dict[str, rw.RealWorldFixture]) -> Path:
+    """The session's real-world root: each builder below finds its stamped build there."""
+    return next(iter(realworld.values())).root
 
 
 def _decode(source: Path | bytes) -> tuple[Any, int, int]:
@@ -238,7 +241,29 @@ def test_define(root: Path) -> None:
         assert track.expected == source.tracks[key].expected
 
 
-def test_build_realworld(root: Path) -> None:
-    built = rwa.build_realworld(root)
-    assert len(built) == 15 and all(fx.root == root for fx in built.values())
-    assert all((root / fx.entry).is_file() for fx in built.values())
+def test_build_realworld(realworld: dict[str, rw.RealWorldFixture]) -> None:
+    root = next(iter(realworld.values())).root
+    assert len(realworld) == 15 and all(fx.root == root for fx in realworld.values())
+    assert all((root / fx.entry).is_file() for fx in realworld.values())
+    # Built once: a second call finds every stamp and returns the same fixtures.
+    assert rwa.build_realworld(root) == realworld
+
+
+def test_served(realworld: dict[str, rw.RealWorldFixture], realworld_origin: Origin) -> None:
+    """The origin serves the fixtures, and its log tells video and gap requests apart."""
+    define, gaps = realworld["define_ts"], realworld["gaps_one_ts"]
+    with urllib.request.urlopen(define.url(realworld_origin.base_url), timeout=10) as response:
+        assert response.read() == (define.root / define.entry).read_bytes()
+    video = next(iter(sorted(define.video_paths)))
+    with urllib.request.urlopen(realworld_origin.url(video), timeout=10) as response:
+        assert response.read() == (define.root / video).read_bytes()
+    gap = next(iter(gaps.missing))
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        urllib.request.urlopen(realworld_origin.url(gap), timeout=10)
+    failed.value.close()
+    assert failed.value.code == 404
+    records = list(realworld_origin.requests)
+    assert records[0].query == define.query
+    assert define.video_requests(records) == [video]
+    assert gaps.gap_requests(records) == [gap]
+    assert not realworld["renditions_ts"].gap_requests(records)

@@ -17,12 +17,13 @@ never written, and a blank line follows each variant URI.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .building import build_once
 from .oracle import parse_placed, presented, read_span
+from .origin import RequestRecord
 from .realworld_media import AudioSpec, VideoSpec, encode_streams
 
 __all__ = [
@@ -118,6 +119,14 @@ class RealWorldFixture:
     def url(self, base_url: str) -> str:
         """The URL to open, given the origin's base URL."""
         return base_url + self.entry + (f"?{self.query}" if self.query else "")
+
+    def video_requests(self, records: Iterable[RequestRecord]) -> list[str]:
+        """The paths of an origin's request log that are video (audio mode must have none)."""
+        return [r.path for r in records if r.path in self.video_paths]
+
+    def gap_requests(self, records: Iterable[RequestRecord]) -> list[str]:
+        """The paths of an origin's request log that are gap segments (there must be none)."""
+        return [r.path for r in records if r.path in self.missing]
 
 
 def make_track(
