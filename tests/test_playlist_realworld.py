@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+import kithara_hls
+from kithara_hls import CacheOptions, HlsOptions, NetworkOptions
 from kithara_hls.errors import InvalidUrl, KeyProcessingError, PlaylistParseError, UnsupportedEncryption
 from kithara_hls.playlist import MasterPlaylist, Rendition, Variant, parse_master, parse_media
+from kithara_hls.testing import Origin
 
 URL = "https://media.example.com/stream/master.m3u8"
 BASE = "https://media.example.com/stream/"
@@ -503,3 +506,29 @@ def test_unsupported_encryption_pickles() -> None:
         "FairPlay",
         3,
     )
+
+
+def test_open_substitutes_the_masters_variables_into_its_media_playlist(tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    (www / "audio").mkdir(parents=True)
+    (www / "master.m3u8").write_text(
+        "#EXTM3U\n"
+        '#EXT-X-DEFINE:QUERYPARAM="token"\n'
+        '#EXT-X-DEFINE:NAME="dir",VALUE="audio"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=64000,CODECS="mp4a.40.2"\n'
+        "{$dir}/index.m3u8?token={$token}\n"
+    )
+    (www / "audio" / "index.m3u8").write_text(
+        media_text(
+            "#EXTINF:4,\nseg0.bin?token={$token}\n#EXTINF:4,\nseg1.bin?token={$token}\n",
+            '#EXT-X-DEFINE:IMPORT="token"\n',
+        )
+    )
+    bodies = [bytes([i]) * 1000 for i in range(2)]
+    for i, body in enumerate(bodies):
+        (www / "audio" / f"seg{i}.bin").write_bytes(body)
+    options = HlsOptions(cache=CacheOptions(dir=tmp_path / "cache"), network=NetworkOptions(retries=0))
+    with Origin(www) as origin, kithara_hls.open(origin.url("master.m3u8") + "?token=s3cr3t", options) as f:
+        assert f.read() == b"".join(bodies)
+        fetched = {(r.path, r.query) for r in origin.requests}
+    assert {("audio/index.m3u8", "token=s3cr3t"), ("audio/seg0.bin", "token=s3cr3t")} <= fetched
