@@ -33,6 +33,20 @@ APPLE = (CORPUS / "master-apple-advanced.m3u8").read_text()
 # the variants); the alternate has one. CODECS entries are written with a space after the comma.
 APPLE_MUXED_DEFAULT = (CORPUS / "master-apple-muxed-default-audio.m3u8").read_text()
 
+# As Apple's authoring examples without CODECS: a URI-less default rendition (muxed stereo), a
+# 5.1 and a French alternate with URIs.
+APPLE_NO_CODECS = (CORPUS / "master-apple-no-codecs.m3u8").read_text()
+
+
+def test_apple_without_codecs() -> None:
+    master = parse_master(APPLE_NO_CODECS, URL)
+    assert [(r.name, r.channels, r.default, r.uri is None, r.codecs) for r in master.renditions] == [
+        ("English", "2", True, True, None),
+        ("English (5.1)", "6", False, False, None),
+        ("Français", "2", False, False, None),
+    ]
+    assert [(v.codecs, v.audio, v.audio_only) for v in master.variants] == [(None, "aac", False)] * 3
+
 
 def test_apple_renditions_are_listed_in_order() -> None:
     master = parse_master(APPLE, URL)
@@ -234,35 +248,11 @@ def test_audio_rendition_codecs_come_from_the_variants(codecs: str | None, expec
 
 # Shaka Packager: audio always in renditions with a URI; its CODECS list mp4a on every video
 # variant; one audio group, and text in a SUBTITLES group.
-SHAKA = """#EXTM3U
-## Generated with https://github.com/shaka-project/shaka-packager version v3.2.0
-#EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MEDIA:TYPE=AUDIO,URI="stream_0.m3u8",GROUP-ID="default-audio-group",LANGUAGE="en",NAME="stream_0",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="2"
-#EXT-X-MEDIA:TYPE=AUDIO,URI="stream_1.m3u8",GROUP-ID="default-audio-group",LANGUAGE="de",NAME="stream_1",AUTOSELECT=YES,CHANNELS="2"
-#EXT-X-MEDIA:TYPE=SUBTITLES,URI="stream_4.m3u8",GROUP-ID="default-text-group",LANGUAGE="en",NAME="stream_4",AUTOSELECT=YES
-#EXT-X-STREAM-INF:BANDWIDTH=1105129,AVERAGE-BANDWIDTH=1008128,CODECS="avc1.64001e,mp4a.40.2",RESOLUTION=640x360,FRAME-RATE=25.000,AUDIO="default-audio-group",SUBTITLES="default-text-group",CLOSED-CAPTIONS=NONE
-stream_2.m3u8
-#EXT-X-STREAM-INF:BANDWIDTH=2632261,AVERAGE-BANDWIDTH=2284544,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=25.000,AUDIO="default-audio-group",SUBTITLES="default-text-group",CLOSED-CAPTIONS=NONE
-stream_3.m3u8
-"""
+SHAKA = (CORPUS / "master-shaka-packager.m3u8").read_text()
 
 # Bento4 (mp4hls): an audio group with a URI, video variants naming it, and an audio-only
 # variant for the audio alone (the I-frame playlists are ignored).
-BENTO4 = """#EXTM3U
-# Created with Bento4 mp4-hls.py version 1.2.0r639
-
-#EXT-X-VERSION:4
-
-# Media Playlists
-#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio_aac",NAME="audio_aac_en",LANGUAGE="en",AUTOSELECT=YES,DEFAULT=YES,CHANNELS="2",URI="audio/en/aac/media.m3u8"
-#EXT-X-STREAM-INF:AVERAGE-BANDWIDTH=1113744,BANDWIDTH=1456312,CODECS="avc1.42C01E,mp4a.40.2",RESOLUTION=640x360,AUDIO="audio_aac"
-video/avc1/1/media.m3u8
-#EXT-X-STREAM-INF:AVERAGE-BANDWIDTH=133544,BANDWIDTH=134400,CODECS="mp4a.40.2",AUDIO="audio_aac"
-audio/en/aac/media.m3u8
-
-# I-Frame Playlists
-#EXT-X-I-FRAME-STREAM-INF:AVERAGE-BANDWIDTH=24504,BANDWIDTH=83336,CODECS="avc1.42C01E",RESOLUTION=640x360,URI="video/avc1/1/iframes.m3u8"
-"""
+BENTO4 = (CORPUS / "master-bento4.m3u8").read_text()
 
 
 def test_shaka_master() -> None:
