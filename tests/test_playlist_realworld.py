@@ -522,3 +522,20 @@ def test_open_substitutes_the_masters_variables_into_its_media_playlist(tmp_path
         assert f.read() == b"".join(bodies)
         fetched = {(r.path, r.query) for r in origin.requests}
     assert {("audio/index.m3u8", "token=s3cr3t"), ("audio/seg0.bin", "token=s3cr3t")} <= fetched
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_substitution_keeps_line_endings_and_numbers(newline: str) -> None:
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-TARGETDURATION:4",
+        ' #EXT-X-DEFINE:NAME="s",VALUE="seg"',
+        "#EXTINF:4,",
+        "{$s}1.ts",
+    ]
+    text = newline.join([*lines, "#EXT-X-ENDLIST", ""])
+    assert parse_media(text, URL).segments[0].uri == BASE + "seg1.ts"
+    bad = newline.join([*lines, "#EXTINF:4,", "{$t}2.ts", "#EXT-X-ENDLIST", ""])
+    with pytest.raises(PlaylistParseError, match=re.escape("variable '{$t}' is not defined")) as info:
+        parse_media(bad, URL)
+    assert info.value.lineno == 7
