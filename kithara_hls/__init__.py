@@ -19,6 +19,7 @@ from .errors import (
     RetryExhausted,
     SegmentNotFound,
     StorageError,
+    UnsupportedEncryption,
     VariantNotFound,
 )
 from .events import (
@@ -77,6 +78,7 @@ __all__ = [
     "StreamInfo",
     "Subscription",
     "ThroughputSample",
+    "UnsupportedEncryption",
     "Variant",
     "VariantApplied",
     "VariantNotFound",
