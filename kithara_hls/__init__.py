@@ -13,6 +13,7 @@ from .errors import (
     InvalidUrl,
     KeyProcessingError,
     NetError,
+    NoAudioTrack,
     NoSuitableVariant,
     OfflineMiss,
     PlaylistParseError,
@@ -37,7 +38,7 @@ from .events import (
     VariantApplied,
 )
 from .options import AbrOptions, CacheOptions, HlsOptions, KeyOptions, NetworkOptions
-from .playlist import Variant
+from .playlist import Rendition, Variant
 from .session import StreamInfo
 from .source import HlsSource, open
 
@@ -65,10 +66,12 @@ __all__ = [
     "KeyProcessingError",
     "NetError",
     "NetworkOptions",
+    "NoAudioTrack",
     "NoSuitableVariant",
     "OfflineMiss",
     "PlaybackProgress",
     "PlaylistParseError",
+    "Rendition",
     "RetryExhausted",
     "SegmentComplete",
     "SegmentNotFound",
