@@ -252,11 +252,15 @@ def _add_selection(p: argparse.ArgumentParser, *, variant: bool = True, default:
     p.add_argument(
         "--track",
         choices=TRACKS,
-        help="the audio alone or the muxed variants (default: auto, the audio where the master keeps it apart)",
+        help="the audio alone or the muxed variants (default: auto, the audio where kept apart)",
     )
-    p.add_argument("--audio", metavar="LANG|NAME", help="audio rendition by language (en matches en-US) or name")
+    p.add_argument(
+        "--audio", metavar="LANG|NAME", help="audio rendition by language (en matches en-US) or name"
+    )
     if variant:
-        p.add_argument("--variant", type=int, metavar="N", help=f"index in the track's ladder (default: {default})")
+        p.add_argument(
+            "--variant", type=int, metavar="N", help=f"index in the track's ladder (default: {default})"
+        )
 
 
 def report(error: HlsError, *, verbose: int = 0, file: TextIO | None = None) -> None:

@@ -144,7 +144,6 @@ class PlaylistLoader:
             raise PlaylistParseError("a variant points to another master playlist", url=playlist.url)
         return playlist
 
-
     def _measure(self) -> None:
         """Give the rungs of an audio ladder their measured bitrates (see the module's docstring)."""
         measured: list[int | None] = []
@@ -160,7 +159,9 @@ class PlaylistLoader:
             with self._lock:
                 self._read[variant] = media
         rates = ladder_bitrates(measured)
-        self.variants = [dataclasses.replace(v, bandwidth=b) for v, b in zip(self.variants, rates, strict=True)]
+        self.variants = [
+            dataclasses.replace(v, bandwidth=b) for v, b in zip(self.variants, rates, strict=True)
+        ]
 
     def _bitrate(self, media: MediaPlaylist) -> int | None:
         """Bits per second of `media`: over the BYTERANGEs, else over its first segment's size."""

@@ -197,11 +197,15 @@ def describe(renditions: Sequence[Rendition]) -> str:
     return f"languages: {', '.join(languages) or 'none'}; names: {', '.join(names) or 'none'}"
 
 
-def _preferred(master: MasterPlaylist, renditions: list[Rendition], audio: str, *, strict: bool) -> TrackChoice:
+def _preferred(
+    master: MasterPlaylist, renditions: list[Rendition], audio: str, *, strict: bool
+) -> TrackChoice:
     """The track for an `audio` preference; `strict` (track="audio"): the audio alone or an error."""
     chosen = pick_rendition(renditions, audio)
     if chosen is None:
-        raise VariantNotFound(f"no audio rendition matches {audio!r} ({describe(renditions)})", url=master.url)
+        raise VariantNotFound(
+            f"no audio rendition matches {audio!r} ({describe(renditions)})", url=master.url
+        )
     if chosen.uri is not None:
         return TrackChoice("audio", audio_ladder(master, chosen), chosen, measure=True)
     # The audio is muxed in its group's variants.
@@ -242,7 +246,7 @@ def _same_track(rendition: Rendition, chosen: Rendition) -> bool:
 
 
 def _family(codecs: str | None) -> str | None:
-    """"mp4a" of "mp4a.40.2", "ec-3" of "ec-3": the first entry's sample entry, lower-case."""
+    """The codec family: the first entry's sample entry, lower-case ("mp4a" of "mp4a.40.2")."""
     if not codecs or not codecs.strip():
         return None
     return codecs.split(",")[0].strip().split(".")[0].casefold()

@@ -38,7 +38,9 @@ def rendition(
     )
 
 
-def variant(bandwidth: int, codecs: str | None = "avc1.64001f,mp4a.40.2", audio: str | None = None) -> Variant:
+def variant(
+    bandwidth: int, codecs: str | None = "avc1.64001f,mp4a.40.2", audio: str | None = None
+) -> Variant:
     return Variant(
         uri=f"{BASE}v{bandwidth}.m3u8",
         bandwidth=bandwidth,
@@ -81,7 +83,10 @@ def test_preference_by_language_or_name(wanted: str) -> None:
 
 
 def test_language_prefix_matches_a_regional_tag() -> None:
-    m = master([variant(1_000_000, audio="a")], [rendition("US", "en-US", group="a"), rendition("D", "de", group="a")])
+    m = master(
+        [variant(1_000_000, audio="a")],
+        [rendition("US", "en-US", group="a"), rendition("D", "de", group="a")],
+    )
     choice = choose(m, audio="en")
     assert choice.rendition is not None and choice.rendition.name == "US"
     assert match_rank(m.renditions[0], "en") == 1
@@ -90,7 +95,7 @@ def test_language_prefix_matches_a_regional_tag() -> None:
 
 
 def test_no_match_names_what_there_is() -> None:
-    with pytest.raises(VariantNotFound, match="xx.*languages: en, fr; names: English, Français"):
+    with pytest.raises(VariantNotFound, match=r"xx.*languages: en, fr; names: English, Français"):
         choose(shaka(), audio="xx")
 
 
@@ -173,7 +178,9 @@ def test_track_audio_when_the_audio_is_only_muxed() -> None:
 
 def test_audio_only_variants_are_the_audio() -> None:
     aac = "mp4a.40.2"
-    m = master([variant(64_000, codecs=aac), variant(800_000), variant(128_000, codecs=aac), variant(2_000_000)])
+    m = master(
+        [variant(64_000, codecs=aac), variant(800_000), variant(128_000, codecs=aac), variant(2_000_000)]
+    )
     auto = choose(m)
     assert auto.track == "audio" and [v.bandwidth for v in auto.variants] == [64_000, 128_000]
     assert not auto.measure  # their BANDWIDTH is theirs
@@ -190,7 +197,9 @@ def test_a_plain_master_keeps_its_ladder() -> None:
 
 
 def test_variants_without_an_audio_group_carry_their_audio() -> None:
-    m = master([variant(1_000_000), variant(2_000_000, audio="aud")], [rendition("English", "en", default=True)])
+    m = master(
+        [variant(1_000_000), variant(2_000_000, audio="aud")], [rendition("English", "en", default=True)]
+    )
     assert choose(m).track == "muxed"
     assert choose(m, audio="en").track == "audio"
 
