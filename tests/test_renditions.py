@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from kithara_hls import HlsOptions, NoAudioTrack, VariantNotFound
+import kithara_hls
+from kithara_hls import CacheOptions, HlsOptions, HlsSource, NoAudioTrack, VariantNotFound
 from kithara_hls.playlist import MasterPlaylist, Rendition, Variant
+from kithara_hls.testing import Origin
+from kithara_hls.testing import realworld as rw
+from kithara_hls.testing.realworld_media import tone_hz
 from kithara_hls.tracks import choose, ladder_bitrates, match_rank, pick_rendition
 
 BASE = "http://127.0.0.1:1/"
@@ -229,3 +239,236 @@ def test_options_check_the_track() -> None:
         HlsOptions(track="video")
     with pytest.raises(ValueError, match="audio="):
         HlsOptions(track="muxed", audio="en")
+
+
+# -- real masters over the loopback origin ---------------------------------------------------
+
+av = pytest.importorskip("av")
+np = pytest.importorskip("numpy")
+
+FREQ_TOLERANCE = 0.02  # an FFT over half a second resolves 2 Hz; semitones are 6% apart
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("renditions")
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["ts", "fmp4"])
+def renditions(request: pytest.FixtureRequest, root: Path) -> rw.RealWorldFixture:
+    return rw.build_renditions(root, fmp4=request.param)
+
+
+@pytest.fixture
+def served(root: Path) -> Iterator[Origin]:
+    with Origin(root) as origin:
+        yield origin
+
+
+def options(tmp_path: Path, **fields: Any) -> HlsOptions:
+    return HlsOptions(cache=CacheOptions(dir=tmp_path / "cache"), **fields)
+
+
+def requested(origin: Origin) -> set[str]:
+    return {r.path for r in origin.requests}
+
+
+def decode(f: HlsSource) -> tuple[Any, int, int]:
+    """All audio of the first audio stream PyAV finds in `f`: (samples (channels, n), rate, errors)."""
+    chunks: list[Any] = []
+    errors = 0
+    with av.open(f, mode="r") as container:
+        stream = container.streams.audio[0]
+        for packet in container.demux(stream):
+            errors += decode_packet(packet, chunks)
+        rate = stream.sample_rate
+    return np.concatenate(chunks, axis=1), rate, errors
+
+
+def decode_packet(packet: Any, chunks: list[Any]) -> int:
+    """Append `packet`'s decoded samples to `chunks`; 1 if the decoder refused it, else 0."""
+    try:
+        chunks.extend(frame.to_ndarray() for frame in packet.decode())
+    except av.error.InvalidDataError:
+        return 1
+    return 0
+
+
+def peak_hz(samples: Any, rate: int, second: int) -> float:
+    """The strongest frequency in the middle half of `second` of channel 0."""
+    window = samples[0, int((second + 0.25) * rate) : int((second + 0.75) * rate)]
+    spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window))))
+    return float(np.argmax(spectrum) * rate / len(window))
+
+
+def check_tone(f: HlsSource, track: rw.Track) -> None:
+    """`f` decodes with no error over the track's whole duration, at its rate, with its tone."""
+    samples, rate, errors = decode(f)
+    assert errors == 0
+    assert rate == track.sample_rate and samples.shape[0] == track.channels
+    assert abs(samples.shape[1] / rate - track.duration) <= 2 * 1024 / rate
+    assert track.base_hz is not None
+    for second in range(int(track.duration)):
+        want = tone_hz(track.base_hz, second)
+        assert abs(peak_hz(samples, rate, second) - want) <= FREQ_TOLERANCE * want
+
+
+@pytest.mark.parametrize("language", [None, "fr", "EN", "fr-FR"])
+def test_audio_renditions_play_alone(
+    renditions: rw.RealWorldFixture, served: Origin, tmp_path: Path, language: str | None
+) -> None:
+    """By default the English (DEFAULT=YES) rendition, else the one asked for: byte-exact, its tone,
+    and not one video playlist or segment requested."""
+    fx = renditions
+    track = fx.tracks["en" if language is None else language[:2].lower()]
+    with kithara_hls.open(fx.url(served.base_url), options(tmp_path, audio=language)) as f:
+        assert f.read() == track.expected
+        info = f.info()
+        assert info.track == "audio" and info.rendition is not None
+        assert info.rendition.language == track.language
+        assert [v.uri for v in f.variants] == [served.url(track.playlist)]
+        assert len(f.renditions) == 2 and {r.language for r in f.renditions} == {"en", "fr"}
+        f.seek(0)
+        check_tone(f, track)
+    assert fx.entry in requested(served) and track.playlist in requested(served)
+    assert not requested(served) & fx.video_paths
+
+
+def test_muxed_track_plays_the_video_variants(
+    renditions: rw.RealWorldFixture, served: Origin, tmp_path: Path
+) -> None:
+    fx = renditions
+    with kithara_hls.open(fx.url(served.base_url), options(tmp_path, track="muxed", variant=1)) as f:
+        assert [v.uri for v in f.variants] == [served.url(fx.tracks[k].playlist) for k in ("v90", "v180")]
+        assert f.read() == fx.tracks["v180"].expected
+        assert f.info().track == "muxed" and f.info().rendition is None
+    audio = {fx.tracks[k].playlist for k in ("en", "fr")}
+    assert not requested(served) & audio
+
+
+def test_no_match_names_the_languages(
+    renditions: rw.RealWorldFixture, served: Origin, tmp_path: Path
+) -> None:
+    with pytest.raises(VariantNotFound, match=r"'de'.*languages: en, fr"):
+        kithara_hls.open(renditions.url(served.base_url), options(tmp_path, audio="de"))
+
+
+def test_audio_only_variant_beside_muxed_is_the_audio(root: Path, served: Origin, tmp_path: Path) -> None:
+    """ffmpeg's ``v:0,a:0 a:1`` ladder: the audio-only variant alone, or the muxed one alone."""
+    fx = rw.build_muxed_ladder(root)
+    url = fx.url(served.base_url)
+    with kithara_hls.open(url, options(tmp_path)) as f:
+        assert f.read() == fx.tracks["audio"].expected and f.info().track == "audio"
+        f.seek(0)
+        check_tone(f, fx.tracks["audio"])
+    assert not any(p.startswith(f"{fx.name}/av/") for p in requested(served))
+    served.reset_log()
+    with kithara_hls.open(url, options(tmp_path, track="muxed")) as f:
+        assert f.read() == fx.tracks["av"].expected and len(f.variants) == 1
+    assert not any(p.startswith(f"{fx.name}/audio/") for p in requested(served))
+
+
+def test_audio_only_ladder_is_unchanged(root: Path, served: Origin, tmp_path: Path) -> None:
+    fx = rw.build_audio_ladder(root)
+    with kithara_hls.open(fx.url(served.base_url), options(tmp_path, variant=2)) as f:
+        assert [v.bitrate > 0 for v in f.variants] == [True] * 3 and f.info().track == "audio"
+        assert f.read() == fx.tracks["a48k128"].expected
+
+
+def write_master(root: Path, name: str, text: str) -> str:
+    """A hand-written master at `root/name` (for what no packager here writes); its path."""
+    (root / name).write_text("#EXTM3U\n#EXT-X-VERSION:4\n" + text)
+    return name
+
+
+def test_apple_style_master_over_real_media(root: Path, served: Origin, tmp_path: Path) -> None:
+    """Modelled on Apple's published masters: the DEFAULT audio has no URI (muxed in the variants,
+    no CODECS), a 6-channel alternate has one."""
+    fx = rw.build_muxed_ladder(root)
+    entry = write_master(
+        root,
+        "apple_style.m3u8",
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud1",NAME="English",LANGUAGE="en",DEFAULT=YES,AUTOSELECT=YES,'
+        'CHANNELS="2"\n'
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud1",NAME="Surround",LANGUAGE="en",AUTOSELECT=YES,CHANNELS="6",'
+        f'URI="{fx.name}/audio/index.m3u8"\n'
+        f'#EXT-X-STREAM-INF:BANDWIDTH=400000,AUDIO="aud1"\n{fx.name}/av/index.m3u8\n',
+    )
+    with kithara_hls.open(served.url(entry), options(tmp_path)) as f:
+        info = f.info()
+        assert info.track == "muxed" and [v.uri for v in f.variants] == [
+            served.url(f"{fx.name}/av/index.m3u8")
+        ]
+        assert f.read() == fx.tracks["av"].expected
+    with kithara_hls.open(served.url(entry), options(tmp_path, audio="en")) as f:
+        assert f.info().track == "muxed"  # English is the muxed one: DEFAULT=YES wins at equal match
+    with kithara_hls.open(served.url(entry), options(tmp_path, track="audio")) as f:
+        assert f.info().track == "audio" and f.read() == fx.tracks["audio"].expected
+
+
+def test_no_audio_to_play_alone(root: Path, served: Origin, tmp_path: Path) -> None:
+    fx = rw.build_renditions(root)
+    entry = write_master(
+        root,
+        "video_only.m3u8",
+        f'#EXT-X-STREAM-INF:BANDWIDTH=66000,CODECS="avc1.42c00d"\n{fx.tracks["v180"].playlist}\n',
+    )
+    with pytest.raises(NoAudioTrack, match="no audio to play alone"):
+        kithara_hls.open(served.url(entry), options(tmp_path, track="audio"))
+    with kithara_hls.open(served.url(entry), options(tmp_path)) as f:
+        assert f.info().track == "muxed" and f.read() == fx.tracks["v180"].expected
+
+
+def test_audio_ladder_across_groups(root: Path, served: Origin, tmp_path: Path) -> None:
+    """A 64k and a 128k AAC group of one English track, referenced by the 90p and 180p variants:
+    a two-rung ladder with measured (not the video's) bitrates, ABR over it, no video requested."""
+    audio = rw.build_audio_ladder(root)
+    video = rw.build_renditions(root)
+    lo, hi = audio.tracks["a48k64"], audio.tracks["a48k128"]
+    entry = write_master(
+        root,
+        "two_groups.m3u8",
+        # The 128k group comes first, as packagers may write it; the variants order the ladder.
+        f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="hi",NAME="English",LANGUAGE="en",DEFAULT=YES,URI="{hi.playlist}"\n'
+        f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="lo",NAME="English",LANGUAGE="en",DEFAULT=YES,URI="{lo.playlist}"\n'
+        f'#EXT-X-STREAM-INF:BANDWIDTH=2000000,CODECS="avc1.42c00d,mp4a.40.2",AUDIO="hi"\n'
+        f"{video.tracks['v180'].playlist}\n"
+        f'#EXT-X-STREAM-INF:BANDWIDTH=800000,CODECS="avc1.42c00b,mp4a.40.2",AUDIO="lo"\n'
+        f"{video.tracks['v90'].playlist}\n",
+    )
+    url = served.url(entry)
+    with kithara_hls.open(url, options(tmp_path, variant=1)) as f:
+        assert [(v.audio, v.uri) for v in f.variants] == [
+            ("lo", served.url(lo.playlist)),
+            ("hi", served.url(hi.playlist)),
+        ]
+        low, high = (v.bitrate for v in f.variants)
+        assert 32_000 <= low < high <= 256_000  # audio rates, not the 0.8 and 2 Mbit/s of the video
+        assert f.read() == hi.expected
+    with kithara_hls.open(url, options(tmp_path / "abr")) as f:  # ABR over the ladder
+        check_tone(f, hi)
+    assert not requested(served) & video.video_paths
+
+
+def test_cli_selects_and_lists(renditions: rw.RealWorldFixture, served: Origin, tmp_path: Path) -> None:
+    url = renditions.url(served.base_url)
+    cache = str(tmp_path / "cache")
+    done = run_cli("cat", url, "--audio", "fr", "--cache-dir", cache)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == renditions.tracks["fr"].expected
+    done = run_cli("cat", url, "--track", "muxed", "--variant", "0", "--cache-dir", cache)
+    assert done.stdout == renditions.tracks["v90"].expected
+    done = run_cli("info", url, "--cache-dir", cache)
+    out = done.stdout.decode()
+    assert done.returncode == 0 and "track: audio ('audio_2' en 2ch default" in out
+    assert out.count("AUDIO group group_aud") == 2 and "'audio_3' fr 2ch" in out
+    done = run_cli("cat", url, "--audio", "de", "--cache-dir", cache)
+    assert done.returncode == 1 and b"no audio rendition matches 'de'" in done.stderr
+    done = run_cli("cat", url, "--track", "muxed", "--audio", "fr", "--cache-dir", cache)
+    assert done.returncode == 2
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "kithara_hls", *args], capture_output=True, timeout=120, check=False
+    )
