@@ -472,3 +472,21 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "kithara_hls", *args], capture_output=True, timeout=120, check=False
     )
+
+
+def test_audio_track_replays_offline(renditions: rw.RealWorldFixture, served: Origin, tmp_path: Path) -> None:
+    url, track = renditions.url(served.base_url), renditions.tracks["fr"]
+    with kithara_hls.open(url, options(tmp_path, audio="fr")) as f:
+        assert f.read() == track.expected
+    served.reset_log()
+    with kithara_hls.open(url, options(tmp_path, audio="fr", offline=True)) as f:
+        assert f.read() == track.expected and f.info().rendition is not None
+    assert not served.requests
+
+
+def test_storage_options_choose_the_track() -> None:
+    pytest.importorskip("fsspec")
+    from kithara_hls.hlsfs import hls_options
+
+    chosen = hls_options(track="audio", audio="fr")
+    assert chosen.track == "audio" and chosen.audio == "fr"
