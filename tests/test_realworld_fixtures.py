@@ -3,6 +3,7 @@ each playlist, and tones, sample rates and channels are the documented ones."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("realworld")
 
 
-def _decode(path: Path) -> tuple[Any, int, int]:
-    """All audio of the first audio stream of `path`: (samples (channels, n), rate, errors)."""
+def _decode(source: Path | bytes) -> tuple[Any, int, int]:
+    """All audio of the first audio stream of a playlist path or of presented bytes:
+    (samples (channels, n), sample rate, packets the decoder refused)."""
     chunks: list[Any] = []
     errors = 0
-    with av.open(str(path)) as container:
+    with av.open(str(source) if isinstance(source, Path) else io.BytesIO(source)) as container:
         stream = container.streams.audio[0]
         for packet in container.demux(stream):
             errors += _decode_packet(packet, chunks)
@@ -50,17 +52,28 @@ def _peak_hz(samples: Any, rate: int, second: int) -> float:
     return float(np.argmax(spectrum) * rate / len(window))
 
 
-def _check_audio(fx: rw.RealWorldFixture, track: rw.Track) -> None:
-    samples, rate, errors = _decode(fx.root / track.playlist)
-    assert errors == 0
-    assert rate == track.sample_rate
-    assert samples.shape[0] == track.channels
-    frame = 1152 if track.codec == "mp3" else 1024
-    assert abs(samples.shape[1] / rate - track.duration) <= 2 * frame / rate
-    assert track.base_hz is not None
-    for second in range(int(track.duration)):
-        want = tone_hz(track.base_hz, second)
-        assert abs(_peak_hz(samples, rate, second) - want) <= FREQ_TOLERANCE * want
+def _check_audio(fx: rw.RealWorldFixture, track: rw.Track, *, playlist: bool = True) -> None:
+    """The track's tones, rate and channels: decoded by ffmpeg's hls demuxer from its playlist
+    (`playlist`), and always from the bytes a client must present."""
+    sources: list[Path | bytes] = [fx.root / track.playlist] if playlist else []
+    for source in [*sources, track.expected]:
+        samples, rate, errors = _decode(source)
+        assert errors == 0
+        assert rate == track.sample_rate
+        assert samples.shape[0] == track.channels
+        frame = 1152 if track.codec == "mp3" else 1024
+        assert abs(samples.shape[1] / rate - track.expected_duration) <= 2 * frame / rate
+        for second in range(int(track.expected_duration)):
+            assert abs(_peak_hz(samples, rate, second) - _tone(track, second)) <= FREQ_TOLERANCE * _tone(
+                track, second
+            )
+
+
+def _tone(track: rw.Track, second: float) -> float:
+    """The tone of `track` at `second` into the presented stream (each period restarts it)."""
+    starts = track.period_starts_s()
+    period = max(i for i, start in enumerate(starts) if start <= second + 0.5)
+    return tone_hz(track.tones_hz[period], second - starts[period])
 
 
 def _check_files(fx: rw.RealWorldFixture) -> None:
@@ -111,3 +124,24 @@ def test_muxed_ladder(root: Path) -> None:
         assert len(container.streams.video) == 1
     with av.open(str(fx.root / fx.tracks["audio"].playlist)) as container:
         assert not container.streams.video
+
+
+@pytest.mark.parametrize("every_variant", [False, True], ids=["one", "all"])
+def test_gaps(root: Path, every_variant: bool) -> None:
+    fx = rw.build_gaps(root, every_variant=every_variant)
+    _check_files(fx)
+    gapped = [t for t in fx.tracks.values() if t.gaps]
+    assert len(gapped) == (2 if every_variant else 1)
+    for track in fx.tracks.values():
+        assert (rw.GAP_INDEX in track.gaps) == (track in gapped)
+        assert (track.segments[rw.GAP_INDEX] in fx.missing) == (track in gapped)
+        assert not (fx.root / track.segments[rw.GAP_INDEX]).exists() or track not in gapped
+        text = (fx.root / track.playlist).read_text()
+        assert text.count("#EXT-X-GAP") == (1 if track in gapped else 0)
+        # ffmpeg's hls demuxer would fetch the absent file: only ungapped playlists go through it.
+        _check_audio(fx, track, playlist=track not in gapped)
+    a64 = fx.tracks["a64"]
+    if every_variant:
+        assert a64.stops_at == rw.GAP_INDEX and a64.expected_duration < a64.duration
+    else:
+        assert a64.stops_at is None and a64.expected_duration == a64.duration

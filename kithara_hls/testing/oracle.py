@@ -178,15 +178,15 @@ def id3_length(data: bytes) -> int:
     return 10 + size + footer
 
 
-def presented(segments: list[bytes], inits: list[bytes | None], *, packed: bool = False) -> bytes:
+def presented(segments: list[bytes], inits: list[tuple[str, bytes] | None], *, packed: bool = False) -> bytes:
     """The stream a client presents from `segments` in order, each after its init section
-    (written again only where it changes). Packed audio: every segment after the first without
-    its leading ID3 tag, so one decoder reads the whole as one elementary stream."""
+    (uri, bytes), written again only where the EXT-X-MAP URI changes. Packed audio: every segment
+    after the first without its leading ID3 tag, so one decoder reads it as one elementary stream."""
     out: list[bytes] = []
-    current: bytes | None = None
+    current: str | None = None
     for i, (data, init) in enumerate(zip(segments, inits, strict=True)):
-        if init is not None and init != current:
-            out.append(init)
-            current = init
+        if init is not None and init[0] != current:
+            out.append(init[1])
+            current = init[0]
         out.append(data[id3_length(data) :] if packed and i > 0 else data)
     return b"".join(out)

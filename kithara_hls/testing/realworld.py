@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .building import build_once
@@ -26,11 +26,17 @@ from .oracle import parse_placed, presented
 from .realworld_media import AudioSpec, VideoSpec, encode_streams
 
 __all__ = [
+    "AUDIO_LADDER",
+    "CONTENT_S",
     "EN_HZ",
     "FR_HZ",
+    "GAP_INDEX",
+    "GAP_LADDER",
+    "SEGMENT_S",
     "RealWorldFixture",
     "Track",
     "build_audio_ladder",
+    "build_gaps",
     "build_muxed_ladder",
     "build_renditions",
 ]
@@ -68,6 +74,12 @@ class Track:
     gaps: tuple[int, ...] = ()  # indices of the segments marked EXT-X-GAP
     periods: tuple[int, ...] = (0,)  # the segment index each period starts at
     period_offsets: tuple[int, ...] = (0,)  # where each period starts in `expected`
+    stops_at: int | None = None  # the gap no variant fills, where `expected` ends
+
+    @property
+    def expected_duration(self) -> float:
+        """The playlist duration `expected` covers (up to `stops_at`)."""
+        return sum(self.durations[: self.stops_at])
 
     @property
     def duration(self) -> float:
@@ -92,7 +104,7 @@ class RealWorldFixture:
     root: Path
     entry: str
     tracks: Mapping[str, Track]
-    video_paths: frozenset[str] = frozenset()  # every video playlist, init and segment
+    video_paths: frozenset[str] = frozenset()  # every path of a video or muxed track
     missing: frozenset[str] = frozenset()  # gap segments absent from the origin
     query: str = ""  # the query the entry must be opened with (EXT-X-DEFINE QUERYPARAM)
     packager: str = "ffmpeg hls muxer"
@@ -132,13 +144,15 @@ def make_track(
     gaps = tuple(i for i, p in enumerate(placed) if p.gap)
     periods = (0, *(i for i, p in enumerate(placed) if p.discontinuity and i > 0))
     datas: list[bytes] = []
+    stops_at = None
     for i, seg in enumerate(segs):
         if i in gaps:
             if fills is None or i not in fills:
+                stops_at = i
                 break
             seg = fills[i]
         datas.append((root / seg).read_bytes())
-    init_bytes = [None if p is None else (root / p).read_bytes() for p in inits[: len(datas)]]
+    init_bytes = [None if p is None else (p, (root / p).read_bytes()) for p in inits[: len(datas)]]
     offsets = tuple(len(presented(datas[:i], init_bytes[:i], packed=packed)) for i in periods)
     return Track(
         name,
@@ -151,6 +165,7 @@ def make_track(
         gaps=gaps,
         periods=periods,
         period_offsets=offsets,
+        stops_at=stops_at,
         language=language,
         tones_hz=tones_hz or (() if spec is None else (spec.base_hz,)),
         sample_rate=None if spec is None else spec.sample_rate,
@@ -160,8 +175,8 @@ def make_track(
 
 
 def video_paths(tracks: Mapping[str, Track]) -> frozenset[str]:
-    """Every path of the video tracks: playlists, init sections and segments."""
-    video = [t for t in tracks.values() if t.kind == "video"]
+    """Every path of the tracks that carry video (alone or muxed): playlists, inits, segments."""
+    video = [t for t in tracks.values() if t.kind != "audio"]
     return frozenset(p for t in video for p in (t.playlist, *t.inits, *t.segments))
 
 
@@ -258,3 +273,49 @@ def build_muxed_ladder(root: str | Path, *, name: str = "muxed_ladder_ts") -> Re
         "audio": make_track(root, "audio", f"{name}/audio/index.m3u8", "audio", spec=(specs[1])),
     }
     return _finish(root, name, tracks)
+
+
+GAP_INDEX = 2  # the segment marked EXT-X-GAP in the gap fixtures
+#: The gap fixtures' ladder: (track name, bitrate), both 48 kHz stereo AAC of the `EN_HZ` tone.
+GAP_LADDER = (("a64", 64_000), ("a128", 128_000))
+
+
+def build_gaps(root: str | Path, *, every_variant: bool = False, name: str | None = None) -> RealWorldFixture:
+    """An audio TS ladder by ffmpeg's hls muxer (`GAP_LADDER`, one switch set) with segment
+    `GAP_INDEX` marked EXT-X-GAP and its file deleted: in variant "a64" only, where "a128" has
+    it (the expected bytes of "a64" take it from "a128"), or with `every_variant` in both (the
+    expected bytes end before it). No packager here writes EXT-X-GAP: the tag is added by hand."""
+    name = name or ("gaps_all_ts" if every_variant else "gaps_one_ts")
+    specs = tuple(AudioSpec(EN_HZ, bitrate=bitrate) for _, bitrate in GAP_LADDER)
+    vmap = " ".join(f"a:{i},name:{key}" for i, (key, _) in enumerate(GAP_LADDER))
+    gapped = [key for key, _ in GAP_LADDER] if every_variant else [GAP_LADDER[0][0]]
+
+    def make(work: Path) -> None:
+        options = _hls_options(work, vmap, False)
+        encode_streams(work / "%v" / "index.m3u8", "hls", options, audios=specs, seconds=CONTENT_S)
+        for key in gapped:
+            _mark_gap(work / key / "index.m3u8", GAP_INDEX)
+
+    root = build_once(root, name, {"vmap": vmap, "gapped": gapped, "index": GAP_INDEX}, make)
+    fills = None if every_variant else {GAP_INDEX: f"{name}/{GAP_LADDER[1][0]}/seg_{GAP_INDEX:03d}.ts"}
+    tracks = {
+        key: make_track(
+            root, key, f"{name}/{key}/index.m3u8", "audio", spec=spec, fills=fills if key in gapped else None
+        )
+        for (key, _), spec in zip(GAP_LADDER, specs, strict=True)
+    }
+    missing = frozenset(t.segments[GAP_INDEX] for t in tracks.values() if GAP_INDEX in t.gaps)
+    fixture = _finish(root, name, tracks, packager="ffmpeg hls muxer; EXT-X-GAP by hand")
+    return replace(fixture, missing=missing)
+
+
+def _mark_gap(playlist: Path, index: int) -> None:
+    """Put EXT-X-GAP before segment `index`'s EXTINF and delete its file."""
+    lines = playlist.read_text().splitlines()
+    uris = [i for i, line in enumerate(lines) if line and not line.startswith("#")]
+    extinf = uris[index] - 1
+    if not lines[extinf].startswith("#EXTINF"):
+        raise RuntimeError(f"{playlist}: no EXTINF before segment {index}")
+    (playlist.parent / lines[uris[index]]).unlink()
+    lines.insert(extinf, "#EXT-X-GAP")
+    playlist.write_text("\n".join(lines) + "\n")
