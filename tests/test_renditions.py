@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import kithara_hls
-from kithara_hls import CacheOptions, HlsOptions, HlsSource, NoAudioTrack, VariantNotFound
+from kithara_hls import CacheOptions, HlsOptions, HlsSource, NetworkOptions, NoAudioTrack, VariantNotFound
 from kithara_hls.playlist import MasterPlaylist, Rendition, Variant
 from kithara_hls.testing import Origin
 from kithara_hls.testing import realworld as rw
@@ -447,7 +447,24 @@ def test_audio_ladder_across_groups(root: Path, served: Origin, tmp_path: Path) 
         assert f.read() == hi.expected
     with kithara_hls.open(url, options(tmp_path / "abr")) as f:  # ABR over the ladder
         check_tone(f, hi)
+    # A switch between the rungs mid-stream: the low rung's first segments, then the high one's.
+    near = HlsOptions(
+        cache=CacheOptions(dir=tmp_path / "switch"), variant=0, network=NetworkOptions(lookahead=1.0)
+    )
+    with kithara_hls.open(url, near) as f:
+        first = f.read(len(lo.expected) // 8)
+        f.set_variant(1)
+        data = first + f.read()
+        f.seek(0)
+        check_tone(f, hi)
+    lo_segs, hi_segs = segments(root, lo), segments(root, hi)
+    joins = [b"".join(lo_segs[:k] + hi_segs[k:]) for k in range(1, len(lo_segs))]
+    assert data in joins
     assert not requested(served) & video.video_paths
+
+
+def segments(root: Path, track: rw.Track) -> list[bytes]:
+    return [(root / p).read_bytes() for p in track.segments]
 
 
 def test_cli_selects_and_lists(renditions: rw.RealWorldFixture, served: Origin, tmp_path: Path) -> None:
