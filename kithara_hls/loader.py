@@ -12,9 +12,9 @@ Of a master, `tracks.choose` says which ladder the file carries (the muxed
 variants or an audio track). The rungs of an audio ladder made of renditions
 have no BANDWIDTH: their bitrates are measured at open, from the BYTERANGE
 lengths of a rung's playlist where it gives them all, else from the size of its
-first segment (one size probe) over its duration; offline, from BYTERANGE only
-(unknown stays 0: offline, ABR does not run). Those playlists are kept for the
-switches to come.
+first segment over its duration (the cache's copy where it is whole, else one
+size probe; offline, a segment the cache lacks leaves the rate unknown, 0, and
+offline ABR does not run). Those playlists are kept for the switches to come.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import threading
 
 from .cache import Cache, digest
 from .errors import HlsError, NetError, OfflineMiss, PlaylistParseError, VariantNotFound
+from .layout import resource_id
 from .localfile import url_path
 from .options import HlsOptions
 from .playlist import MasterPlaylist, MediaPlaylist, Rendition, Variant, looks_like_playlist, parse
@@ -164,16 +165,21 @@ class PlaylistLoader:
         ]
 
     def _bitrate(self, media: MediaPlaylist) -> int | None:
-        """Bits per second of `media`: over the BYTERANGEs, else over its first segment's size."""
+        """Bits per second of `media`: over the BYTERANGEs, else over its first segment's size
+        (the cache's copy, else a probe)."""
         segments = media.segments
         ranges = [s.byterange.length for s in segments if s.byterange is not None]
         if len(ranges) == len(segments) and media.duration > 0:
             return round(sum(ranges) * 8 / media.duration)
         first = segments[0]
-        if self._options.offline or first.duration <= 0:
+        if first.duration <= 0:
             return None
-        base = None if first.byterange is None else (first.byterange.offset, first.byterange.length)
-        size, _ = self._client.probe(first.uri, base=base)
+        size, whole = self._cache.blob_state(resource_id(first.uri, first.byterange))
+        if not whole:
+            if self._options.offline:
+                return None
+            base = None if first.byterange is None else (first.byterange.offset, first.byterange.length)
+            size, _ = self._client.probe(first.uri, base=base)
         return round(size * 8 / first.duration)
 
 

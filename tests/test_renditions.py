@@ -457,6 +457,11 @@ def test_audio_ladder_across_groups(root: Path, served: Origin, tmp_path: Path) 
         data = first + f.read()
         f.seek(0)
         check_tone(f, hi)
+    # Offline: the rates from the cache's copies, the best rung the cache holds.
+    kithara_hls.download(url, options(tmp_path / "all"), all_variants=True)
+    with kithara_hls.open(url, options(tmp_path / "all", offline=True)) as f:
+        assert [v.bitrate for v in f.variants] == [low, high]
+        assert f.read() == hi.expected
     lo_segs, hi_segs = segments(root, lo), segments(root, hi)
     joins = [b"".join(lo_segs[:k] + hi_segs[k:]) for k in range(1, len(lo_segs))]
     assert data in joins
