@@ -28,16 +28,18 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import m3u8
 
-from kithara_hls.errors import HlsError, KeyProcessingError, PlaylistParseError
+from kithara_hls.errors import HlsError, PlaylistParseError, UnsupportedEncryption
 from kithara_hls.options import DEFAULT_MAX_SEGMENTS
 from kithara_hls.playlist_checks import (
     byterange_values,
     check_byterange,
     check_duration,
+    drm_system,
     iv_bytes,
     playlist_body,
     resolve_uri,
@@ -52,13 +54,13 @@ from kithara_hls.playlist_tags import (
     MasterTags,
     MediaTag,
     bandwidth_value,
-    check_variables,
     codec_entries,
     is_audio_codec,
     is_video_codec,
     master_tags,
     resolution_value,
 )
+from kithara_hls.playlist_vars import substitute
 
 log = logging.getLogger(__name__)
 
@@ -229,37 +231,57 @@ class MasterPlaylist:
 
 
 def parse(
-    text: str | bytes, url: str, *, max_segments: int = DEFAULT_MAX_SEGMENTS
+    text: str | bytes,
+    url: str,
+    *,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
+    imports: Mapping[str, str] | None = None,
 ) -> MasterPlaylist | MediaPlaylist:
     """Parse a master or a media playlist fetched from `url` (the final URL).
 
-    Raises `PlaylistParseError` for a body that is not a playlist or breaks a
-    rule or a limit, `InvalidUrl` for a URI that is not allowed, and
-    `KeyProcessingError` for an unsupported encryption.
+    `imports` are the variables of the master playlist a media playlist was
+    named by (`MasterPlaylist.variables`), for its EXT-X-DEFINE IMPORT. Raises
+    `PlaylistParseError` for a body that is not a playlist or breaks a rule or a
+    limit, `InvalidUrl` for a URI that is not allowed, `UnsupportedEncryption`
+    for encryption the library cannot decrypt (DRM, SAMPLE-AES), and
+    `KeyProcessingError` for a key it cannot use.
     """
-    return _parse(text, url, max_segments, None)
+    return _parse(text, url, max_segments, None, imports)
 
 
-def parse_master(text: str | bytes, url: str, *, max_segments: int = DEFAULT_MAX_SEGMENTS) -> MasterPlaylist:
+def parse_master(
+    text: str | bytes,
+    url: str,
+    *,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
+    imports: Mapping[str, str] | None = None,
+) -> MasterPlaylist:
     """Like `parse`, but a media playlist raises `PlaylistParseError`."""
-    result = _parse(text, url, max_segments, MasterPlaylist)
+    result = _parse(text, url, max_segments, MasterPlaylist, imports)
     assert isinstance(result, MasterPlaylist)
     return result
 
 
-def parse_media(text: str | bytes, url: str, *, max_segments: int = DEFAULT_MAX_SEGMENTS) -> MediaPlaylist:
+def parse_media(
+    text: str | bytes,
+    url: str,
+    *,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
+    imports: Mapping[str, str] | None = None,
+) -> MediaPlaylist:
     """Like `parse`, but a master playlist raises `PlaylistParseError`."""
-    result = _parse(text, url, max_segments, MediaPlaylist)
+    result = _parse(text, url, max_segments, MediaPlaylist, imports)
     assert isinstance(result, MediaPlaylist)
     return result
 
 
 def _parse(
-    text: str | bytes, url: str, max_segments: int, want: type | None
+    text: str | bytes, url: str, max_segments: int, want: type | None, imports: Mapping[str, str] | None
 ) -> MasterPlaylist | MediaPlaylist:
     """`parse`, expecting `want` (None: either kind)."""
     check_url(url, local=True)  # the URL it was read from: a file: one only if the user chose it
     body, line_offset = playlist_body(text, url)
+    body, variables = substitute(body, url, line_offset, imports)
     hook = LineHook(url, line_offset, max_segments)
     loaded = _load(body, url, hook)
     is_master = hook.is_master()
@@ -268,7 +290,7 @@ def _parse(
     if want is MasterPlaylist and not is_master:
         raise PlaylistParseError("expected a master playlist, got a media playlist", url=url)
     if is_master:
-        return _build_master(master_tags(body, line_offset), url)
+        return _build_master(master_tags(body, line_offset), url, variables)
     return _MediaBuilder(url, hook).build(loaded, max_segments)
 
 
@@ -282,7 +304,7 @@ def _load(body: str, url: str, hook: LineHook) -> m3u8.M3U8:
         raise PlaylistParseError(f"malformed playlist ({type(exc).__name__})", url=url, lineno=where) from exc
 
 
-def _build_master(tags: MasterTags, url: str) -> MasterPlaylist:
+def _build_master(tags: MasterTags, url: str, variables: tuple[tuple[str, str], ...]) -> MasterPlaylist:
     variants: list[Variant] = []
     seen: set[str] = set()
     for attrs, ref, lineno in tags.stream_infs:
@@ -293,7 +315,7 @@ def _build_master(tags: MasterTags, url: str) -> MasterPlaylist:
             raise PlaylistParseError(
                 f"EXT-X-STREAM-INF needs a positive BANDWIDTH, not {found}", url=url, lineno=lineno
             )
-        uri = resolve_uri(check_variables(ref, url, lineno), url)
+        uri = resolve_uri(ref, url)
         if uri in seen:
             continue
         seen.add(uri)
@@ -317,7 +339,7 @@ def _build_master(tags: MasterTags, url: str) -> MasterPlaylist:
     # repeat a video URI once per audio group, each with that group's audio codec.
     group_codecs = [(attrs.get("AUDIO"), attrs.get("CODECS")) for attrs, _, _ in tags.stream_infs]
     renditions = tuple(r for r in (_rendition(tag, url, group_codecs) for tag in tags.media) if r is not None)
-    return MasterPlaylist(url=url, variants=tuple(variants), renditions=renditions)
+    return MasterPlaylist(url=url, variants=tuple(variants), renditions=renditions, variables=variables)
 
 
 def _rendition(
@@ -341,7 +363,7 @@ def _rendition(
     ref = attrs.get("URI") or None
     uri = None
     if ref is not None and kind != "CLOSED-CAPTIONS":  # captions live in the video stream: never a URI
-        uri = resolve_uri(check_variables(ref, url, tag.lineno), url)
+        uri = resolve_uri(ref, url)
     default = _yes(attrs.get("DEFAULT"))
     codecs = None
     if kind == "AUDIO":
@@ -410,7 +432,7 @@ class _MediaBuilder:
         if raw.duration is None:
             raise PlaylistParseError("segment without EXTINF", url=self.url, lineno=lineno)
         duration = check_duration(raw.duration, "EXTINF", self.url, lineno)
-        uri = resolve_uri(check_variables(raw.uri, self.url, lineno), self.url)
+        uri = resolve_uri(raw.uri, self.url)
         tag = values.get("map")
         init = None if tag is None else self._init(tag, index)
         byterange = None if raw.byterange is None else self._range(raw.byterange, uri, lineno, None)
@@ -435,7 +457,7 @@ class _MediaBuilder:
         if init is None:
             if not tag.uri:
                 raise PlaylistParseError("EXT-X-MAP without URI", url=self.url, lineno=tag.lineno)
-            uri = resolve_uri(check_variables(tag.uri, self.url, tag.lineno), self.url)
+            uri = resolve_uri(tag.uri, self.url)
             byterange = None
             if tag.byterange is not None:
                 # An init sits at the start of its resource when nothing precedes it
@@ -471,17 +493,13 @@ class _MediaBuilder:
             raise PlaylistParseError("EXT-X-KEY without METHOD", url=self.url, lineno=lineno)
         if method == "NONE":
             return None
-        where = "" if lineno is None else f" (line {lineno})"
-        if method != "AES-128":
-            raise KeyProcessingError(
-                f"METHOD {method[:40]} is not supported{where}", url=self.url, segment=index
-            )
-        if keyformat is not None and keyformat != "identity":
-            raise KeyProcessingError(
-                f"KEYFORMAT {keyformat[:60]!r} is not supported{where}", url=self.url, segment=index
+        system = drm_system(uri, keyformat)
+        if method != "AES-128" or system is not None:
+            raise UnsupportedEncryption(
+                method[:40], system=system, url=self.url, segment=index, lineno=lineno
             )
         if not uri:
             raise PlaylistParseError("AES-128 key without URI", url=self.url, lineno=lineno)
         iv_value = None if iv is None else iv_bytes(iv, self.url, lineno)
-        uri = resolve_uri(check_variables(uri, self.url, lineno), self.url)
+        uri = resolve_uri(uri, self.url)
         return Key(method="AES-128", uri=uri, iv=iv_value)
