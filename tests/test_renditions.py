@@ -12,6 +12,7 @@ import pytest
 
 import kithara_hls
 from kithara_hls import CacheOptions, HlsOptions, HlsSource, NetworkOptions, NoAudioTrack, VariantNotFound
+from kithara_hls.errors import UnsupportedEncryption
 from kithara_hls.playlist import MasterPlaylist, Rendition, Variant
 from kithara_hls.testing import Origin
 from kithara_hls.testing import realworld as rw
@@ -512,3 +513,26 @@ def test_storage_options_choose_the_track() -> None:
 
     chosen = hls_options(track="audio", audio="fr")
     assert chosen.track == "audio" and chosen.audio == "fr"
+
+
+def test_clear_audio_plays_beside_drm_video(root: Path, served: Origin, tmp_path: Path) -> None:
+    """The video playlists use FairPlay (written by hand: no packager here makes DRM); the clear
+    English rendition plays, and the muxed track names the DRM at open."""
+    fx = rw.build_renditions(root)
+    en = fx.tracks["en"]
+    lines = (root / fx.tracks["v180"].playlist).read_text().splitlines()
+    lines.insert(
+        1, '#EXT-X-KEY:METHOD=SAMPLE-AES,URI="skd://key42",KEYFORMAT="com.apple.streamingkeydelivery"'
+    )
+    (root / "drm_video.m3u8").write_text("\n".join(lines).replace("seg_", f"{fx.name}/v180/seg_") + "\n")
+    entry = write_master(
+        root,
+        "drm_master.m3u8",
+        f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="English",LANGUAGE="en",DEFAULT=YES,URI="{en.playlist}"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=66000,CODECS="avc1.42c00d,mp4a.40.2",AUDIO="aud"\ndrm_video.m3u8\n',
+    )
+    with kithara_hls.open(served.url(entry), options(tmp_path)) as f:
+        assert f.read() == en.expected
+    assert "drm_video.m3u8" not in requested(served)
+    with pytest.raises(UnsupportedEncryption, match="FairPlay"):
+        kithara_hls.open(served.url(entry), options(tmp_path, track="muxed"))
