@@ -58,7 +58,8 @@ class HlsSource(io.RawIOBase):
         return self._session.reader.variant
 
     def info(self) -> StreamInfo:
-        """Facts about the stream: variants, plan, encryption, what the cache holds, size if known."""
+        """Facts about the stream: the track played, variants, renditions, plan, encryption, what
+        the cache holds, size if known."""
         self._check_open()
         return self._session.info()
 
