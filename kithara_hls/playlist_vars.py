@@ -33,7 +33,7 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _QUOTED = re.compile(r'"[^"]*"')
 _UNSAFE = re.compile(r'["\x00-\x1f\x7f\x85\u2028\u2029]')  # also what str.splitlines breaks at
 # Tags only a master playlist holds: an IMPORT beside one of them is in a master.
-_MASTER_TAG = re.compile(r"^#EXT-X-(?:I-FRAME-)?STREAM-INF:", re.MULTILINE)
+_MASTER_TAG = re.compile(r"(?:^|[\r\n])[ \t]*#EXT-X-(?:I-FRAME-)?STREAM-INF:")
 
 
 def substitute(

@@ -1,7 +1,8 @@
 """Playlists as other tools write them: the corpus in tests/playlists and what `parse` makes of each.
 
-The corpus holds the examples of RFC 8216 §8 and playlists written by hand around
-every tag RFC 8216 and its successor (8216bis) define, with unknown tags and
+The corpus holds the examples of RFC 8216 §8, masters as Apple's examples, Shaka
+Packager and Bento4 write them, and playlists written by hand around every tag
+RFC 8216 and its successor (8216bis) define (EXT-X-DEFINE, DRM keys, gaps), with unknown tags and
 attributes, odd case and whitespace, CRLF and byte-order marks. Each file has one
 row in `CORPUS`: accepted (segment count and duration, or the variants), or
 refused with the exact error class, a message and the line it names. Unknown tags
@@ -110,6 +111,20 @@ CORPUS: dict[str, Media | Master | Refused] = {
             ("gear2/prog_index.m3u8", 577610),
         ),
         renditions=3,
+    ),
+    "master-apple-no-codecs.m3u8": Master(
+        (
+            ("gear1/prog_index.m3u8", 800000),
+            ("gear2/prog_index.m3u8", 1600000),
+            ("gear3/prog_index.m3u8", 3200000),
+        ),
+        renditions=3,
+    ),
+    "master-shaka-packager.m3u8": Master(
+        (("stream_2.m3u8", 1105129), ("stream_3.m3u8", 2632261)), renditions=3
+    ),
+    "master-bento4.m3u8": Master(
+        (("audio/en/aac/media.m3u8", 134400), ("video/avc1/1/media.m3u8", 1456312)), renditions=1
     ),
     # Tags the library does not use: never a failure.
     "media-daterange.m3u8": Media(3, 16.5),
@@ -299,7 +314,12 @@ def test_unknown_attributes_leave_the_used_ones() -> None:
 def test_gap_segments_stay_listed() -> None:
     result = load("media-gap.m3u8")
     assert isinstance(result, MediaPlaylist)
-    assert [s.uri.removeprefix(BASE) for s in result.segments] == ["a.ts", "b.ts", "c.ts", "d.ts"]
+    assert [(s.uri.removeprefix(BASE), s.gap) for s in result.segments] == [
+        ("a.ts", False),
+        ("b.ts", True),
+        ("c.ts", True),
+        ("d.ts", False),
+    ]
 
 
 def test_low_latency_parts_are_ignored() -> None:

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+import kithara_hls
+from kithara_hls import CacheOptions, HlsOptions, NetworkOptions
 from kithara_hls.errors import InvalidUrl, KeyProcessingError, PlaylistParseError, UnsupportedEncryption
 from kithara_hls.playlist import MasterPlaylist, Rendition, Variant, parse_master, parse_media
+from kithara_hls.testing import Origin
 
 URL = "https://media.example.com/stream/master.m3u8"
 BASE = "https://media.example.com/stream/"
@@ -29,6 +32,20 @@ APPLE = (CORPUS / "master-apple-advanced.m3u8").read_text()
 # Apple's basic example (bipbop_4x3): the default rendition has no URI (its audio is muxed in
 # the variants); the alternate has one. CODECS entries are written with a space after the comma.
 APPLE_MUXED_DEFAULT = (CORPUS / "master-apple-muxed-default-audio.m3u8").read_text()
+
+# As Apple's authoring examples without CODECS: a URI-less default rendition (muxed stereo), a
+# 5.1 and a French alternate with URIs.
+APPLE_NO_CODECS = (CORPUS / "master-apple-no-codecs.m3u8").read_text()
+
+
+def test_apple_without_codecs() -> None:
+    master = parse_master(APPLE_NO_CODECS, URL)
+    assert [(r.name, r.channels, r.default, r.uri is None, r.codecs) for r in master.renditions] == [
+        ("English", "2", True, True, None),
+        ("English (5.1)", "6", False, False, None),
+        ("Français", "2", False, False, None),
+    ]
+    assert [(v.codecs, v.audio, v.audio_only) for v in master.variants] == [(None, "aac", False)] * 3
 
 
 def test_apple_renditions_are_listed_in_order() -> None:
@@ -231,35 +248,11 @@ def test_audio_rendition_codecs_come_from_the_variants(codecs: str | None, expec
 
 # Shaka Packager: audio always in renditions with a URI; its CODECS list mp4a on every video
 # variant; one audio group, and text in a SUBTITLES group.
-SHAKA = """#EXTM3U
-## Generated with https://github.com/shaka-project/shaka-packager version v3.2.0
-#EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MEDIA:TYPE=AUDIO,URI="stream_0.m3u8",GROUP-ID="default-audio-group",LANGUAGE="en",NAME="stream_0",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="2"
-#EXT-X-MEDIA:TYPE=AUDIO,URI="stream_1.m3u8",GROUP-ID="default-audio-group",LANGUAGE="de",NAME="stream_1",AUTOSELECT=YES,CHANNELS="2"
-#EXT-X-MEDIA:TYPE=SUBTITLES,URI="stream_4.m3u8",GROUP-ID="default-text-group",LANGUAGE="en",NAME="stream_4",AUTOSELECT=YES
-#EXT-X-STREAM-INF:BANDWIDTH=1105129,AVERAGE-BANDWIDTH=1008128,CODECS="avc1.64001e,mp4a.40.2",RESOLUTION=640x360,FRAME-RATE=25.000,AUDIO="default-audio-group",SUBTITLES="default-text-group",CLOSED-CAPTIONS=NONE
-stream_2.m3u8
-#EXT-X-STREAM-INF:BANDWIDTH=2632261,AVERAGE-BANDWIDTH=2284544,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=25.000,AUDIO="default-audio-group",SUBTITLES="default-text-group",CLOSED-CAPTIONS=NONE
-stream_3.m3u8
-"""
+SHAKA = (CORPUS / "master-shaka-packager.m3u8").read_text()
 
 # Bento4 (mp4hls): an audio group with a URI, video variants naming it, and an audio-only
 # variant for the audio alone (the I-frame playlists are ignored).
-BENTO4 = """#EXTM3U
-# Created with Bento4 mp4-hls.py version 1.2.0r639
-
-#EXT-X-VERSION:4
-
-# Media Playlists
-#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio_aac",NAME="audio_aac_en",LANGUAGE="en",AUTOSELECT=YES,DEFAULT=YES,CHANNELS="2",URI="audio/en/aac/media.m3u8"
-#EXT-X-STREAM-INF:AVERAGE-BANDWIDTH=1113744,BANDWIDTH=1456312,CODECS="avc1.42C01E,mp4a.40.2",RESOLUTION=640x360,AUDIO="audio_aac"
-video/avc1/1/media.m3u8
-#EXT-X-STREAM-INF:AVERAGE-BANDWIDTH=133544,BANDWIDTH=134400,CODECS="mp4a.40.2",AUDIO="audio_aac"
-audio/en/aac/media.m3u8
-
-# I-Frame Playlists
-#EXT-X-I-FRAME-STREAM-INF:AVERAGE-BANDWIDTH=24504,BANDWIDTH=83336,CODECS="avc1.42C01E",RESOLUTION=640x360,URI="video/avc1/1/iframes.m3u8"
-"""
+BENTO4 = (CORPUS / "master-bento4.m3u8").read_text()
 
 
 def test_shaka_master() -> None:
@@ -503,3 +496,46 @@ def test_unsupported_encryption_pickles() -> None:
         "FairPlay",
         3,
     )
+
+
+def test_open_substitutes_the_masters_variables_into_its_media_playlist(tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    (www / "audio").mkdir(parents=True)
+    (www / "master.m3u8").write_text(
+        "#EXTM3U\n"
+        '#EXT-X-DEFINE:QUERYPARAM="token"\n'
+        '#EXT-X-DEFINE:NAME="dir",VALUE="audio"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=64000,CODECS="mp4a.40.2"\n'
+        "{$dir}/index.m3u8?token={$token}\n"
+    )
+    (www / "audio" / "index.m3u8").write_text(
+        media_text(
+            "#EXTINF:4,\nseg0.bin?token={$token}\n#EXTINF:4,\nseg1.bin?token={$token}\n",
+            '#EXT-X-DEFINE:IMPORT="token"\n',
+        )
+    )
+    bodies = [bytes([i]) * 1000 for i in range(2)]
+    for i, body in enumerate(bodies):
+        (www / "audio" / f"seg{i}.bin").write_bytes(body)
+    options = HlsOptions(cache=CacheOptions(dir=tmp_path / "cache"), network=NetworkOptions(retries=0))
+    with Origin(www) as origin, kithara_hls.open(origin.url("master.m3u8") + "?token=s3cr3t", options) as f:
+        assert f.read() == b"".join(bodies)
+        fetched = {(r.path, r.query) for r in origin.requests}
+    assert {("audio/index.m3u8", "token=s3cr3t"), ("audio/seg0.bin", "token=s3cr3t")} <= fetched
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_substitution_keeps_line_endings_and_numbers(newline: str) -> None:
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-TARGETDURATION:4",
+        ' #EXT-X-DEFINE:NAME="s",VALUE="seg"',
+        "#EXTINF:4,",
+        "{$s}1.ts",
+    ]
+    text = newline.join([*lines, "#EXT-X-ENDLIST", ""])
+    assert parse_media(text, URL).segments[0].uri == BASE + "seg1.ts"
+    bad = newline.join([*lines, "#EXTINF:4,", "{$t}2.ts", "#EXT-X-ENDLIST", ""])
+    with pytest.raises(PlaylistParseError, match=re.escape("variable '{$t}' is not defined")) as info:
+        parse_media(bad, URL)
+    assert info.value.lineno == 7
