@@ -17,12 +17,13 @@ never written, and a blank line follows each variant URI.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .building import build_once
-from .oracle import parse_placed, presented
+from .oracle import parse_placed, presented, read_span
+from .origin import RequestRecord
 from .realworld_media import AudioSpec, VideoSpec, encode_streams
 
 __all__ = [
@@ -45,6 +46,7 @@ EN_HZ = 440.0  # English, and the first period of the discontinuity fixtures
 FR_HZ = 660.0  # French, and the second period
 SEGMENT_S = 1.0
 CONTENT_S = 4.0
+REALWORLD_VERSION = 1  # bump when a real-world builder's output changes
 _CODEC_NAMES = {"libmp3lame": "mp3"}
 VIDEO_LADDER = (VideoSpec(320, 180, 200_000), VideoSpec(160, 90, 80_000))
 
@@ -118,6 +120,14 @@ class RealWorldFixture:
         """The URL to open, given the origin's base URL."""
         return base_url + self.entry + (f"?{self.query}" if self.query else "")
 
+    def video_requests(self, records: Iterable[RequestRecord]) -> list[str]:
+        """The paths of an origin's request log that are video (audio mode must have none)."""
+        return [r.path for r in records if r.path in self.video_paths]
+
+    def gap_requests(self, records: Iterable[RequestRecord]) -> list[str]:
+        """The paths of an origin's request log that are gap segments (there must be none)."""
+        return [r.path for r in records if r.path in self.missing]
+
 
 def make_track(
     root: Path,
@@ -145,14 +155,18 @@ def make_track(
     periods = (0, *(i for i, p in enumerate(placed) if p.discontinuity and i > 0))
     datas: list[bytes] = []
     stops_at = None
-    for i, seg in enumerate(segs):
+    for i, (seg, p) in enumerate(zip(segs, placed, strict=True)):
+        span = p.segment.byterange
         if i in gaps:
             if fills is None or i not in fills:
                 stops_at = i
                 break
-            seg = fills[i]
-        datas.append((root / seg).read_bytes())
-    init_bytes = [None if p is None else (p, (root / p).read_bytes()) for p in inits[: len(datas)]]
+            seg, span = fills[i], None
+        datas.append(read_span(root / seg, span))
+    init_bytes: list[tuple[str, bytes] | None] = []
+    for uri, p in zip(inits[: len(datas)], placed, strict=False):
+        init_span = None if p.init is None else p.init.byterange
+        init_bytes.append(None if uri is None else (f"{uri}@{init_span}", read_span(root / uri, init_span)))
     offsets = tuple(len(presented(datas[:i], init_bytes[:i], packed=packed)) for i in periods)
     return Track(
         name,
@@ -180,7 +194,7 @@ def video_paths(tracks: Mapping[str, Track]) -> frozenset[str]:
     return frozenset(p for t in video for p in (t.playlist, *t.inits, *t.segments))
 
 
-def _hls_options(work: Path, var_stream_map: str, fmp4: bool, **extra: str) -> dict[str, str]:
+def hls_options(work: Path, var_stream_map: str, fmp4: bool, **extra: str) -> dict[str, str]:
     """The hls muxer's options for one run writing `master.m3u8` and a folder per variant."""
     ext = "m4s" if fmp4 else "ts"
     options = {
@@ -196,18 +210,22 @@ def _hls_options(work: Path, var_stream_map: str, fmp4: bool, **extra: str) -> d
     return options
 
 
-def _finish(
+def finish_fixture(
     root: Path, name: str, tracks: dict[str, Track], packager: str = "ffmpeg hls muxer"
 ) -> RealWorldFixture:
     return RealWorldFixture(name, root, f"{name}/master.m3u8", tracks, video_paths(tracks), packager=packager)
 
 
-def build_renditions(root: str | Path, *, fmp4: bool = False, name: str | None = None) -> RealWorldFixture:
+def build_renditions(
+    root: str | Path, *, fmp4: bool = False, single_file: bool = False, name: str | None = None
+) -> RealWorldFixture:
     """Two video variants (320x180, 160x90; tracks "v180", "v90") that reference one audio group
     of two renditions with URIs, English (DEFAULT=YES, `EN_HZ`, "en") and French (`FR_HZ`, "fr"),
     48 kHz stereo AAC; master by ffmpeg's hls muxer (var_stream_map with agroup/language/default).
+    `single_file`: ``hls_flags single_file``, one file per track sliced by EXT-X-BYTERANGE.
     """
-    name = name or ("renditions_fmp4" if fmp4 else "renditions_ts")
+    kind = ("fmp4" if fmp4 else "ts") if not single_file else ("single_fmp4" if fmp4 else "single_ts")
+    name = name or f"renditions_{kind}"
     vmap = (
         "v:0,agroup:aud,name:v180 v:1,agroup:aud,name:v90 "
         "a:0,agroup:aud,language:en,name:en,default:yes a:1,agroup:aud,language:fr,name:fr"
@@ -215,19 +233,24 @@ def build_renditions(root: str | Path, *, fmp4: bool = False, name: str | None =
     audios = (AudioSpec(EN_HZ), AudioSpec(FR_HZ))
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, fmp4)
+        extra = {}
+        if single_file:
+            ext = "m4s" if fmp4 else "ts"
+            extra = {"hls_flags": "single_file", "hls_segment_filename": str(work / "%v" / f"stream.{ext}")}
+        options = hls_options(work, vmap, fmp4, **extra)
         encode_streams(
             work / "%v" / "index.m3u8", "hls", options, videos=VIDEO_LADDER, audios=audios, seconds=CONTENT_S
         )
 
-    root = build_once(root, name, {"fmp4": fmp4, "vmap": vmap}, make)
+    params = {"rw": REALWORLD_VERSION, "fmp4": fmp4, "single": single_file, "vmap": vmap}
+    root = build_once(root, name, params, make)
     tracks = {
         "v180": make_track(root, "v180", f"{name}/v180/index.m3u8", "video"),
         "v90": make_track(root, "v90", f"{name}/v90/index.m3u8", "video"),
     }
     for key, spec in zip(("en", "fr"), audios, strict=True):
         tracks[key] = make_track(root, key, f"{name}/{key}/index.m3u8", "audio", language=key, spec=(spec))
-    return _finish(root, name, tracks)
+    return finish_fixture(root, name, tracks)
 
 
 #: The audio-only ladder: (track name, sample rate, bitrate), lowest first.
@@ -242,15 +265,15 @@ def build_audio_ladder(root: str | Path, *, fmp4: bool = False, name: str | None
     vmap = " ".join(f"a:{i},name:{key}" for i, (key, _, _) in enumerate(AUDIO_LADDER))
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, fmp4)
+        options = hls_options(work, vmap, fmp4)
         encode_streams(work / "%v" / "index.m3u8", "hls", options, audios=specs, seconds=CONTENT_S)
 
-    root = build_once(root, name, {"fmp4": fmp4, "vmap": vmap}, make)
+    root = build_once(root, name, {"rw": REALWORLD_VERSION, "fmp4": fmp4, "vmap": vmap}, make)
     tracks = {
         key: make_track(root, key, f"{name}/{key}/index.m3u8", "audio", spec=(spec))
         for (key, _, _), spec in zip(AUDIO_LADDER, specs, strict=True)
     }
-    return _finish(root, name, tracks)
+    return finish_fixture(root, name, tracks)
 
 
 def build_muxed_ladder(root: str | Path, *, name: str = "muxed_ladder_ts") -> RealWorldFixture:
@@ -261,18 +284,18 @@ def build_muxed_ladder(root: str | Path, *, name: str = "muxed_ladder_ts") -> Re
     specs = (AudioSpec(EN_HZ, bitrate=96_000), AudioSpec(EN_HZ, bitrate=64_000))
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, False)
+        options = hls_options(work, vmap, False)
         videos = VIDEO_LADDER[:1]
         encode_streams(
             work / "%v" / "index.m3u8", "hls", options, videos=videos, audios=specs, seconds=CONTENT_S
         )
 
-    root = build_once(root, name, {"vmap": vmap}, make)
+    root = build_once(root, name, {"rw": REALWORLD_VERSION, "vmap": vmap}, make)
     tracks = {
         "av": make_track(root, "av", f"{name}/av/index.m3u8", "muxed", spec=(specs[0])),
         "audio": make_track(root, "audio", f"{name}/audio/index.m3u8", "audio", spec=(specs[1])),
     }
-    return _finish(root, name, tracks)
+    return finish_fixture(root, name, tracks)
 
 
 GAP_INDEX = 2  # the segment marked EXT-X-GAP in the gap fixtures
@@ -291,12 +314,14 @@ def build_gaps(root: str | Path, *, every_variant: bool = False, name: str | Non
     gapped = [key for key, _ in GAP_LADDER] if every_variant else [GAP_LADDER[0][0]]
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, False)
+        options = hls_options(work, vmap, False)
         encode_streams(work / "%v" / "index.m3u8", "hls", options, audios=specs, seconds=CONTENT_S)
         for key in gapped:
             _mark_gap(work / key / "index.m3u8", GAP_INDEX)
 
-    root = build_once(root, name, {"vmap": vmap, "gapped": gapped, "index": GAP_INDEX}, make)
+    root = build_once(
+        root, name, {"rw": REALWORLD_VERSION, "vmap": vmap, "gapped": gapped, "index": GAP_INDEX}, make
+    )
     fills = None if every_variant else {GAP_INDEX: f"{name}/{GAP_LADDER[1][0]}/seg_{GAP_INDEX:03d}.ts"}
     tracks = {
         key: make_track(
@@ -305,7 +330,7 @@ def build_gaps(root: str | Path, *, every_variant: bool = False, name: str | Non
         for (key, _), spec in zip(GAP_LADDER, specs, strict=True)
     }
     missing = frozenset(t.segments[GAP_INDEX] for t in tracks.values() if GAP_INDEX in t.gaps)
-    fixture = _finish(root, name, tracks, packager="ffmpeg hls muxer; EXT-X-GAP by hand")
+    fixture = finish_fixture(root, name, tracks, packager="ffmpeg hls muxer; EXT-X-GAP by hand")
     return replace(fixture, missing=missing)
 
 
