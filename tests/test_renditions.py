@@ -16,6 +16,7 @@ from kithara_hls.errors import UnsupportedEncryption
 from kithara_hls.playlist import MasterPlaylist, Rendition, Variant
 from kithara_hls.testing import Origin
 from kithara_hls.testing import realworld as rw
+from kithara_hls.testing.realworld_audio import build_apple_style
 from kithara_hls.testing.realworld_media import tone_hz
 from kithara_hls.tracks import choose, ladder_bitrates, match_rank, pick_rendition
 
@@ -255,9 +256,14 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("renditions")
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["ts", "fmp4"])
+@pytest.fixture(
+    scope="module",
+    params=[(False, False), (True, False), (False, True), (True, True)],
+    ids=["ts", "fmp4", "single_ts", "single_fmp4"],
+)
 def renditions(request: pytest.FixtureRequest, root: Path) -> rw.RealWorldFixture:
-    return rw.build_renditions(root, fmp4=request.param)
+    fmp4, single_file = request.param
+    return rw.build_renditions(root, fmp4=fmp4, single_file=single_file)
 
 
 @pytest.fixture
@@ -383,28 +389,37 @@ def write_master(root: Path, name: str, text: str) -> str:
 
 
 def test_apple_style_master_over_real_media(root: Path, served: Origin, tmp_path: Path) -> None:
-    """Modelled on Apple's published masters: the DEFAULT audio has no URI (muxed in the variants,
-    no CODECS), a 6-channel alternate has one."""
-    fx = rw.build_muxed_ladder(root)
-    entry = write_master(
-        root,
-        "apple_style.m3u8",
-        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud1",NAME="English",LANGUAGE="en",DEFAULT=YES,AUTOSELECT=YES,'
-        'CHANNELS="2"\n'
-        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud1",NAME="Surround",LANGUAGE="en",AUTOSELECT=YES,CHANNELS="6",'
-        f'URI="{fx.name}/audio/index.m3u8"\n'
-        f'#EXT-X-STREAM-INF:BANDWIDTH=400000,AUDIO="aud1"\n{fx.name}/av/index.m3u8\n',
-    )
-    with kithara_hls.open(served.url(entry), options(tmp_path)) as f:
+    """D's master after Apple's examples: a URI-less DEFAULT English (muxed in the variants, no
+    CODECS) beside French stereo and English 5.1 renditions with URIs."""
+    fx = build_apple_style(root)
+    url = fx.url(served.base_url)
+    muxed = [served.url(fx.tracks[k].playlist) for k in ("v90", "v180")]
+    with kithara_hls.open(url, options(tmp_path, variant=1)) as f:
         info = f.info()
-        assert info.track == "muxed" and [v.uri for v in f.variants] == [
-            served.url(f"{fx.name}/av/index.m3u8")
-        ]
-        assert f.read() == fx.tracks["av"].expected
-    with kithara_hls.open(served.url(entry), options(tmp_path, audio="en")) as f:
-        assert f.info().track == "muxed"  # English is the muxed one: DEFAULT=YES wins at equal match
-    with kithara_hls.open(served.url(entry), options(tmp_path, track="audio")) as f:
-        assert f.info().track == "audio" and f.read() == fx.tracks["audio"].expected
+        assert info.track == "muxed" and [v.uri for v in f.variants] == muxed
+        assert len(f.renditions) == 3 and info.rendition is None
+        assert f.read() == fx.tracks["v180"].expected
+        f.seek(0)
+        check_tone(f, fx.tracks["v180"])  # the English muxed in the variant
+    # English is the muxed one: DEFAULT=YES wins at an equal match.
+    with kithara_hls.open(url, options(tmp_path, audio="en")) as f:
+        info = f.info()
+        assert info.track == "muxed" and [v.uri for v in f.variants] == muxed
+        assert info.rendition is not None and info.rendition.uri is None
+    served.reset_log()
+    for wanted, key in (("fr", "fr"), ("English 5.1", "en51")):
+        with kithara_hls.open(url, options(tmp_path, audio=wanted)) as f:
+            assert f.info().track == "audio" and f.read() == fx.tracks[key].expected
+            f.seek(0)
+            check_tone(f, fx.tracks[key])
+    # The audio alone in English: the 5.1 rendition, the stereo one being muxed.
+    with kithara_hls.open(url, options(tmp_path, track="audio", audio="en")) as f:
+        assert f.read() == fx.tracks["en51"].expected
+    assert not requested(served) & set(muxed_paths(fx))
+
+
+def muxed_paths(fx: rw.RealWorldFixture) -> list[str]:
+    return [p for k in ("v180", "v90") for p in (fx.tracks[k].playlist, *fx.tracks[k].segments)]
 
 
 def test_no_audio_to_play_alone(root: Path, served: Origin, tmp_path: Path) -> None:
@@ -536,3 +551,23 @@ def test_clear_audio_plays_beside_drm_video(root: Path, served: Origin, tmp_path
     assert "drm_video.m3u8" not in requested(served)
     with pytest.raises(UnsupportedEncryption, match="FairPlay"):
         kithara_hls.open(served.url(entry), options(tmp_path, track="muxed"))
+
+
+def test_rung_bitrates_from_byteranges(root: Path, served: Origin, tmp_path: Path) -> None:
+    """Rungs sliced by EXT-X-BYTERANGE (hls_flags single_file) are measured from their playlists:
+    no size probe. (The two tracks stand in for two bitrates of one track here.)"""
+    fx = rw.build_renditions(root, single_file=True)
+    en, fr = fx.tracks["en"], fx.tracks["fr"]
+    entry = write_master(
+        root,
+        "byterange_groups.m3u8",
+        f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="English",LANGUAGE="en",DEFAULT=YES,URI="{en.playlist}"\n'
+        f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="b",NAME="English",LANGUAGE="en",DEFAULT=YES,URI="{fr.playlist}"\n'
+        f'#EXT-X-STREAM-INF:BANDWIDTH=800000,AUDIO="a"\n{fx.tracks["v90"].playlist}\n'
+        f'#EXT-X-STREAM-INF:BANDWIDTH=2000000,AUDIO="b"\n{fx.tracks["v180"].playlist}\n',
+    )
+    rates = [round(len(t.expected) * 8 / t.duration) for t in (en, fr)]
+    with kithara_hls.open(served.url(entry), options(tmp_path, variant=0)) as f:
+        assert [v.bitrate for v in f.variants] == [rates[0], max(rates)]
+        assert f.read() == en.expected
+    assert not [r for r in served.requests if r.range_header == "bytes=0-0"]
