@@ -13,6 +13,7 @@ from .errors import (
     InvalidUrl,
     KeyProcessingError,
     NetError,
+    NoAudioTrack,
     NoSuitableVariant,
     OfflineMiss,
     PlaylistParseError,
@@ -38,7 +39,7 @@ from .events import (
     VariantApplied,
 )
 from .options import AbrOptions, CacheOptions, HlsOptions, KeyOptions, NetworkOptions
-from .playlist import Variant
+from .playlist import Rendition, Variant
 from .session import StreamInfo
 from .source import HlsSource, open
 
@@ -66,10 +67,12 @@ __all__ = [
     "KeyProcessingError",
     "NetError",
     "NetworkOptions",
+    "NoAudioTrack",
     "NoSuitableVariant",
     "OfflineMiss",
     "PlaybackProgress",
     "PlaylistParseError",
+    "Rendition",
     "RetryExhausted",
     "SegmentComplete",
     "SegmentNotFound",

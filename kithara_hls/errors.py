@@ -130,6 +130,10 @@ class VariantNotFound(HlsError):
     """The requested variant index does not exist."""
 
 
+class NoAudioTrack(VariantNotFound):
+    """Audio alone was asked for (``track="audio"``), and the master has none to play alone."""
+
+
 class SegmentNotFound(NetError):
     """A segment could not be fetched (404/410, or it failed for good)."""
 
@@ -211,6 +215,7 @@ __all__ = [
     "InvalidUrl",
     "KeyProcessingError",
     "NetError",
+    "NoAudioTrack",
     "NoSuitableVariant",
     "OfflineMiss",
     "PlaylistParseError",

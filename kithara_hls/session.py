@@ -25,7 +25,7 @@ from .keys import KeyManager
 from .layout import Layout, build_parts
 from .loader import PlaylistLoader
 from .options import HlsOptions
-from .playlist import MediaPlaylist, Variant
+from .playlist import MediaPlaylist, Rendition, Variant
 from .reader import Reader
 from .store import Store
 from .switching import Switcher, learn_byteranges, offline_plan
@@ -44,7 +44,10 @@ class StreamInfo:
     sections, in the current plan. encryption: the methods its parts use
     ("AES-128"), empty when clear. parts_cached: parts the cache holds whole.
     size: the stream's size in bytes, None until every part's size is known
-    (`HlsSource.size()` probes them).
+    (`HlsSource.size()` probes them). track: what the file carries of a master,
+    "audio" or "muxed" (None for a media playlist); rendition: the audio
+    rendition played, if one was chosen; renditions: every rendition of the
+    master (EXT-X-MEDIA, all types).
     """
 
     url: str
@@ -57,6 +60,9 @@ class StreamInfo:
     parts_cached: int
     size: int | None
     cache_dir: Path
+    track: str | None = None
+    rendition: Rendition | None = None
+    renditions: tuple[Rendition, ...] = ()
 
 
 class Session:
@@ -179,7 +185,8 @@ class Session:
             deadline = self.reader.deadline()
             pool.submit(lambda: self.keys.prefetch(first_key, deadline))
         self.books.begin(media, first, loader.take_unsaved(), stored=stored)
-        if len(loader.variants) > 1 and not options.offline:
+        # An audio ladder whose bitrates could not be measured has none for ABR to go by.
+        if len(loader.variants) > 1 and not options.offline and all(v.bitrate > 0 for v in loader.variants):
             self.switcher.start_abr(
                 options.abr,
                 lookahead_s=net.lookahead,
@@ -240,6 +247,7 @@ class Session:
         variant = self.reader.variant
         if variant is None:
             variant = parts[0].variant if parts else 0
+        choice = self.loader.choice
         return StreamInfo(
             url=self.url,
             duration=self.duration,
@@ -251,6 +259,9 @@ class Session:
             parts_cached=sum(1 for p in parts if self.store.load(p.rid)[1]),
             size=self.layout.total(),
             cache_dir=self.cache.path,
+            track=None if choice is None else choice.track,
+            rendition=None if choice is None else choice.rendition,
+            renditions=self.loader.renditions,
         )
 
     def threads(self) -> list[threading.Thread]:

@@ -11,7 +11,7 @@ from .abr.controller import AbrDecision
 from .errors import HlsError
 from .localfile import to_url
 from .options import HlsOptions
-from .playlist import Variant
+from .playlist import Rendition, Variant
 from .session import Session, StreamInfo
 
 _CLOSED_MSG = "I/O operation on closed file."
@@ -38,8 +38,14 @@ class HlsSource(io.RawIOBase):
 
     @property
     def variants(self) -> list[Variant]:
-        """The variants, sorted by bandwidth, lowest first."""
+        """The ladder played, sorted by bandwidth, lowest first: the master's variants, or the
+        rungs of the audio track (`HlsOptions.track`)."""
         return list(self._session.loader.variants)
+
+    @property
+    def renditions(self) -> list[Rendition]:
+        """Every rendition (EXT-X-MEDIA) of the master, in its order; empty for a media playlist."""
+        return list(self._session.loader.renditions)
 
     @property
     def duration(self) -> float:
@@ -52,7 +58,8 @@ class HlsSource(io.RawIOBase):
         return self._session.reader.variant
 
     def info(self) -> StreamInfo:
-        """Facts about the stream: variants, plan, encryption, what the cache holds, size if known."""
+        """Facts about the stream: the track played, variants, renditions, plan, encryption, what
+        the cache holds, size if known."""
         self._check_open()
         return self._session.info()
 
