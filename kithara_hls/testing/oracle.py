@@ -127,3 +127,66 @@ def load(base: Path, entry: Entry) -> bytes:
     iv = entry.key.iv or entry.sequence.to_bytes(16, "big")
     cipher = AES.new((base / entry.key.uri).read_bytes(), AES.MODE_CBC, iv)
     return bytes(unpad(cipher.decrypt(data), AES.block_size))
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A segment of a media playlist with what surrounds it: the init section in force,
+    whether EXT-X-GAP marks it, and whether EXT-X-DISCONTINUITY comes before it."""
+
+    segment: Entry
+    init: Entry | None
+    gap: bool
+    discontinuity: bool
+
+
+def parse_placed(path: Path) -> list[Placed]:
+    """Every segment of a media playlist, in order, with its init section and its GAP and
+    DISCONTINUITY flags (plain line parsing; no keys or byte ranges, which these fixtures lack)."""
+    placed: list[Placed] = []
+    sequence, duration, init = 0, 0.0, None
+    gap = discontinuity = False
+    for line in (s.strip() for s in path.read_text().splitlines()):
+        tag, _, value = line.partition(":")
+        if tag == "#EXT-X-MEDIA-SEQUENCE":
+            sequence = int(value)
+        elif tag == "#EXT-X-MAP":
+            init = Entry(_attrs(value)["URI"], 0.0, sequence + len(placed), None, None)
+        elif tag == "#EXTINF":
+            duration = float(value.split(",")[0])
+        elif tag == "#EXT-X-GAP":
+            gap = True
+        elif tag == "#EXT-X-DISCONTINUITY":
+            discontinuity = True
+        elif line and not line.startswith("#"):
+            seg = Entry(line, duration, sequence + len(placed), None, None)
+            placed.append(Placed(seg, init, gap, discontinuity))
+            gap = discontinuity = False
+    return placed
+
+
+def id3_length(data: bytes) -> int:
+    """The length of the ID3v2 tag `data` begins with (header, frames and footer), or 0."""
+    if len(data) < 10 or data[:3] != b"ID3" or data[3] == 0xFF or data[4] == 0xFF:
+        return 0
+    size = 0
+    for byte in data[6:10]:
+        if byte & 0x80:
+            return 0
+        size = (size << 7) | byte
+    footer = 10 if data[5] & 0x10 else 0
+    return 10 + size + footer
+
+
+def presented(segments: list[bytes], inits: list[bytes | None], *, packed: bool = False) -> bytes:
+    """The stream a client presents from `segments` in order, each after its init section
+    (written again only where it changes). Packed audio: every segment after the first without
+    its leading ID3 tag, so one decoder reads the whole as one elementary stream."""
+    out: list[bytes] = []
+    current: bytes | None = None
+    for i, (data, init) in enumerate(zip(segments, inits, strict=True)):
+        if init is not None and init != current:
+            out.append(init)
+            current = init
+        out.append(data[id3_length(data) :] if packed and i > 0 else data)
+    return b"".join(out)
