@@ -138,6 +138,10 @@ class Switcher:
             self._check_set(variant)
         if self.driver is not None:
             self.driver.set_manual(variant)
+            if variant is not None:
+                # ABR may have chosen this variant already (its switch still on a worker): the
+                # pin is then no change to it, yet the plan must move now, as a pin's does.
+                self._switch(variant, ev.AbrReason.MANUAL)
 
     def same_set(self, a: int, b: int) -> bool:
         """Whether a decoder can follow a switch from variant `a` to `b`, as far as known now (no I/O)."""
@@ -154,9 +158,11 @@ class Switcher:
         """Carry out an ABR decision (on the ABR thread, or the caller's of `set_variant`)."""
         reason = decision.reason or ev.AbrReason.MANUAL
         variant = decision.to_variant
-        known = self.sets.known(variant) and self.sets.known(self.home)
+        # A pin was checked by set_variant; ABR's choice is looked at once, before its first switch.
+        manual = reason == ev.AbrReason.MANUAL
+        known = manual or (self.sets.known(variant) and self.sets.known(self.home))
         if variant in self._loader.loaded() and known:
-            if self._admit(variant):
+            if manual or self._admit(variant):
                 self._switch(variant, reason)
         else:
             self._pool.submit(lambda: self._load_and_switch(variant, reason))
@@ -233,10 +239,13 @@ class Switcher:
         layout, loaded = self._layout, self._loader.loaded()
         media = loaded[variant]
         urgent = reason == ev.AbrReason.URGENT
+        # A pin before the first read: the stream starts on it, whatever was fetched already.
+        restart = reason == ev.AbrReason.MANUAL and not self.has_read()
         with self._lock:
             for _ in range(SWITCH_TRIES):
                 # Urgent: also re-plan (and abandon) downloads in flight.
                 index = self._pool.first_unstarted(layout.committed, started_counts=not urgent)
+                index = layout.committed if restart else index
                 if index >= len(layout) or layout.part(index).variant == variant:
                     return
                 old = layout.part(index)

@@ -53,7 +53,7 @@ def codec_family(entry: str) -> str | None:
 def codecs_format(variant: Variant) -> MediaFormat:
     """What a variant's CODECS says its own segments hold (nothing when that is not reliable)."""
     # A variant with an AUDIO group lists the group's codec too: not proof of its own bytes.
-    if not variant.codecs or getattr(variant, "audio", None):
+    if not variant.codecs or variant.audio:
         return MediaFormat()
     families = [codec_family(entry) for entry in variant.codecs.split(",") if entry.strip()]
     if not families or None in families:
