@@ -150,6 +150,8 @@ class Switcher:
     def switch_sets(self) -> tuple[tuple[int, ...], ...]:
         """The switch sets (indices into the variants), after looking at the first bytes of each
         variant not seen yet (a small request each, on the caller's thread)."""
+        if len(self._loader.variants) == 1:
+            return ((0,),)
         for variant in range(len(self._loader.variants)):
             self._learn(variant)
         return self.sets.sets()

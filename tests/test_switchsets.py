@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import kithara_hls
-from kithara_hls import AbrOptions, CacheOptions, HlsOptions, NetworkOptions, source
+from kithara_hls import AbrOptions, CacheOptions, HlsOptions, NetworkOptions, cli, source
 from kithara_hls import events as ev
 from kithara_hls.abr.controller import AbrController
 from kithara_hls.errors import IncompatibleVariant, VariantNotFound
@@ -291,3 +291,14 @@ def test_a_single_variant_stream_makes_no_request_of_its_own(
         assert f.read() == track.expected
         assert f.switch_sets == ((0,),)
     assert served.count() == 1 + len(track.segments)
+
+
+def test_cli_info_shows_the_switch_sets(
+    ladders: dict[str, rw.RealWorldFixture],
+    served: Origin,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fx = ladders["fmp4"]
+    assert cli.main(["info", fx.url(served.base_url), "--cache-dir", str(tmp_path)]) == 0
+    assert "switch sets: [0] [1 2]\n" in capsys.readouterr().out
