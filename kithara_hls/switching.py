@@ -277,13 +277,18 @@ def learn_byteranges(layout: Layout, parts: list[Part]) -> None:
             layout.learn(part.rid, SizeInfo(part.byterange.length))
 
 
-def offline_plan(loader: PlaylistLoader, store: Store, base: MediaPlaylist, first: int) -> list[Part]:
-    """Offline with ABR: per segment of `base` (variant `first`), the best variant the cache holds whole."""
+def offline_plan(
+    loader: PlaylistLoader, store: Store, base: MediaPlaylist, first: int, sets: SwitchSets
+) -> list[Part]:
+    """Offline with ABR: per segment of `base` (variant `first`), the best variant of its switch
+    set the cache holds whole."""
     for variant in range(len(loader.variants)):
         with contextlib.suppress(OfflineMiss):  # a variant the cache lacks plays nowhere
             loader.media(variant)
     loaded = loader.loaded()
-    order = sorted(loaded, reverse=True)  # highest bitrate first
+    for variant in loaded:
+        sets.learn(variant)  # from the cache: a variant it lacks stays unknown
+    order = sorted((v for v in loaded if sets.same_set(first, v)), reverse=True)  # highest bitrate first
     choices = []
     for seg in base.segments:
         pick = (base, first, seg.index)

@@ -8,6 +8,7 @@ raises after a read and works before it.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 from collections.abc import Iterator
@@ -302,3 +303,16 @@ def test_cli_info_shows_the_switch_sets(
     fx = ladders["fmp4"]
     assert cli.main(["info", fx.url(served.base_url), "--cache-dir", str(tmp_path)]) == 0
     assert "switch sets: [0] [1 2]\n" in capsys.readouterr().out
+
+
+def test_offline_abr_plays_the_start_set_from_the_cache(
+    ladders: dict[str, rw.RealWorldFixture], served: Origin, tmp_path: Path, sessions: list[Session]
+) -> None:
+    fx = ladders["fmp4"]
+    url = fx.url(served.base_url)
+    kithara_hls.download(url, _options(tmp_path), all_variants=True)
+    offline = dataclasses.replace(_options(tmp_path), offline=True)
+    with kithara_hls.open(url, offline) as f:
+        data = f.read()
+    assert {p.variant for p in sessions[-1].layout.parts()} == {0}
+    assert data == fx.tracks["a22k"].expected
