@@ -20,6 +20,7 @@ from .errors import (
     SegmentNotFound,
     StorageError,
     VariantNotFound,
+    IncompatibleVariant,
 )
 from .events import (
     AbrReason,
@@ -80,6 +81,7 @@ __all__ = [
     "Variant",
     "VariantApplied",
     "VariantNotFound",
+    "IncompatibleVariant",
     "download",
     "open",
 ]
