@@ -10,6 +10,7 @@ from .errors import (
     AssetsError,
     DriverError,
     HlsError,
+    IncompatibleVariant,
     InvalidUrl,
     KeyProcessingError,
     NetError,
@@ -20,7 +21,6 @@ from .errors import (
     SegmentNotFound,
     StorageError,
     VariantNotFound,
-    IncompatibleVariant,
 )
 from .events import (
     AbrReason,
@@ -60,6 +60,7 @@ __all__ = [
     "HlsError",
     "HlsOptions",
     "HlsSource",
+    "IncompatibleVariant",
     "InvalidUrl",
     "KeyFetch",
     "KeyOptions",
@@ -81,7 +82,6 @@ __all__ = [
     "Variant",
     "VariantApplied",
     "VariantNotFound",
-    "IncompatibleVariant",
     "download",
     "open",
 ]
