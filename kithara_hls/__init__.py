@@ -20,6 +20,7 @@ from .errors import (
     RetryExhausted,
     SegmentNotFound,
     StorageError,
+    UnsupportedEncryption,
     VariantNotFound,
 )
 from .events import (
@@ -79,6 +80,7 @@ __all__ = [
     "StreamInfo",
     "Subscription",
     "ThroughputSample",
+    "UnsupportedEncryption",
     "Variant",
     "VariantApplied",
     "VariantNotFound",
