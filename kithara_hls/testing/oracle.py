@@ -141,28 +141,44 @@ class Placed:
 
 
 def parse_placed(path: Path) -> list[Placed]:
-    """Every segment of a media playlist, in order, with its init section and its GAP and
-    DISCONTINUITY flags (plain line parsing; no keys or byte ranges, which these fixtures lack)."""
+    """Every segment of a media playlist, in order, with its init section, byte ranges, and its
+    GAP and DISCONTINUITY flags (plain line parsing; no keys, which these fixtures lack)."""
     placed: list[Placed] = []
     sequence, duration, init = 0, 0.0, None
     gap = discontinuity = False
+    pending_range = None
+    ends: dict[str, int] = {}
     for line in (s.strip() for s in path.read_text().splitlines()):
         tag, _, value = line.partition(":")
         if tag == "#EXT-X-MEDIA-SEQUENCE":
             sequence = int(value)
         elif tag == "#EXT-X-MAP":
-            init = Entry(_attrs(value)["URI"], 0.0, sequence + len(placed), None, None)
+            attrs = _attrs(value)
+            span = _byterange(attrs.get("BYTERANGE"), 0)
+            init = Entry(attrs["URI"], 0.0, sequence + len(placed), span, None)
         elif tag == "#EXTINF":
             duration = float(value.split(",")[0])
+        elif tag == "#EXT-X-BYTERANGE":
+            pending_range = value
         elif tag == "#EXT-X-GAP":
             gap = True
         elif tag == "#EXT-X-DISCONTINUITY":
             discontinuity = True
         elif line and not line.startswith("#"):
-            seg = Entry(line, duration, sequence + len(placed), None, None)
+            span = _byterange(pending_range, ends.get(line, 0))
+            if span is not None:
+                ends[line] = span[0] + span[1]
+            seg = Entry(line, duration, sequence + len(placed), span, None)
             placed.append(Placed(seg, init, gap, discontinuity))
             gap = discontinuity = False
+            pending_range = None
     return placed
+
+
+def read_span(path: Path, span: tuple[int, int] | None) -> bytes:
+    """The bytes of `path`, or of its (offset, length) `span`."""
+    data = path.read_bytes()
+    return data if span is None else data[span[0] : span[0] + span[1]]
 
 
 def id3_length(data: bytes) -> int:
@@ -178,15 +194,15 @@ def id3_length(data: bytes) -> int:
     return 10 + size + footer
 
 
-def presented(segments: list[bytes], inits: list[bytes | None], *, packed: bool = False) -> bytes:
+def presented(segments: list[bytes], inits: list[tuple[str, bytes] | None], *, packed: bool = False) -> bytes:
     """The stream a client presents from `segments` in order, each after its init section
-    (written again only where it changes). Packed audio: every segment after the first without
-    its leading ID3 tag, so one decoder reads the whole as one elementary stream."""
+    (uri, bytes), written again only where the EXT-X-MAP URI changes. Packed audio: every segment
+    after the first without its leading ID3 tag, so one decoder reads it as one elementary stream."""
     out: list[bytes] = []
-    current: bytes | None = None
+    current: str | None = None
     for i, (data, init) in enumerate(zip(segments, inits, strict=True)):
-        if init is not None and init != current:
-            out.append(init)
-            current = init
+        if init is not None and init[0] != current:
+            out.append(init[1])
+            current = init[0]
         out.append(data[id3_length(data) :] if packed and i > 0 else data)
     return b"".join(out)

@@ -17,20 +17,27 @@ never written, and a blank line follows each variant URI.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .building import build_once
-from .oracle import parse_placed, presented
+from .oracle import parse_placed, presented, read_span
+from .origin import RequestRecord
 from .realworld_media import AudioSpec, VideoSpec, encode_streams
 
 __all__ = [
+    "AUDIO_LADDER",
+    "CONTENT_S",
     "EN_HZ",
     "FR_HZ",
+    "GAP_INDEX",
+    "GAP_LADDER",
+    "SEGMENT_S",
     "RealWorldFixture",
     "Track",
     "build_audio_ladder",
+    "build_gaps",
     "build_muxed_ladder",
     "build_renditions",
 ]
@@ -39,6 +46,7 @@ EN_HZ = 440.0  # English, and the first period of the discontinuity fixtures
 FR_HZ = 660.0  # French, and the second period
 SEGMENT_S = 1.0
 CONTENT_S = 4.0
+REALWORLD_VERSION = 1  # bump when a real-world builder's output changes
 _CODEC_NAMES = {"libmp3lame": "mp3"}
 VIDEO_LADDER = (VideoSpec(320, 180, 200_000), VideoSpec(160, 90, 80_000))
 
@@ -68,6 +76,12 @@ class Track:
     gaps: tuple[int, ...] = ()  # indices of the segments marked EXT-X-GAP
     periods: tuple[int, ...] = (0,)  # the segment index each period starts at
     period_offsets: tuple[int, ...] = (0,)  # where each period starts in `expected`
+    stops_at: int | None = None  # the gap no variant fills, where `expected` ends
+
+    @property
+    def expected_duration(self) -> float:
+        """The playlist duration `expected` covers (up to `stops_at`)."""
+        return sum(self.durations[: self.stops_at])
 
     @property
     def duration(self) -> float:
@@ -92,7 +106,7 @@ class RealWorldFixture:
     root: Path
     entry: str
     tracks: Mapping[str, Track]
-    video_paths: frozenset[str] = frozenset()  # every video playlist, init and segment
+    video_paths: frozenset[str] = frozenset()  # every path of a video or muxed track
     missing: frozenset[str] = frozenset()  # gap segments absent from the origin
     query: str = ""  # the query the entry must be opened with (EXT-X-DEFINE QUERYPARAM)
     packager: str = "ffmpeg hls muxer"
@@ -105,6 +119,14 @@ class RealWorldFixture:
     def url(self, base_url: str) -> str:
         """The URL to open, given the origin's base URL."""
         return base_url + self.entry + (f"?{self.query}" if self.query else "")
+
+    def video_requests(self, records: Iterable[RequestRecord]) -> list[str]:
+        """The paths of an origin's request log that are video (audio mode must have none)."""
+        return [r.path for r in records if r.path in self.video_paths]
+
+    def gap_requests(self, records: Iterable[RequestRecord]) -> list[str]:
+        """The paths of an origin's request log that are gap segments (there must be none)."""
+        return [r.path for r in records if r.path in self.missing]
 
 
 def make_track(
@@ -132,13 +154,19 @@ def make_track(
     gaps = tuple(i for i, p in enumerate(placed) if p.gap)
     periods = (0, *(i for i, p in enumerate(placed) if p.discontinuity and i > 0))
     datas: list[bytes] = []
-    for i, seg in enumerate(segs):
+    stops_at = None
+    for i, (seg, p) in enumerate(zip(segs, placed, strict=True)):
+        span = p.segment.byterange
         if i in gaps:
             if fills is None or i not in fills:
+                stops_at = i
                 break
-            seg = fills[i]
-        datas.append((root / seg).read_bytes())
-    init_bytes = [None if p is None else (root / p).read_bytes() for p in inits[: len(datas)]]
+            seg, span = fills[i], None
+        datas.append(read_span(root / seg, span))
+    init_bytes: list[tuple[str, bytes] | None] = []
+    for uri, p in zip(inits[: len(datas)], placed, strict=False):
+        init_span = None if p.init is None else p.init.byterange
+        init_bytes.append(None if uri is None else (f"{uri}@{init_span}", read_span(root / uri, init_span)))
     offsets = tuple(len(presented(datas[:i], init_bytes[:i], packed=packed)) for i in periods)
     return Track(
         name,
@@ -151,6 +179,7 @@ def make_track(
         gaps=gaps,
         periods=periods,
         period_offsets=offsets,
+        stops_at=stops_at,
         language=language,
         tones_hz=tones_hz or (() if spec is None else (spec.base_hz,)),
         sample_rate=None if spec is None else spec.sample_rate,
@@ -160,12 +189,12 @@ def make_track(
 
 
 def video_paths(tracks: Mapping[str, Track]) -> frozenset[str]:
-    """Every path of the video tracks: playlists, init sections and segments."""
-    video = [t for t in tracks.values() if t.kind == "video"]
+    """Every path of the tracks that carry video (alone or muxed): playlists, inits, segments."""
+    video = [t for t in tracks.values() if t.kind != "audio"]
     return frozenset(p for t in video for p in (t.playlist, *t.inits, *t.segments))
 
 
-def _hls_options(work: Path, var_stream_map: str, fmp4: bool, **extra: str) -> dict[str, str]:
+def hls_options(work: Path, var_stream_map: str, fmp4: bool, **extra: str) -> dict[str, str]:
     """The hls muxer's options for one run writing `master.m3u8` and a folder per variant."""
     ext = "m4s" if fmp4 else "ts"
     options = {
@@ -181,18 +210,22 @@ def _hls_options(work: Path, var_stream_map: str, fmp4: bool, **extra: str) -> d
     return options
 
 
-def _finish(
+def finish_fixture(
     root: Path, name: str, tracks: dict[str, Track], packager: str = "ffmpeg hls muxer"
 ) -> RealWorldFixture:
     return RealWorldFixture(name, root, f"{name}/master.m3u8", tracks, video_paths(tracks), packager=packager)
 
 
-def build_renditions(root: str | Path, *, fmp4: bool = False, name: str | None = None) -> RealWorldFixture:
+def build_renditions(
+    root: str | Path, *, fmp4: bool = False, single_file: bool = False, name: str | None = None
+) -> RealWorldFixture:
     """Two video variants (320x180, 160x90; tracks "v180", "v90") that reference one audio group
     of two renditions with URIs, English (DEFAULT=YES, `EN_HZ`, "en") and French (`FR_HZ`, "fr"),
     48 kHz stereo AAC; master by ffmpeg's hls muxer (var_stream_map with agroup/language/default).
+    `single_file`: ``hls_flags single_file``, one file per track sliced by EXT-X-BYTERANGE.
     """
-    name = name or ("renditions_fmp4" if fmp4 else "renditions_ts")
+    kind = ("fmp4" if fmp4 else "ts") if not single_file else ("single_fmp4" if fmp4 else "single_ts")
+    name = name or f"renditions_{kind}"
     vmap = (
         "v:0,agroup:aud,name:v180 v:1,agroup:aud,name:v90 "
         "a:0,agroup:aud,language:en,name:en,default:yes a:1,agroup:aud,language:fr,name:fr"
@@ -200,19 +233,24 @@ def build_renditions(root: str | Path, *, fmp4: bool = False, name: str | None =
     audios = (AudioSpec(EN_HZ), AudioSpec(FR_HZ))
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, fmp4)
+        extra = {}
+        if single_file:
+            ext = "m4s" if fmp4 else "ts"
+            extra = {"hls_flags": "single_file", "hls_segment_filename": str(work / "%v" / f"stream.{ext}")}
+        options = hls_options(work, vmap, fmp4, **extra)
         encode_streams(
             work / "%v" / "index.m3u8", "hls", options, videos=VIDEO_LADDER, audios=audios, seconds=CONTENT_S
         )
 
-    root = build_once(root, name, {"fmp4": fmp4, "vmap": vmap}, make)
+    params = {"rw": REALWORLD_VERSION, "fmp4": fmp4, "single": single_file, "vmap": vmap}
+    root = build_once(root, name, params, make)
     tracks = {
         "v180": make_track(root, "v180", f"{name}/v180/index.m3u8", "video"),
         "v90": make_track(root, "v90", f"{name}/v90/index.m3u8", "video"),
     }
     for key, spec in zip(("en", "fr"), audios, strict=True):
         tracks[key] = make_track(root, key, f"{name}/{key}/index.m3u8", "audio", language=key, spec=(spec))
-    return _finish(root, name, tracks)
+    return finish_fixture(root, name, tracks)
 
 
 #: The audio-only ladder: (track name, sample rate, bitrate), lowest first.
@@ -227,15 +265,15 @@ def build_audio_ladder(root: str | Path, *, fmp4: bool = False, name: str | None
     vmap = " ".join(f"a:{i},name:{key}" for i, (key, _, _) in enumerate(AUDIO_LADDER))
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, fmp4)
+        options = hls_options(work, vmap, fmp4)
         encode_streams(work / "%v" / "index.m3u8", "hls", options, audios=specs, seconds=CONTENT_S)
 
-    root = build_once(root, name, {"fmp4": fmp4, "vmap": vmap}, make)
+    root = build_once(root, name, {"rw": REALWORLD_VERSION, "fmp4": fmp4, "vmap": vmap}, make)
     tracks = {
         key: make_track(root, key, f"{name}/{key}/index.m3u8", "audio", spec=(spec))
         for (key, _, _), spec in zip(AUDIO_LADDER, specs, strict=True)
     }
-    return _finish(root, name, tracks)
+    return finish_fixture(root, name, tracks)
 
 
 def build_muxed_ladder(root: str | Path, *, name: str = "muxed_ladder_ts") -> RealWorldFixture:
@@ -246,15 +284,63 @@ def build_muxed_ladder(root: str | Path, *, name: str = "muxed_ladder_ts") -> Re
     specs = (AudioSpec(EN_HZ, bitrate=96_000), AudioSpec(EN_HZ, bitrate=64_000))
 
     def make(work: Path) -> None:
-        options = _hls_options(work, vmap, False)
+        options = hls_options(work, vmap, False)
         videos = VIDEO_LADDER[:1]
         encode_streams(
             work / "%v" / "index.m3u8", "hls", options, videos=videos, audios=specs, seconds=CONTENT_S
         )
 
-    root = build_once(root, name, {"vmap": vmap}, make)
+    root = build_once(root, name, {"rw": REALWORLD_VERSION, "vmap": vmap}, make)
     tracks = {
         "av": make_track(root, "av", f"{name}/av/index.m3u8", "muxed", spec=(specs[0])),
         "audio": make_track(root, "audio", f"{name}/audio/index.m3u8", "audio", spec=(specs[1])),
     }
-    return _finish(root, name, tracks)
+    return finish_fixture(root, name, tracks)
+
+
+GAP_INDEX = 2  # the segment marked EXT-X-GAP in the gap fixtures
+#: The gap fixtures' ladder: (track name, bitrate), both 48 kHz stereo AAC of the `EN_HZ` tone.
+GAP_LADDER = (("a64", 64_000), ("a128", 128_000))
+
+
+def build_gaps(root: str | Path, *, every_variant: bool = False, name: str | None = None) -> RealWorldFixture:
+    """An audio TS ladder by ffmpeg's hls muxer (`GAP_LADDER`, one switch set) with segment
+    `GAP_INDEX` marked EXT-X-GAP and its file deleted: in variant "a64" only, where "a128" has
+    it (the expected bytes of "a64" take it from "a128"), or with `every_variant` in both (the
+    expected bytes end before it). No packager here writes EXT-X-GAP: the tag is added by hand."""
+    name = name or ("gaps_all_ts" if every_variant else "gaps_one_ts")
+    specs = tuple(AudioSpec(EN_HZ, bitrate=bitrate) for _, bitrate in GAP_LADDER)
+    vmap = " ".join(f"a:{i},name:{key}" for i, (key, _) in enumerate(GAP_LADDER))
+    gapped = [key for key, _ in GAP_LADDER] if every_variant else [GAP_LADDER[0][0]]
+
+    def make(work: Path) -> None:
+        options = hls_options(work, vmap, False)
+        encode_streams(work / "%v" / "index.m3u8", "hls", options, audios=specs, seconds=CONTENT_S)
+        for key in gapped:
+            _mark_gap(work / key / "index.m3u8", GAP_INDEX)
+
+    root = build_once(
+        root, name, {"rw": REALWORLD_VERSION, "vmap": vmap, "gapped": gapped, "index": GAP_INDEX}, make
+    )
+    fills = None if every_variant else {GAP_INDEX: f"{name}/{GAP_LADDER[1][0]}/seg_{GAP_INDEX:03d}.ts"}
+    tracks = {
+        key: make_track(
+            root, key, f"{name}/{key}/index.m3u8", "audio", spec=spec, fills=fills if key in gapped else None
+        )
+        for (key, _), spec in zip(GAP_LADDER, specs, strict=True)
+    }
+    missing = frozenset(t.segments[GAP_INDEX] for t in tracks.values() if GAP_INDEX in t.gaps)
+    fixture = finish_fixture(root, name, tracks, packager="ffmpeg hls muxer; EXT-X-GAP by hand")
+    return replace(fixture, missing=missing)
+
+
+def _mark_gap(playlist: Path, index: int) -> None:
+    """Put EXT-X-GAP before segment `index`'s EXTINF and delete its file."""
+    lines = playlist.read_text().splitlines()
+    uris = [i for i, line in enumerate(lines) if line and not line.startswith("#")]
+    extinf = uris[index] - 1
+    if not lines[extinf].startswith("#EXTINF"):
+        raise RuntimeError(f"{playlist}: no EXTINF before segment {index}")
+    (playlist.parent / lines[uris[index]]).unlink()
+    lines.insert(extinf, "#EXT-X-GAP")
+    playlist.write_text("\n".join(lines) + "\n")

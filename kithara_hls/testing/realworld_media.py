@@ -16,7 +16,9 @@ from typing import Any
 
 TONE_STEP_S = 1.0  # the tone steps up a semitone every second of content
 AUDIO_CHUNK_SAMPLES = 1024  # PCM fed to the encoder per frame
-AAC_PRIMING_SAMPLES = 1024  # trimmed from the input so AAC streams end on their last full second
+#: Encoder delay per codec, trimmed from the input so a stream ends on its last full second
+#: instead of in a last segment a few milliseconds long.
+PRIMING_SAMPLES = {"aac": 1024, "mp3": 1152}
 VIDEO_FPS = 10  # tiny, slow video: the fixtures are about audio, video only has to be real
 PRIV_OWNER = b"com.apple.streaming.transportStreamTimestamp"
 #: The 90 kHz timestamp of a stream's first sample in the packed-audio fixtures: the value
@@ -54,7 +56,7 @@ def pcm(spec: AudioSpec, seconds: float) -> Any:
     """Float32 planar PCM, shape (channels, n), of `spec`'s tone for `seconds` of content."""
     import numpy as np
 
-    priming = AAC_PRIMING_SAMPLES if spec.codec == "aac" else 0
+    priming = PRIMING_SAMPLES.get(spec.codec, 0)
     n = round(spec.sample_rate * seconds) - priming
     t = np.arange(n) / spec.sample_rate
     freq = spec.base_hz * 2.0 ** (np.floor(t / TONE_STEP_S) / 12.0)
