@@ -102,26 +102,25 @@ class Session:
         first = _first_variant(loader.variants, choice, options.abr.max_bandwidth, url)
         media = loader.media(first)
         self.keys.check(media)
+        net = options.network
+        self._sets = SwitchSets(
+            loader=loader, client=self.client, store=self.store, network=net, offline=options.offline
+        )
         offline_abr = options.offline and choice is None and len(loader.variants) > 1
-        sets = SwitchSets(
-            loader=loader,
-            client=self.client,
-            store=self.store,
-            network=options.network,
-            offline=options.offline,
-        )
-        layout = Layout(
-            offline_plan(loader, self.store, media, first, sets) if offline_abr else build_parts(media, first)
-        )
+        if offline_abr:
+            parts = offline_plan(loader, self.store, media, first, self._sets)
+        else:
+            parts = build_parts(media, first)
+        layout = Layout(parts)
         self.layout = layout
         self.duration = media.duration
         self.store.on_size = layout.learn
         learn_byteranges(layout, layout.parts())
         reason = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
-        self._wire(layout, reason, sets)
+        self._wire(layout, reason)
         self._start(media, first, choice)
 
-    def _wire(self, layout: Layout, reason: ev.AbrReason, sets: SwitchSets) -> None:
+    def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
         """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
         options, net, loader = self.options, self.options.network, self.loader
         self.tasks = TaskRunner(
@@ -158,7 +157,7 @@ class Session:
             bus=self.bus,
             abandon=self.tasks.abandon,
             reason=reason,
-            sets=sets,
+            sets=self._sets,
         )
         switcher.sets.in_flight = pool.in_flight
         self.reader = Reader(
