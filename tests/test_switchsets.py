@@ -253,15 +253,14 @@ def test_muxed_ladder_sets_by_pid_layout(
     ladders: dict[str, rw.RealWorldFixture], served: Origin, tmp_path: Path, sessions: list[Session]
 ) -> None:
     fx = ladders["muxed"]
-    served.bandwidth = FAST
     with kithara_hls.open(fx.url(served.base_url), _options(tmp_path)) as f:
         assert [v.uri.rsplit("/", 2)[-2] for v in f.variants] == ["audio", "av"]
-        data = f.read()
+        data, seen = _play_with_link_change(f, served)
+        assert [e.to_variant for e in seen] == [0]
         with pytest.raises(IncompatibleVariant, match="pids") as caught:
             f.set_variant(1)
         assert any(d.startswith("codecs aac ≠ aac+avc") for d in caught.value.differences)
         assert f.switch_sets == ((0,), (1,))
-    served.bandwidth = None
     assert {p.variant for p in sessions[0].layout.parts()} == {0}
     assert data == fx.tracks["audio"].expected
     seconds, rates, errors = _decode(data)
