@@ -53,9 +53,10 @@ def _options(args: argparse.Namespace, **extra: Any) -> HlsOptions:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print variants, duration, segments, encryption and what the cache holds."""
+    """Print variants, switch sets, duration, segments, encryption and what the cache holds."""
     with hls_open(args.url, _options(args)) as f:
         info = f.info()
+        switch_sets = f.switch_sets
     print(f"duration: {info.duration:.3f} s")
     print(f"segments: {info.segments} (variant {info.variant})")
     print(f"encryption: {', '.join(info.encryption) or 'none'}")
@@ -76,6 +77,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("renditions:")
         for r in info.renditions:
             print(f"  {r.type} group {r.group}: {_rendition_label(r)}")
+    print("switch sets: " + " ".join("[" + " ".join(map(str, members)) + "]" for members in switch_sets))
     print(f"cached: {info.parts_cached} of {info.parts} parts in {info.cache_dir}")
     if info.size is not None:
         print(f"size: {info.size} bytes")

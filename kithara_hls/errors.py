@@ -132,6 +132,15 @@ class VariantNotFound(HlsError):
 
 class NoAudioTrack(VariantNotFound):
     """Audio alone was asked for (``track="audio"``), and the master has none to play alone."""
+class IncompatibleVariant(VariantNotFound):
+    """`set_variant` to a variant a decoder cannot follow (another switch set) once bytes were read.
+
+    `differences` names what differs ("sample_rate 22050 ≠ 48000").
+    """
+
+    def __init__(self, message: str, *, differences: tuple[str, ...] = (), url: str | None = None) -> None:
+        self.differences = differences
+        super().__init__(message, url=url)
 
 
 class SegmentNotFound(NetError):
@@ -212,6 +221,7 @@ __all__ = [
     "AssetsError",
     "DriverError",
     "HlsError",
+    "IncompatibleVariant",
     "InvalidUrl",
     "KeyProcessingError",
     "NetError",

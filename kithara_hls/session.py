@@ -29,6 +29,7 @@ from .playlist import MediaPlaylist, Rendition, Variant
 from .reader import Reader
 from .store import Store
 from .switching import Switcher, learn_byteranges, offline_plan
+from .switchsets import SwitchSets
 from .tasks import TaskRunner
 from .transport import HttpClient
 
@@ -48,6 +49,9 @@ class StreamInfo:
     "audio" or "muxed" (None for a media playlist); rendition: the audio
     rendition played, if one was chosen; renditions: every rendition of the
     master (EXT-X-MEDIA, all types).
+    (`HlsSource.size()` probes them). switch_sets: the variants a decoder can
+    follow a switch between, as known so far (`HlsSource.switch_sets` looks at
+    every variant).
     """
 
     url: str
@@ -63,6 +67,7 @@ class StreamInfo:
     track: str | None = None
     rendition: Rendition | None = None
     renditions: tuple[Rendition, ...] = ()
+    switch_sets: tuple[tuple[int, ...], ...] = ()
 
 
 class Session:
@@ -104,10 +109,16 @@ class Session:
         first = _first_variant(loader.variants, choice, options.abr.max_bandwidth, url)
         media = loader.media(first)
         self.keys.check(media)
-        offline_abr = options.offline and choice is None and len(loader.variants) > 1
-        layout = Layout(
-            offline_plan(loader, self.store, media, first) if offline_abr else build_parts(media, first)
+        net = options.network
+        self._sets = SwitchSets(
+            loader=loader, client=self.client, store=self.store, network=net, offline=options.offline
         )
+        offline_abr = options.offline and choice is None and len(loader.variants) > 1
+        if offline_abr:
+            parts = offline_plan(loader, self.store, media, first, self._sets)
+        else:
+            parts = build_parts(media, first)
+        layout = Layout(parts)
         self.layout = layout
         self.duration = media.duration
         self.store.on_size = layout.learn
@@ -153,7 +164,9 @@ class Session:
             bus=self.bus,
             abandon=self.tasks.abandon,
             reason=reason,
+            sets=self._sets,
         )
+        switcher.sets.in_flight = pool.in_flight
         self.reader = Reader(
             layout=layout,
             pool=pool,
@@ -166,6 +179,7 @@ class Session:
             read_deadline_s=net.read_deadline,
             duration=self.duration,
         )
+        switcher.has_read = lambda: self.reader.variant is not None
 
     def _start(self, media: MediaPlaylist, first: int, choice: int | None) -> None:
         """Start the downloads, the cache's books and (several variants, online) ABR."""
@@ -262,6 +276,7 @@ class Session:
             track=None if choice is None else choice.track,
             rendition=None if choice is None else choice.rendition,
             renditions=self.loader.renditions,
+            switch_sets=self.switcher.sets.sets(),
         )
 
     def threads(self) -> list[threading.Thread]:
