@@ -17,6 +17,7 @@ from .errors import (
     OfflineMiss,
     PlaylistParseError,
     RetryExhausted,
+    SegmentGap,
     SegmentNotFound,
     StorageError,
     VariantNotFound,
@@ -32,6 +33,7 @@ from .events import (
     PlaybackProgress,
     SegmentComplete,
     SegmentStart,
+    SegmentTimestamp,
     Subscription,
     ThroughputSample,
     VariantApplied,
@@ -39,7 +41,7 @@ from .events import (
 from .options import AbrOptions, CacheOptions, HlsOptions, KeyOptions, NetworkOptions
 from .playlist import Variant
 from .session import StreamInfo
-from .source import HlsSource, open
+from .source import HlsSource, Period, open
 
 __version__ = "0.1.0"
 
@@ -67,12 +69,15 @@ __all__ = [
     "NetworkOptions",
     "NoSuitableVariant",
     "OfflineMiss",
+    "Period",
     "PlaybackProgress",
     "PlaylistParseError",
     "RetryExhausted",
     "SegmentComplete",
+    "SegmentGap",
     "SegmentNotFound",
     "SegmentStart",
+    "SegmentTimestamp",
     "StorageError",
     "StreamInfo",
     "Subscription",

@@ -21,6 +21,7 @@ from .cache import Cache
 from .decrypt import Decryptor
 from .errors import AbrError, DriverError, NoSuitableVariant, VariantNotFound, crashed
 from .fetch import FetchPool, Task
+from .heads import Heads
 from .keys import KeyManager
 from .layout import Layout, build_parts
 from .loader import PlaylistLoader
@@ -113,6 +114,8 @@ class Session:
     def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
         """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
         options, net, loader = self.options, self.options.network, self.loader
+        decryptor = Decryptor(self.store)
+        heads = Heads(store=self.store, keys=self.keys, decryptor=decryptor, bus=self.bus)
         self.tasks = TaskRunner(
             store=self.store,
             client=self.client,
@@ -125,6 +128,7 @@ class Session:
             response_wait=self._response_wait,
             sample=self._sample,
             progress=self.books.downloaded,
+            heads=heads,
         )
         pool = self.pool = self._pool = FetchPool(
             layout,
@@ -153,10 +157,11 @@ class Session:
             pool=pool,
             store=self.store,
             keys=self.keys,
-            decryptor=Decryptor(self.store),
+            decryptor=decryptor,
             switcher=switcher,
             bus=self.bus,
             learn_pad=self.tasks.learn_pad,
+            heads=heads,
             read_deadline_s=net.read_deadline,
             duration=self.duration,
         )
