@@ -37,9 +37,13 @@ class Media:
 
 @dataclass(frozen=True)
 class Master:
-    """Accepted as a master: its variants' URIs (relative to BASE) and BANDWIDTH, lowest first."""
+    """Accepted as a master: its variants' URIs (relative to BASE) and BANDWIDTH, lowest first.
+
+    renditions: how many of its EXT-X-MEDIA tags make a `Rendition`.
+    """
 
     variants: tuple[tuple[str, int], ...]
+    renditions: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,14 +88,28 @@ CORPUS: dict[str, Media | Master | Refused] = {
             ("low/video-only.m3u8", 1280000),
             ("mid/video-only.m3u8", 2560000),
             ("hi/video-only.m3u8", 7680000),
-        )
+        ),
+        renditions=3,
     ),
     "rfc8216-8.8-video-alternates.m3u8": Master(
         (
             ("low/main/audio-video.m3u8", 1280000),
             ("mid/main/audio-video.m3u8", 2560000),
             ("hi/main/audio-video.m3u8", 7680000),
-        )
+        ),
+        renditions=9,
+    ),
+    # Masters as packagers write them: audio in EXT-X-MEDIA renditions.
+    "master-apple-advanced.m3u8": Master(
+        (("v5/prog_index.m3u8", 2177116), ("v8/prog_index.m3u8", 6230533)), renditions=5
+    ),
+    "master-apple-muxed-default-audio.m3u8": Master(
+        (
+            ("gear0/prog_index.m3u8", 41457),
+            ("gear1/prog_index.m3u8", 263851),
+            ("gear2/prog_index.m3u8", 577610),
+        ),
+        renditions=3,
     ),
     # Tags the library does not use: never a failure.
     "media-daterange.m3u8": Media(3, 16.5),
@@ -108,7 +126,7 @@ CORPUS: dict[str, Media | Master | Refused] = {
     "media-low-latency-ended.m3u8": Media(2, 8.00016, media_sequence=266),
     "media-unknown-tags.m3u8": Media(2, 12.0),
     "media-unknown-attributes.m3u8": Media(2, 12.0),
-    "master-unknown-attributes.m3u8": Master((("lo.m3u8", 800000), ("hi.m3u8", 1600000))),
+    "master-unknown-attributes.m3u8": Master((("lo.m3u8", 800000), ("hi.m3u8", 1600000)), renditions=1),
     "master-i-frame-garbage-bandwidth.m3u8": Master((("video/360p.m3u8", 800000),)),
     "media-comments.m3u8": Media(2, 12.0),
     "media-discontinuity.m3u8": Media(4, 35.0),
@@ -178,6 +196,7 @@ def test_corpus(name: str) -> None:
     if isinstance(expected, Master):
         assert isinstance(result, MasterPlaylist)
         assert tuple((v.uri.removeprefix(BASE), v.bandwidth) for v in result.variants) == expected.variants
+        assert len(result.renditions) == expected.renditions
         return
     assert isinstance(result, MediaPlaylist)
     assert len(result.segments) == expected.segments
