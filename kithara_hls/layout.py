@@ -118,9 +118,8 @@ def _add_segment(
     iv = None if key is None else seg.iv
     rid = resource_id(seg.uri, seg.byterange)
     part = _new_part(rid, seg.uri, seg.byterange, key, iv, variant, seg.index, seg.duration, seg.start)
-    gap = bool(getattr(seg, "gap", False))  # Segment.gap: EXT-X-GAP (older playlists lack it)
-    if seg.discontinuity or gap:
-        part = dataclasses.replace(part, discontinuity=seg.discontinuity, gap=gap)
+    if seg.discontinuity or seg.gap:
+        part = dataclasses.replace(part, discontinuity=seg.discontinuity, gap=seg.gap)
     parts.append(part)
     return current_init
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import events as ev
+from . import gaps
 from .bookkeeping import Bookkeeping
 from .cache import Cache
 from .decrypt import Decryptor
-from .errors import AbrError, DriverError, NoSuitableVariant, VariantNotFound, crashed
+from .errors import AbrError, DriverError, HlsError, NoSuitableVariant, VariantNotFound, crashed
 from .fetch import FetchPool, Task
 from .heads import Heads
 from .keys import KeyManager
@@ -84,6 +85,7 @@ class Session:
         )
         # Built by _open once the playlists are read; None here for a close() that it fails.
         self._pool: FetchPool | None = None
+        self._fills: dict[int, MediaPlaylist] = {}  # variants loaded to fill gaps
         self._switcher: Switcher | None = None
         try:
             self._open(url)
@@ -100,9 +102,14 @@ class Session:
         media = loader.media(first)
         self.keys.check(media)
         offline_abr = options.offline and choice is None and len(loader.variants) > 1
-        layout = Layout(
-            offline_plan(loader, self.store, media, first) if offline_abr else build_parts(media, first)
-        )
+        if offline_abr:
+            parts = offline_plan(loader, self.store, media, first)
+        elif gaps.has_gaps(media):
+            self._fills = self._stand_ins(first)
+            parts = gaps.plan(media, first, self._fills)
+        else:
+            parts = build_parts(media, first)
+        layout = Layout(parts)
         self.layout = layout
         self.duration = media.duration
         self.store.on_size = layout.learn
@@ -110,6 +117,21 @@ class Session:
         reason = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
         self._wire(layout, reason)
         self._start(media, first, choice)
+
+    def _stand_ins(self, first: int) -> dict[int, MediaPlaylist]:
+        """The media playlists of the variants that may fill `first`'s gaps (one that fails to
+        load fills none)."""
+        loaded = {}
+        for variant in range(len(self.loader.variants)):
+            if variant != first and gaps.same_set(first, variant):
+                try:
+                    media = self.loader.media(variant)
+                    self.keys.check(media)
+                except HlsError as exc:
+                    log.debug("variant %d fills no gap: %s", variant, exc)
+                    continue
+                loaded[variant] = media
+        return loaded
 
     def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
         """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
@@ -184,6 +206,8 @@ class Session:
             deadline = self.reader.deadline()
             pool.submit(lambda: self.keys.prefetch(first_key, deadline))
         self.books.begin(media, first, loader.take_unsaved(), stored=stored)
+        for variant, filler in self._fills.items():
+            self.books.record_variant(filler, variant)
         if len(loader.variants) > 1 and not options.offline:
             self.switcher.start_abr(
                 options.abr,
