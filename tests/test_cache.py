@@ -471,7 +471,7 @@ def test_the_sizes_snapshot_keeps_what_another_process_kept_meanwhile(
     assert blob is not None
     kept = json.loads(blob)
     assert kept.pop("elsewhere") == [123, None]
-    assert sorted(size for size, _ in kept.values()) == sorted(map(len, fx.segment_bytes()))
+    assert sorted(entry[0] for entry in kept.values()) == sorted(map(len, fx.segment_bytes()))
 
 
 def test_a_corrupt_sizes_snapshot_is_ignored(
