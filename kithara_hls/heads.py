@@ -16,7 +16,6 @@ from Crypto.Util.strxor import strxor
 
 from . import events as ev
 from . import id3
-from .decrypt import Decryptor
 from .keys import BLOCK, KeyManager
 from .layout import Part
 from .store import Store
@@ -33,10 +32,9 @@ class Heads:
     its first block only while it is not False.
     """
 
-    def __init__(self, *, store: Store, keys: KeyManager, decryptor: Decryptor, bus: ev.EventBus) -> None:
+    def __init__(self, *, store: Store, keys: KeyManager, bus: ev.EventBus) -> None:
         self._store = store
         self._keys = keys
-        self._decryptor = decryptor
         self._bus = bus
         self.packed: bool | None = None
 
@@ -75,20 +73,19 @@ class Heads:
 
     def _read(self, part: Part, count: int, deadline: float, need: Callable[[], None] | None) -> bytes:
         """The first `count` plaintext bytes of `part` (fewer if it is shorter)."""
-        buf = bytearray(count)
-        view = memoryview(buf)
         if part.key is None:
-            got = self._store.read_at_least(part.rid, 0, view, count, deadline, need)
+            buf = bytearray(count)
+            got = self._store.read_at_least(part.rid, 0, memoryview(buf), count, deadline, need)
             return bytes(buf[:got])
-        cipher = self._keys.cipher_for(part, deadline)
-        got = 0
-        while got < count:
-            n = self._decryptor.read_into(part, cipher, got, view[got:], deadline, need or _nothing)
-            if n == 0:
-                break
-            got += n
-        return bytes(buf[:got])
-
-
-def _nothing() -> None:
-    """Nothing to ask for: the bytes are stored or arriving."""
+        # Only the blocks holding them are decrypted (CBC from the IV), not a reader's span.
+        blocks = -(-count // BLOCK)
+        raw = bytearray(blocks * BLOCK)
+        got = self._store.read_at_least(part.rid, 0, memoryview(raw), len(raw), deadline, need)
+        got -= got % BLOCK
+        if not got:
+            return b""
+        assert part.iv is not None
+        plain = bytearray(got)
+        self._keys.cipher_for(part, deadline).decrypt(memoryview(raw)[:got], output=memoryview(plain))
+        chained = part.iv + bytes(raw[: got - BLOCK])
+        return strxor(bytes(plain), chained)[:count]

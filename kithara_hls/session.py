@@ -136,8 +136,7 @@ class Session:
     def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
         """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
         options, net, loader = self.options, self.options.network, self.loader
-        decryptor = Decryptor(self.store)
-        heads = Heads(store=self.store, keys=self.keys, decryptor=decryptor, bus=self.bus)
+        heads = Heads(store=self.store, keys=self.keys, bus=self.bus)
         self.tasks = TaskRunner(
             store=self.store,
             client=self.client,
@@ -179,7 +178,7 @@ class Session:
             pool=pool,
             store=self.store,
             keys=self.keys,
-            decryptor=decryptor,
+            decryptor=Decryptor(self.store),
             switcher=switcher,
             bus=self.bus,
             learn_pad=self.tasks.learn_pad,

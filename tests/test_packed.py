@@ -34,9 +34,9 @@ def server(streams: dict[str, Built]) -> Iterator[Origin]:
         yield served
 
 
-def opts(tmp_path: Path, **extra: bool) -> HlsOptions:
+def opts(tmp_path: Path, *, offline: bool = False) -> HlsOptions:
     net = NetworkOptions(backoff=0.01, backoff_max=0.05, read_timeout=5.0, read_deadline=30.0)
-    return HlsOptions(cache=CacheOptions(dir=tmp_path / "cache"), network=net, **extra)
+    return HlsOptions(cache=CacheOptions(dir=tmp_path / "cache"), network=net, offline=offline)
 
 
 @pytest.mark.parametrize("name", NAMES)
