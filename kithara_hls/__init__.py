@@ -20,6 +20,7 @@ from .errors import (
     SegmentGap,
     SegmentNotFound,
     StorageError,
+    UnsupportedEncryption,
     VariantNotFound,
 )
 from .events import (
@@ -82,6 +83,7 @@ __all__ = [
     "StreamInfo",
     "Subscription",
     "ThroughputSample",
+    "UnsupportedEncryption",
     "Variant",
     "VariantApplied",
     "VariantNotFound",

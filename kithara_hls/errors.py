@@ -150,6 +150,32 @@ class KeyProcessingError(HlsError):
     """A decryption key could not be fetched, processed, or used."""
 
 
+class UnsupportedEncryption(KeyProcessingError):
+    """The stream is encrypted in a way the library cannot decrypt: DRM, or SAMPLE-AES.
+
+    `method` is the EXT-X-KEY METHOD (``SAMPLE-AES``, ``SAMPLE-AES-CTR``, ``AES-128``
+    under a DRM KEYFORMAT...); `system` names the DRM system where known
+    ("FairPlay", "Widevine", "PlayReady"), else None.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        *,
+        system: str | None = None,
+        url: str | None = None,
+        segment: int | None = None,
+        lineno: int | None = None,
+    ) -> None:
+        self.method = method
+        self.system = system
+        self.lineno = lineno
+        drm = "" if system is None else f" ({system} DRM)"
+        where = "" if lineno is None else f" (line {lineno})"
+        message = f"the stream is encrypted with {method}{drm}, which kithara-hls cannot play{where}"
+        super().__init__(message, url=url, segment=segment)
+
+
 class OfflineMiss(HlsError):
     """Offline mode needs something the cache does not hold."""
 
@@ -199,6 +225,7 @@ __all__ = [
     "RetryExhausted",
     "SegmentNotFound",
     "StorageError",
+    "UnsupportedEncryption",
     "VariantNotFound",
     "crashed",
     "redact_url",

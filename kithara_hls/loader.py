@@ -37,11 +37,13 @@ class PlaylistLoader:
         #: The variants, lowest bitrate first (a media playlist alone is one variant).
         self.variants: list[Variant] = []
         self._media: dict[int, MediaPlaylist] = {}
+        self._imports: dict[str, str] | None = None  # the master's EXT-X-DEFINE variables, for IMPORT
 
     def open(self, url: str) -> None:
         """Load the playlist at `url`: a master's variants, or a media playlist as the only variant."""
         top = self.load_playlist(url)
         if isinstance(top, MasterPlaylist):
+            self._imports = dict(top.variables)
             self.variants = list(top.variants)
             return
         self.variants = [Variant(uri=url, bandwidth=0, average_bandwidth=None, codecs=None, resolution=None)]
@@ -87,7 +89,7 @@ class PlaylistLoader:
             cached = self._cache.get(key)
             if cached is None:
                 raise OfflineMiss("playlist not in the cache", url=url)
-            return _parse_cached(cached, url, net.max_segments)
+            return _parse_cached(cached, url, net.max_segments, self._imports)
         try:
             # The cache is asked only if this fails: it may still be opening.
             body, final = self._client.get(url, max_bytes=net.max_playlist_bytes)
@@ -97,10 +99,10 @@ class PlaylistLoader:
                 _raise_local(url, exc)
                 raise
             log.warning("playlist unreachable, playing the cached copy")
-            return _parse_cached(cached, url, net.max_segments)
+            return _parse_cached(cached, url, net.max_segments, self._imports)
         if not looks_like_playlist(body[:64]):
             raise PlaylistParseError("not an HLS playlist", url=final)
-        playlist = parse(body, final, max_segments=net.max_segments)
+        playlist = parse(body, final, max_segments=net.max_segments, imports=self._imports)
         record = final.encode() + b"\n" + body
         with self._lock:
             unsaved = self._unsaved
@@ -126,6 +128,8 @@ def _raise_local(url: str, exc: NetError) -> None:
     raise NetError(f"{what}: {url_path(url)}", url=url) from exc
 
 
-def _parse_cached(record: bytes, url: str, max_segments: int) -> MasterPlaylist | MediaPlaylist:
+def _parse_cached(
+    record: bytes, url: str, max_segments: int, imports: dict[str, str] | None
+) -> MasterPlaylist | MediaPlaylist:
     final, _, body = record.partition(b"\n")
-    return parse(body, final.decode(), max_segments=max_segments)
+    return parse(body, final.decode(), max_segments=max_segments, imports=imports)

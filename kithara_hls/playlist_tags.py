@@ -39,7 +39,6 @@ _MASTER_TAGS = _VARIANT_TAGS | {
 }
 _NUMBER = re.compile(r"\d{1,20}(?:\.\d{0,20})?")
 _RESOLUTION = re.compile(r"(\d{1,9})[xX](\d{1,9})")
-_VARIABLE = re.compile(r"\{\$([^}]{0,64})\}")
 # The sample-entry (or RFC 6381 object type) names of CODECS entries, lower-cased.
 _VIDEO_CODECS = frozenset(
     {
@@ -201,7 +200,7 @@ class LineHook:
 
 
 def _identity(key: KeyFields | None) -> bool:
-    return key is not None and key[3] in (None, "identity")
+    return key is not None and (key[3] or "identity").strip().lower() == "identity"
 
 
 def master_tags(body: str, line_offset: int) -> MasterTags:
@@ -257,17 +256,3 @@ def resolution_value(raw: str | None) -> tuple[int, int] | None:
     """A RESOLUTION ``WIDTHxHEIGHT`` as a pair, or None if absent or unreadable."""
     match = _RESOLUTION.fullmatch((raw or "").strip())
     return None if match is None else (int(match[1]), int(match[2]))
-
-
-def check_variables(ref: str, url: str, lineno: int | None) -> str:
-    """`ref` unchanged, or `PlaylistParseError` if it uses an EXT-X-DEFINE variable (``{$name}``).
-
-    Variable substitution is not supported: a URI that needs it would only
-    fail later as a request for a URL with the braces in it.
-    """
-    match = _VARIABLE.search(ref)
-    if match is not None:
-        raise PlaylistParseError(
-            f"URI uses the variable {match[0]!r} (EXT-X-DEFINE is not supported)", url=url, lineno=lineno
-        )
-    return ref
