@@ -130,6 +130,17 @@ class VariantNotFound(HlsError):
     """The requested variant index does not exist."""
 
 
+class IncompatibleVariant(VariantNotFound):
+    """`set_variant` to a variant a decoder cannot follow (another switch set) once bytes were read.
+
+    `differences` names what differs ("sample_rate 22050 ≠ 48000").
+    """
+
+    def __init__(self, message: str, *, differences: tuple[str, ...] = (), url: str | None = None) -> None:
+        self.differences = differences
+        super().__init__(message, url=url)
+
+
 class SegmentNotFound(NetError):
     """A segment could not be fetched (404/410, or it failed for good)."""
 
@@ -216,6 +227,7 @@ __all__ = [
     "AssetsError",
     "DriverError",
     "HlsError",
+    "IncompatibleVariant",
     "InvalidUrl",
     "KeyProcessingError",
     "NetError",

@@ -31,6 +31,7 @@ from .playlist import MediaPlaylist, Variant
 from .reader import Reader
 from .store import Store
 from .switching import Switcher, learn_byteranges, offline_plan
+from .switchsets import SwitchSets
 from .tasks import TaskRunner
 from .transport import HttpClient
 
@@ -46,7 +47,9 @@ class StreamInfo:
     sections, in the current plan. encryption: the methods its parts use
     ("AES-128"), empty when clear. parts_cached: parts the cache holds whole.
     size: the stream's size in bytes, None until every part's size is known
-    (`HlsSource.size()` probes them).
+    (`HlsSource.size()` probes them). switch_sets: the variants a decoder can
+    follow a switch between, as known so far (`HlsSource.switch_sets` looks at
+    every variant).
     """
 
     url: str
@@ -59,6 +62,7 @@ class StreamInfo:
     parts_cached: int
     size: int | None
     cache_dir: Path
+    switch_sets: tuple[tuple[int, ...], ...] = ()
 
 
 class Session:
@@ -172,7 +176,9 @@ class Session:
             bus=self.bus,
             abandon=self.tasks.abandon,
             reason=reason,
+            sets=SwitchSets(loader=loader, client=self.client, store=self.store, network=net),
         )
+        switcher.sets.in_flight = pool.in_flight
         self.reader = Reader(
             layout=layout,
             pool=pool,
@@ -186,6 +192,7 @@ class Session:
             read_deadline_s=net.read_deadline,
             duration=self.duration,
         )
+        switcher.has_read = lambda: self.reader.variant is not None
 
     def _start(self, media: MediaPlaylist, first: int, choice: int | None) -> None:
         """Start the downloads, the cache's books and (several variants, online) ABR."""
@@ -279,6 +286,7 @@ class Session:
             parts_cached=sum(1 for p in parts if self.store.load(p.rid)[1]),
             size=self.layout.total(),
             cache_dir=self.cache.path,
+            switch_sets=self.switcher.sets.sets(),
         )
 
     def threads(self) -> list[threading.Thread]:

@@ -89,6 +89,16 @@ class HlsSource(io.RawIOBase):
         """Index of the variant the reader is in (None before the first read)."""
         return self._session.reader.variant
 
+    @property
+    def switch_sets(self) -> tuple[tuple[int, ...], ...]:
+        """The variants a decoder can follow a switch between, as tuples of indices into `variants`.
+
+        ABR and `set_variant` stay in the set the stream started in. Looks at the
+        first bytes of every variant not seen yet (a small request each).
+        """
+        self._check_open()
+        return self._session.switcher.switch_sets()
+
     def info(self) -> StreamInfo:
         """Facts about the stream: variants, plan, encryption, what the cache holds, size if known."""
         self._check_open()
