@@ -18,15 +18,6 @@ from .playlist import InitSection, MediaPlaylist
 ALIGN_S = 0.1
 
 
-def same_set(a: int, b: int) -> bool:
-    """Whether variants `a` and `b` can stand in for each other without breaking a decoder.
-
-    Every variant, until switch sets are known (the hook to rewire to
-    `Switcher.same_set`).
-    """
-    return True
-
-
 def has_gaps(media: MediaPlaylist, first: int = 0) -> bool:
     """Whether a segment of `media` from `first` on is marked EXT-X-GAP."""
     return any(seg.gap for seg in media.segments[first:])
@@ -38,10 +29,12 @@ def plan(
     others: Mapping[int, MediaPlaylist],
     first: int = 0,
     current_init: InitSection | None = None,
-    compatible: Callable[[int, int], bool] = same_set,
+    *,
+    compatible: Callable[[int, int], bool],
 ) -> list[Part]:
     """Parts for `media`'s segments from `first` on (as `build_parts`), each gap filled from
-    `others` (media playlists by variant) where a compatible variant has the segment."""
+    `others` (media playlists by variant) where a variant of the same switch set has the
+    segment: `compatible(variant, other)`, as `Switcher.same_set`."""
     order = sorted((v for v in others if v != variant), key=lambda v: (abs(v - variant), v))
     choices = []
     for seg in media.segments[first:]:

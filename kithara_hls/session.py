@@ -105,12 +105,14 @@ class Session:
         first = _first_variant(loader.variants, choice, options.abr.max_bandwidth, url)
         media = loader.media(first)
         self.keys.check(media)
+        net = options.network
+        self._sets = SwitchSets(loader=loader, client=self.client, store=self.store, network=net)
         offline_abr = options.offline and choice is None and len(loader.variants) > 1
         if offline_abr:
             parts = offline_plan(loader, self.store, media, first)
         elif gaps.has_gaps(media):
             self._fills = self._stand_ins(first)
-            parts = gaps.plan(media, first, self._fills)
+            parts = gaps.plan(media, first, self._fills, compatible=self._sets.same_set)
         else:
             parts = build_parts(media, first)
         layout = Layout(parts)
@@ -127,7 +129,8 @@ class Session:
         load fills none)."""
         loaded = {}
         for variant in range(len(self.loader.variants)):
-            if variant != first and gaps.same_set(first, variant):
+            # As far as CODECS tell: a variant not known to differ may fill a gap.
+            if variant != first and self._sets.same_set(first, variant):
                 try:
                     media = self.loader.media(variant)
                     self.keys.check(media)
@@ -176,7 +179,7 @@ class Session:
             bus=self.bus,
             abandon=self.tasks.abandon,
             reason=reason,
-            sets=SwitchSets(loader=loader, client=self.client, store=self.store, network=net),
+            sets=self._sets,
         )
         switcher.sets.in_flight = pool.in_flight
         self.reader = Reader(

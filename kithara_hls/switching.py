@@ -246,7 +246,7 @@ class Switcher:
                 current_init = (
                     None if before is None else loaded[before.variant].segments[before.segment].init
                 )
-                parts = gaps.plan(media, variant, loaded, first, current_init)
+                parts = gaps.plan(media, variant, loaded, first, current_init, compatible=self.same_set)
                 dropped = {p.rid for p in layout.parts(index)} - {p.rid for p in parts}
                 if layout.replace_from(index, parts):
                     self._abandon(dropped)
