@@ -12,6 +12,7 @@ from bytes_streams import Built, build_gaps
 import kithara_hls
 from kithara_hls import CacheOptions, HlsOptions, NetworkOptions, SegmentGap, SegmentNotFound
 from kithara_hls.testing import Origin
+from kithara_hls.testing.realworld import RealWorldFixture
 
 GAP = 2
 
@@ -105,3 +106,34 @@ def test_seek_time_to_where_the_gap_begins_keeps_reading_after_it(
         assert f.tell() == len(fx.expected)
         f.seek(0, io.SEEK_CUR)  # as decoders do: where the anchor stands, past the gap
         assert f.read(1000) == after.read_bytes()[:1000]
+
+
+# -- the shared fixtures (kithara_hls.testing.realworld) --------------------------------
+
+
+@pytest.mark.parametrize("variant", [0, None])
+def test_realworld_gap_on_one_variant(
+    variant: int | None, realworld: dict[str, RealWorldFixture], realworld_origin: Origin, tmp_path: Path
+) -> None:
+    fx = realworld["gaps_one_ts"]
+    with kithara_hls.open(fx.url(realworld_origin.base_url), opts(tmp_path, variant)) as f:
+        gapped = "a64" if f.variants[0].uri.endswith("a64/index.m3u8") else "a128"
+        data = f.read()
+    if variant == 0:
+        assert data == fx.tracks[gapped].expected  # the gap filled from the other variant
+    assert fx.gap_requests(realworld_origin.requests) == []
+
+
+def test_realworld_gap_on_every_variant(
+    realworld: dict[str, RealWorldFixture], realworld_origin: Origin, tmp_path: Path
+) -> None:
+    fx = realworld["gaps_all_ts"]
+    with kithara_hls.open(fx.url(realworld_origin.base_url), opts(tmp_path)) as f:
+        track = fx.tracks["a64" if f.variants[0].uri.endswith("a64/index.m3u8") else "a128"]
+        assert f.read(len(track.expected) + 50_000) == track.expected
+        with pytest.raises(SegmentGap) as caught:
+            f.read(10)
+        assert caught.value.segment == track.stops_at
+        f.seek_time(track.duration - 0.5)  # past the gap: reads go on
+        assert f.read(188)[:1] == b"\x47"
+    assert fx.gap_requests(realworld_origin.requests) == []

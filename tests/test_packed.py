@@ -14,6 +14,8 @@ from bytes_streams import Built, build_packed, build_packed_aes
 import kithara_hls
 from kithara_hls import CacheOptions, HlsOptions, NetworkOptions, SegmentTimestamp
 from kithara_hls.testing import Origin
+from kithara_hls.testing.realworld import RealWorldFixture
+from kithara_hls.testing.realworld_audio import packed_timestamps
 
 FRAME_SAMPLES = {"mp3": 1152, "aac": 1024}
 NAMES = ["mp3", "aac", "mp3-aes", "aac-aes"]
@@ -135,3 +137,63 @@ def test_cached_sizes_carry_the_tag_lengths(
         f.seek(len(fx.expected) // 2)
         assert f.read() == fx.expected[len(fx.expected) // 2 :]
     assert server.requests == []
+
+
+# -- the shared fixtures (kithara_hls.testing.realworld_audio) -------------------------
+
+PACKED_FIXTURES = ["packed_adts", "packed_mp3"]
+
+
+@pytest.mark.parametrize("name", PACKED_FIXTURES)
+def test_realworld_packed_is_byte_exact(
+    name: str, realworld: dict[str, RealWorldFixture], realworld_origin: Origin, tmp_path: Path
+) -> None:
+    fx = realworld[name]
+    track = fx.tracks["audio"]
+    with kithara_hls.open(fx.url(realworld_origin.base_url), opts(tmp_path)) as f:
+        assert f.read() == track.expected
+    rng = random.Random(7)
+    with kithara_hls.open(fx.url(realworld_origin.base_url), opts(tmp_path / "cold")) as f:
+        assert f.size() == len(track.expected)
+        for _ in range(30):
+            pos, n = rng.randrange(len(track.expected)), rng.randrange(1, 4000)
+            f.seek(pos)
+            assert f.read(n) == track.expected[pos : pos + n]
+
+
+@pytest.mark.parametrize("name", PACKED_FIXTURES)
+def test_realworld_packed_decodes_and_reports_timestamps(
+    name: str, realworld: dict[str, RealWorldFixture], realworld_origin: Origin, tmp_path: Path
+) -> None:
+    av = pytest.importorskip("av")
+    fx = realworld[name]
+    track = fx.tracks["audio"]
+    av.logging.set_level(av.logging.VERBOSE)
+    try:
+        with (
+            av.logging.Capture() as logs,
+            kithara_hls.open(fx.url(realworld_origin.base_url), opts(tmp_path)) as f,
+        ):
+            events = f.events()
+            with av.open(f) as container:
+                stream = container.streams.audio[0]
+                samples = sum(frame.samples for frame in container.decode(stream))
+                rate = stream.rate
+    finally:
+        av.logging.set_level(None)
+    assert [entry for entry in logs if entry[0] <= av.logging.ERROR] == []
+    frame = FRAME_SAMPLES["mp3" if name.endswith("mp3") else "aac"]
+    assert abs(samples - track.duration * rate) <= frame
+    stamps = {e.segment_index: e.seconds for e in events.drain() if isinstance(e, SegmentTimestamp)}
+    ticks = packed_timestamps(track, fx.root)
+    assert stamps == {i: pytest.approx(t / 90_000) for i, t in enumerate(ticks)}
+
+
+def test_realworld_packed_mp3_through_soundfile(
+    realworld: dict[str, RealWorldFixture], realworld_origin: Origin, tmp_path: Path
+) -> None:
+    soundfile = pytest.importorskip("soundfile")
+    fx = realworld["packed_mp3"]
+    with kithara_hls.open(fx.url(realworld_origin.base_url), opts(tmp_path)) as f:
+        data, rate = soundfile.read(f)
+    assert abs(len(data) - fx.tracks["audio"].duration * rate) <= FRAME_SAMPLES["mp3"]

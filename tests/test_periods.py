@@ -13,6 +13,7 @@ from bytes_streams import TONE_A, TONE_B, Built, build_periods
 import kithara_hls
 from kithara_hls import CacheOptions, HlsOptions, NetworkOptions, Period
 from kithara_hls.testing import Origin
+from kithara_hls.testing.realworld import RealWorldFixture
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,39 @@ def test_decoder_sees_timestamps_restart(streams: dict[str, Built], server: Orig
         times = [float(frame.time) for frame in container.decode(stream) if frame.time is not None]
     jumps = [b - a for a, b in itertools.pairwise(times) if b < a]
     assert len(jumps) == 1  # the second period's timestamps start again
+
+
+# -- the shared fixtures (kithara_hls.testing.realworld_audio) -------------------------
+
+
+@pytest.mark.parametrize("name", ["discontinuity_ts", "discontinuity_fmp4"])
+def test_realworld_periods(
+    name: str, realworld: dict[str, RealWorldFixture], realworld_origin: Origin, tmp_path: Path
+) -> None:
+    fx = realworld[name]
+    track = fx.tracks["audio"]
+    with kithara_hls.open(fx.url(realworld_origin.base_url), opts(tmp_path)) as f:
+        periods = f.periods  # on a cold stream: the sizes before the second period are probed
+        assert [p.segment for p in periods] == list(track.periods)
+        assert [p.byte_offset for p in periods] == list(track.period_offsets)
+        assert [p.start_time for p in periods] == pytest.approx(track.period_starts_s())
+        assert f.read() == track.expected
+
+
+@pytest.mark.parametrize("period", [0, 1])
+def test_realworld_seek_time_into_each_period(
+    period: int, realworld: dict[str, RealWorldFixture], realworld_origin: Origin, tmp_path: Path
+) -> None:
+    av = pytest.importorskip("av")
+    np = pytest.importorskip("numpy")
+    fx = realworld["discontinuity_ts"]
+    track = fx.tracks["audio"]
+    target = track.period_starts_s()[period] + 0.25
+    with kithara_hls.open(fx.url(realworld_origin.base_url), opts(tmp_path)) as f, av.open(f) as container:
+        assert f.seek_time(target) == pytest.approx(track.period_starts_s()[period])
+        stream = container.streams.audio[0]
+        frames = [
+            frame.to_ndarray()[0] for _, frame in zip(range(16), container.decode(stream), strict=False)
+        ]
+        rate = stream.rate
+    assert _dominant_hz(np.concatenate(frames[-8:]), rate) == pytest.approx(track.tones_hz[period], abs=15)
