@@ -56,6 +56,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         codecs = f" {v.codecs}" if v.codecs else ""
         rate = f"{v.bitrate / 1000:.0f} kbit/s" if v.bitrate else "media playlist (no master)"
         print(f"  [{i}] {rate}{codecs}{res}")
+    if len(info.periods) > 1:
+        starts = ", ".join(f"segment {segment} at {start:.3f} s" for segment, start in info.periods)
+        print(f"periods: {len(info.periods)} ({starts})")
+    if info.gaps:
+        print(f"gaps no variant fills: segments {', '.join(map(str, info.gaps))}")
     print(f"cached: {info.parts_cached} of {info.parts} parts in {info.cache_dir}")
     if info.size is not None:
         print(f"size: {info.size} bytes")

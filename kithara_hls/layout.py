@@ -152,7 +152,8 @@ def plain_size(part: Part, info: SizeInfo | None, strip: bool = False) -> int | 
     size = info.size if part.key is None else None if info.pad is None else info.size - info.pad
     if size is None or not strip:
         return size
-    return None if info.head is None else size - info.head
+    # (A tag said to run past the part's end strips the whole part, no more.)
+    return None if info.head is None else size - min(info.head, size)
 
 
 @dataclass(frozen=True)

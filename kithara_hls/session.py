@@ -49,7 +49,9 @@ class StreamInfo:
     size: the stream's size in bytes, None until every part's size is known
     (`HlsSource.size()` probes them). switch_sets: the variants a decoder can
     follow a switch between, as known so far (`HlsSource.switch_sets` looks at
-    every variant).
+    every variant). periods: (segment, playlist time) where each period begins
+    (`HlsSource.periods` adds byte offsets). gaps: the EXT-X-GAP segments of the
+    plan that no variant fills (reading them raises `SegmentGap`).
     """
 
     url: str
@@ -63,6 +65,8 @@ class StreamInfo:
     size: int | None
     cache_dir: Path
     switch_sets: tuple[tuple[int, ...], ...] = ()
+    periods: tuple[tuple[int, float], ...] = ()
+    gaps: tuple[int, ...] = ()
 
 
 class Session:
@@ -290,6 +294,8 @@ class Session:
             size=self.layout.total(),
             cache_dir=self.cache.path,
             switch_sets=self.switcher.sets.sets(),
+            periods=tuple((p.segment, p.start) for p in self.layout.periods()),
+            gaps=tuple(p.segment for p in parts if p.gap),
         )
 
     def threads(self) -> list[threading.Thread]:

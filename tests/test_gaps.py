@@ -137,3 +137,15 @@ def test_realworld_gap_on_every_variant(
         f.seek_time(track.duration - 0.5)  # past the gap: reads go on
         assert f.read(188)[:1] == b"\x47"
     assert fx.gap_requests(realworld_origin.requests) == []
+
+
+def test_info_names_the_gaps_and_the_cli_prints_them(
+    streams: dict[str, Built], server: Origin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kithara_hls import cli
+
+    fx = streams["all"]
+    with kithara_hls.open(server.url(fx.entry), opts(tmp_path)) as f:
+        assert f.info().gaps == (GAP,)
+    assert cli.main(["info", server.url(fx.entry), "--cache-dir", str(tmp_path / "cli")]) == 0
+    assert f"gaps no variant fills: segments {GAP}" in capsys.readouterr().out

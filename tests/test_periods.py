@@ -145,3 +145,12 @@ def test_realworld_seek_time_into_each_period(
         ]
         rate = stream.rate
     assert _dominant_hz(np.concatenate(frames[-8:]), rate) == pytest.approx(track.tones_hz[period], abs=15)
+
+
+def test_info_lists_the_periods(streams: dict[str, Built], server: Origin, tmp_path: Path) -> None:
+    fx = streams["ts"]
+    second = len(fx.durations) // 2
+    with kithara_hls.open(server.url(fx.entry), opts(tmp_path)) as f:
+        periods = f.info().periods
+    assert [segment for segment, _ in periods] == [0, second]
+    assert [start for _, start in periods] == pytest.approx(fx.period_starts)
