@@ -139,7 +139,8 @@ class Reader:
         then re-plans only after it), download it now, and look ahead from there."""
         if index < len(self._layout):
             self._layout.commit(index)
-            self._pool.demand(index)
+            if not self._layout.part(index).gap:  # a gap is never requested
+                self._pool.demand(index)
             self._pool.set_reader(index)
 
     def resolve_sizes(self, start: int, stop: int, deadline: float, ahead: int = 0) -> None:

@@ -3,6 +3,7 @@ lands in every period, and fMP4's new EXT-X-MAP after a discontinuity is spliced
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,3 +155,46 @@ def test_info_lists_the_periods(streams: dict[str, Built], server: Origin, tmp_p
         periods = f.info().periods
     assert [segment for segment, _ in periods] == [0, second]
     assert [start for _, start in periods] == pytest.approx(fx.period_starts)
+
+
+class From(io.RawIOBase):
+    """The README's recipe: `f` from byte `start` on, as a file of its own."""
+
+    def __init__(self, f: kithara_hls.HlsSource, start: int) -> None:
+        self.f, self.start = f, start
+        f.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        return self.f.readinto(b)
+
+    def tell(self) -> int:
+        return self.f.tell() - self.start
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        return self.f.seek(pos + self.start if whence == io.SEEK_SET else pos, whence) - self.start
+
+
+@pytest.mark.parametrize("name", ["discontinuity_fmp4", "discontinuity_ts"])
+def test_a_container_over_the_second_period_decodes_its_tone(
+    name: str, realworld: dict[str, RealWorldFixture], realworld_origin: Origin, tmp_path: Path
+) -> None:
+    av = pytest.importorskip("av")
+    np = pytest.importorskip("numpy")
+    fx = realworld[name]
+    track = fx.tracks["audio"]
+    with (
+        kithara_hls.open(fx.url(realworld_origin.base_url), opts(tmp_path)) as f,
+        av.open(From(f, f.periods[1].byte_offset)) as container,
+    ):
+        stream = container.streams.audio[0]
+        frames = [frame.to_ndarray()[0] for frame in container.decode(stream)]
+        rate = stream.rate
+    assert _dominant_hz(np.concatenate(frames[:8]), rate) == pytest.approx(track.tones_hz[1], abs=15)
+    second = sum(track.durations[track.periods[1] :])
+    assert sum(len(x) for x in frames) / rate == pytest.approx(second, abs=0.05)
