@@ -44,9 +44,10 @@ def _options(args: argparse.Namespace, **extra: Any) -> HlsOptions:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print variants, duration, segments, encryption and what the cache holds."""
+    """Print variants, switch sets, duration, segments, encryption and what the cache holds."""
     with hls_open(args.url, _options(args)) as f:
         info = f.info()
+        switch_sets = f.switch_sets
     print(f"duration: {info.duration:.3f} s")
     print(f"segments: {info.segments} (variant {info.variant})")
     print(f"encryption: {', '.join(info.encryption) or 'none'}")
@@ -56,6 +57,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         codecs = f" {v.codecs}" if v.codecs else ""
         rate = f"{v.bitrate / 1000:.0f} kbit/s" if v.bitrate else "media playlist (no master)"
         print(f"  [{i}] {rate}{codecs}{res}")
+    print("switch sets: " + " ".join("[" + " ".join(map(str, members)) + "]" for members in switch_sets))
     if len(info.periods) > 1:
         starts = ", ".join(f"segment {segment} at {start:.3f} s" for segment, start in info.periods)
         print(f"periods: {len(info.periods)} ({starts})")

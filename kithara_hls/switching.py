@@ -139,6 +139,10 @@ class Switcher:
             self._check_set(variant)
         if self.driver is not None:
             self.driver.set_manual(variant)
+            if variant is not None:
+                # ABR may have chosen this variant already (its switch still on a worker): the
+                # pin is then no change to it, yet the plan must move now, as a pin's does.
+                self._switch(variant, ev.AbrReason.MANUAL)
 
     def same_set(self, a: int, b: int) -> bool:
         """Whether a decoder can follow a switch from variant `a` to `b`, as far as known now (no I/O)."""
@@ -147,6 +151,8 @@ class Switcher:
     def switch_sets(self) -> tuple[tuple[int, ...], ...]:
         """The switch sets (indices into the variants), after looking at the first bytes of each
         variant not seen yet (a small request each, on the caller's thread)."""
+        if len(self._loader.variants) == 1:
+            return ((0,),)
         for variant in range(len(self._loader.variants)):
             self._learn(variant)
         return self.sets.sets()
@@ -155,9 +161,11 @@ class Switcher:
         """Carry out an ABR decision (on the ABR thread, or the caller's of `set_variant`)."""
         reason = decision.reason or ev.AbrReason.MANUAL
         variant = decision.to_variant
-        known = self.sets.known(variant) and self.sets.known(self.home)
+        # A pin was checked by set_variant; ABR's choice is looked at once, before its first switch.
+        manual = reason == ev.AbrReason.MANUAL
+        known = manual or (self.sets.known(variant) and self.sets.known(self.home))
         if variant in self._loader.loaded() and known:
-            if self._admit(variant):
+            if manual or self._admit(variant):
                 self._switch(variant, reason)
         else:
             self._pool.submit(lambda: self._load_and_switch(variant, reason))
@@ -234,10 +242,13 @@ class Switcher:
         layout, loaded = self._layout, self._loader.loaded()
         media = loaded[variant]
         urgent = reason == ev.AbrReason.URGENT
+        # A pin before the first read: the stream starts on it, whatever was fetched already.
+        restart = reason == ev.AbrReason.MANUAL and not self.has_read()
         with self._lock:
             for _ in range(SWITCH_TRIES):
                 # Urgent: also re-plan (and abandon) downloads in flight.
                 index = self._pool.first_unstarted(layout.committed, started_counts=not urgent)
+                index = layout.committed if restart else index
                 if index >= len(layout) or layout.part(index).variant == variant:
                     return
                 old = layout.part(index)
@@ -267,13 +278,18 @@ def learn_byteranges(layout: Layout, parts: list[Part]) -> None:
             layout.learn(part.rid, SizeInfo(part.byterange.length))
 
 
-def offline_plan(loader: PlaylistLoader, store: Store, base: MediaPlaylist, first: int) -> list[Part]:
-    """Offline with ABR: per segment of `base` (variant `first`), the best variant the cache holds whole."""
+def offline_plan(
+    loader: PlaylistLoader, store: Store, base: MediaPlaylist, first: int, sets: SwitchSets
+) -> list[Part]:
+    """Offline with ABR: per segment of `base` (variant `first`), the best variant of its switch
+    set the cache holds whole."""
     for variant in range(len(loader.variants)):
         with contextlib.suppress(OfflineMiss):  # a variant the cache lacks plays nowhere
             loader.media(variant)
     loaded = loader.loaded()
-    order = sorted(loaded, reverse=True)  # highest bitrate first
+    for variant in loaded:
+        sets.learn(variant)  # from the cache: a variant it lacks stays unknown
+    order = sorted((v for v in loaded if sets.same_set(first, v)), reverse=True)  # highest bitrate first
     choices = []
     for seg in base.segments:
         pick = (base, first, seg.index)

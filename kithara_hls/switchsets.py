@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from .errors import HlsError
+from .errors import HlsError, OfflineMiss
 from .layout import Part, build_parts
 from .loader import PlaylistLoader
 from .options import NetworkOptions
@@ -53,7 +53,7 @@ def codec_family(entry: str) -> str | None:
 def codecs_format(variant: Variant) -> MediaFormat:
     """What a variant's CODECS says its own segments hold (nothing when that is not reliable)."""
     # A variant with an AUDIO group lists the group's codec too: not proof of its own bytes.
-    if not variant.codecs or getattr(variant, "audio", None):
+    if not variant.codecs or variant.audio:
         return MediaFormat()
     families = [codec_family(entry) for entry in variant.codecs.split(",") if entry.strip()]
     if not families or None in families:
@@ -92,11 +92,18 @@ class SwitchSets:
     """What each variant of a stream is, learnt once, and the sets they form.
 
     in_flight(rid): True while the fetch pool downloads that resource (its bytes
-    then come through the store, with no request of their own).
+    then come through the store, with no request of their own). offline: bytes
+    come only from the cache.
     """
 
     def __init__(
-        self, *, loader: PlaylistLoader, client: HttpClient, store: Store, network: NetworkOptions
+        self,
+        *,
+        loader: PlaylistLoader,
+        client: HttpClient,
+        store: Store,
+        network: NetworkOptions,
+        offline: bool = False,
     ) -> None:
         self._loader = loader
         self._client = client
@@ -104,6 +111,7 @@ class SwitchSets:
         self._net = network
         self._lock = threading.Lock()
         self._codecs = [codecs_format(v) for v in loader.variants]
+        self._offline = offline
         self._learnt: dict[int, MediaFormat] = {}
         self.in_flight: Callable[[str], bool] = lambda rid: False
 
@@ -166,6 +174,8 @@ class SwitchSets:
             deadline = time.monotonic() + self._net.read_deadline
             got = self._store.read_at_least(part.rid, 0, memoryview(head), size, deadline)
             return sniff(bytes(head[:got]))
+        if self._offline:
+            raise OfflineMiss("the variant's first bytes are not in the cache", url=part.url)
         sink = _Head()
         self._client.fetch(part.url, sink, start=0, end=limit, base=part.base, max_bytes=None)
         return sniff(bytes(sink.data))
