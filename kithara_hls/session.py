@@ -109,19 +109,16 @@ class Session:
         first = _first_variant(loader.variants, choice, options.abr.max_bandwidth, url)
         media = loader.media(first)
         self.keys.check(media)
-        offline_abr = options.offline and choice is None and len(loader.variants) > 1
-        sets = SwitchSets(
-            loader=loader,
-            client=self.client,
-            store=self.store,
-            network=options.network,
-            offline=options.offline,
+        net = options.network
+        self._sets = SwitchSets(
+            loader=loader, client=self.client, store=self.store, network=net, offline=options.offline
         )
+        offline_abr = options.offline and choice is None and len(loader.variants) > 1
         if offline_abr:
-            parts = offline_plan(loader, self.store, media, first, sets)
+            parts = offline_plan(loader, self.store, media, first, self._sets)
         elif gaps.has_gaps(media):
-            self._fills = self._stand_ins(first, sets)
-            parts = gaps.plan(media, first, self._fills, compatible=sets.same_set)
+            self._fills = self._stand_ins(first)
+            parts = gaps.plan(media, first, self._fills, compatible=self._sets.same_set)
         else:
             parts = build_parts(media, first)
         layout = Layout(parts)
@@ -130,16 +127,16 @@ class Session:
         self.store.on_size = layout.learn
         learn_byteranges(layout, layout.parts())
         reason = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
-        self._wire(layout, reason, sets)
+        self._wire(layout, reason)
         self._start(media, first, choice)
 
-    def _stand_ins(self, first: int, sets: SwitchSets) -> dict[int, MediaPlaylist]:
+    def _stand_ins(self, first: int) -> dict[int, MediaPlaylist]:
         """The media playlists of the variants that may fill `first`'s gaps (one that fails to
         load fills none)."""
         loaded = {}
         for variant in range(len(self.loader.variants)):
             # As far as CODECS tell: a variant not known to differ may fill a gap.
-            if variant != first and sets.same_set(first, variant):
+            if variant != first and self._sets.same_set(first, variant):
                 try:
                     media = self.loader.media(variant)
                     self.keys.check(media)
@@ -149,7 +146,7 @@ class Session:
                 loaded[variant] = media
         return loaded
 
-    def _wire(self, layout: Layout, reason: ev.AbrReason, sets: SwitchSets) -> None:
+    def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
         """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
         options, net, loader = self.options, self.options.network, self.loader
         heads = Heads(store=self.store, keys=self.keys, bus=self.bus)
@@ -188,7 +185,7 @@ class Session:
             bus=self.bus,
             abandon=self.tasks.abandon,
             reason=reason,
-            sets=sets,
+            sets=self._sets,
         )
         switcher.sets.in_flight = pool.in_flight
         self.reader = Reader(

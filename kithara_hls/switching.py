@@ -78,6 +78,7 @@ class Switcher:
         self.sets = sets
         self.home = layout.part(0).variant if len(layout) else 0
         self.has_read: Callable[[], bool] = lambda: False
+        self._pinned: int | None = None  # the variant set_variant pinned (and checked)
 
     def start_abr(
         self,
@@ -137,6 +138,7 @@ class Switcher:
             # planned, or refused, before this returns.
             self._add_variant(variant)
             self._check_set(variant)
+        self._pinned = variant
         if self.driver is not None:
             self.driver.set_manual(variant)
             if variant is not None:
@@ -161,11 +163,12 @@ class Switcher:
         """Carry out an ABR decision (on the ABR thread, or the caller's of `set_variant`)."""
         reason = decision.reason or ev.AbrReason.MANUAL
         variant = decision.to_variant
-        # A pin was checked by set_variant; ABR's choice is looked at once, before its first switch.
-        manual = reason == ev.AbrReason.MANUAL
-        known = manual or (self.sets.known(variant) and self.sets.known(self.home))
+        # A pin was checked by set_variant; any other choice (ABR's, or where the controller
+        # goes back to when unpinned) is looked at once, before its first switch.
+        pinned = reason == ev.AbrReason.MANUAL and variant == self._pinned
+        known = pinned or (self.sets.known(variant) and self.sets.known(self.home))
         if variant in self._loader.loaded() and known:
-            if manual or self._admit(variant):
+            if pinned or self._admit(variant):
                 self._switch(variant, reason)
         else:
             self._pool.submit(lambda: self._load_and_switch(variant, reason))

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 MP4A_FAMILIES = {"69": "mpa", "6b": "mpa", "a5": "ac-3", "a6": "ec-3", "ad": "opus"}
 #: AAC audio object types that are MPEG-1/2 audio in an mp4a wrapper (mp4a.40.34 is MP3).
 MP4A_MPEG_AOTS = ("32", "33", "34")
+#: A segment's head asked for first: a TS PAT, PMT and first audio frame, or a packed frame.
+FIRST_BYTES = 4096
 _ENTRY_FAMILIES = {fourcc.lower(): family for fourcc, family in MP4_ENTRIES.items()}
 
 
@@ -170,15 +172,26 @@ class SwitchSets:
         info, complete = self._store.load(part.rid, if_stored=True)
         if complete or self.in_flight(part.rid):
             size = limit if info is None else min(limit, info.size)
-            head = bytearray(size)
+            head = memoryview(bytearray(size))
             deadline = time.monotonic() + self._net.read_deadline
-            got = self._store.read_at_least(part.rid, 0, memoryview(head), size, deadline)
-            return sniff(bytes(head[:got]))
+            # Waits for the first bytes only (what is here beyond them comes along), then more if need be.
+            got = self._store.read_at_least(part.rid, 0, head, min(size, FIRST_BYTES), deadline)
+            fmt = sniff(bytes(head[:got]))
+            if got < size and fmt.sample_rate is None:
+                got += self._store.read_at_least(part.rid, got, head[got:], size - got, deadline)
+                fmt = sniff(bytes(head[:got]))
+            return fmt
         if self._offline:
             raise OfflineMiss("the variant's first bytes are not in the cache", url=part.url)
         sink = _Head()
-        self._client.fetch(part.url, sink, start=0, end=limit, base=part.base, max_bytes=None)
-        return sniff(bytes(sink.data))
+        first = limit if part.is_init else FIRST_BYTES
+        self._client.fetch(part.url, sink, start=0, end=first, base=part.base, max_bytes=None)
+        fmt = sniff(bytes(sink.data))
+        if len(sink.data) >= first < limit and fmt.sample_rate is None:
+            # The audio's first frame is further on (after video, or a long ID3 tag).
+            self._client.fetch(part.url, sink, start=first, end=limit, base=part.base, max_bytes=None)
+            fmt = sniff(bytes(sink.data))
+        return fmt
 
 
 __all__ = ["SwitchSets", "codec_family", "codecs_format", "group"]

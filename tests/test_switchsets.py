@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,20 +107,19 @@ def test_controller_never_switches_to_an_excluded_variant() -> None:
 # -- streams -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ladders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, rw.RealWorldFixture]:
-    pytest.importorskip("av")
-    root = tmp_path_factory.mktemp("switchsets")
+@pytest.fixture
+def ladders(realworld: dict[str, rw.RealWorldFixture]) -> dict[str, rw.RealWorldFixture]:
+    """The shared real-world ladders: fMP4 AAC at 22.05/48/48 kHz, TS ``v:0,a:0 a:1``, TS 22.05/48/48."""
     return {
-        "fmp4": rw.build_audio_ladder(root, fmp4=True),
-        "muxed": rw.build_muxed_ladder(root),
+        "fmp4": realworld["audio_ladder_fmp4"],
+        "muxed": realworld["muxed_ladder_ts"],
+        "ts": realworld["audio_ladder_ts"],
     }
 
 
 @pytest.fixture
-def served(ladders: dict[str, rw.RealWorldFixture]) -> Iterator[Origin]:
-    with Origin(ladders["fmp4"].root) as origin:
-        yield origin
+def served(realworld_origin: Origin) -> Origin:
+    return realworld_origin
 
 
 @pytest.fixture
@@ -187,10 +185,11 @@ def _play_with_link_change(f: kithara_hls.HlsSource, origin: Origin) -> tuple[by
     return data, seen
 
 
-def test_fmp4_ladder_sets_by_sample_rate(
-    ladders: dict[str, rw.RealWorldFixture], served: Origin, tmp_path: Path
+@pytest.mark.parametrize("name", ["fmp4", "ts"])
+def test_audio_ladder_sets_by_sample_rate(
+    name: str, ladders: dict[str, rw.RealWorldFixture], served: Origin, tmp_path: Path
 ) -> None:
-    fx = ladders["fmp4"]
+    fx = ladders[name]
     with kithara_hls.open(fx.url(served.base_url), _options(tmp_path)) as f:
         assert [v.uri.rsplit("/", 2)[-2] for v in f.variants] == ["a22k", "a48k64", "a48k128"]
         assert f.info().switch_sets == ((0, 1, 2),)  # nothing known yet: nothing separates them
@@ -254,15 +253,14 @@ def test_muxed_ladder_sets_by_pid_layout(
     ladders: dict[str, rw.RealWorldFixture], served: Origin, tmp_path: Path, sessions: list[Session]
 ) -> None:
     fx = ladders["muxed"]
-    served.bandwidth = FAST
     with kithara_hls.open(fx.url(served.base_url), _options(tmp_path)) as f:
         assert [v.uri.rsplit("/", 2)[-2] for v in f.variants] == ["audio", "av"]
-        data = f.read()
+        data, seen = _play_with_link_change(f, served)
+        assert [e.to_variant for e in seen] == [0]
         with pytest.raises(IncompatibleVariant, match="pids") as caught:
             f.set_variant(1)
         assert any(d.startswith("codecs aac ≠ aac+avc") for d in caught.value.differences)
         assert f.switch_sets == ((0,), (1,))
-    served.bandwidth = None
     assert {p.variant for p in sessions[0].layout.parts()} == {0}
     assert data == fx.tracks["audio"].expected
     seconds, rates, errors = _decode(data)
