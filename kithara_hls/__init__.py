@@ -19,6 +19,7 @@ from .errors import (
     OfflineMiss,
     PlaylistParseError,
     RetryExhausted,
+    SegmentGap,
     SegmentNotFound,
     StorageError,
     UnsupportedEncryption,
@@ -35,6 +36,7 @@ from .events import (
     PlaybackProgress,
     SegmentComplete,
     SegmentStart,
+    SegmentTimestamp,
     Subscription,
     ThroughputSample,
     VariantApplied,
@@ -42,7 +44,7 @@ from .events import (
 from .options import AbrOptions, CacheOptions, HlsOptions, KeyOptions, NetworkOptions
 from .playlist import Rendition, Variant
 from .session import StreamInfo
-from .source import HlsSource, open
+from .source import HlsSource, Period, open
 
 __version__ = "0.1.0"
 
@@ -72,13 +74,16 @@ __all__ = [
     "NoAudioTrack",
     "NoSuitableVariant",
     "OfflineMiss",
+    "Period",
     "PlaybackProgress",
     "PlaylistParseError",
     "Rendition",
     "RetryExhausted",
     "SegmentComplete",
+    "SegmentGap",
     "SegmentNotFound",
     "SegmentStart",
+    "SegmentTimestamp",
     "StorageError",
     "StreamInfo",
     "Subscription",

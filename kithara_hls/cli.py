@@ -78,6 +78,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         for r in info.renditions:
             print(f"  {r.type} group {r.group}: {_rendition_label(r)}")
     print("switch sets: " + " ".join("[" + " ".join(map(str, members)) + "]" for members in switch_sets))
+    if len(info.periods) > 1:
+        starts = ", ".join(f"segment {segment} at {start:.3f} s" for segment, start in info.periods)
+        print(f"periods: {len(info.periods)} ({starts})")
+    if info.gaps:
+        print(f"gaps no variant fills: segments {', '.join(map(str, info.gaps))}")
     print(f"cached: {info.parts_cached} of {info.parts} parts in {info.cache_dir}")
     if info.size is not None:
         print(f"size: {info.size} bytes")

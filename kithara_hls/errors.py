@@ -147,6 +147,14 @@ class SegmentNotFound(NetError):
     """A segment could not be fetched (404/410, or it failed for good)."""
 
 
+class SegmentGap(SegmentNotFound):
+    """A segment is marked EXT-X-GAP and no variant that can stand in for it has it.
+
+    It is never requested. Reads before it work; the read that reaches it raises
+    this (after returning the bytes before it); `seek_time` past it works.
+    """
+
+
 class NoSuitableVariant(HlsError):
     """No variant fits the constraints: `AbrOptions.max_bandwidth` is below every variant's bitrate."""
 

@@ -286,6 +286,8 @@ class FetchPool:
             if ahead >= self._lookahead_bytes:
                 return None
             rid = part.rid
+            if part.gap:  # an EXT-X-GAP no variant fills: never requested
+                continue
             if rid not in self._done and rid not in self._inflight and rid not in self._failed:
                 return Task(first + offset, part)
             ahead += size or 0

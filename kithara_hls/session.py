@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import events as ev
+from . import gaps
 from .bookkeeping import Bookkeeping
 from .cache import Cache
 from .decrypt import Decryptor
-from .errors import AbrError, DriverError, NoSuitableVariant, VariantNotFound, crashed
+from .errors import AbrError, DriverError, HlsError, NoSuitableVariant, VariantNotFound, crashed
 from .fetch import FetchPool, Task
+from .heads import Heads
 from .keys import KeyManager
 from .layout import Layout, build_parts
 from .loader import PlaylistLoader
@@ -48,10 +50,11 @@ class StreamInfo:
     (`HlsSource.size()` probes them). track: what the file carries of a master,
     "audio" or "muxed" (None for a media playlist); rendition: the audio
     rendition played, if one was chosen; renditions: every rendition of the
-    master (EXT-X-MEDIA, all types).
-    (`HlsSource.size()` probes them). switch_sets: the variants a decoder can
+    master (EXT-X-MEDIA, all types). switch_sets: the variants a decoder can
     follow a switch between, as known so far (`HlsSource.switch_sets` looks at
-    every variant).
+    every variant). periods: (segment, playlist time) where each period begins
+    (`HlsSource.periods` adds byte offsets). gaps: the EXT-X-GAP segments of the
+    plan that no variant fills (reading them raises `SegmentGap`).
     """
 
     url: str
@@ -68,6 +71,8 @@ class StreamInfo:
     rendition: Rendition | None = None
     renditions: tuple[Rendition, ...] = ()
     switch_sets: tuple[tuple[int, ...], ...] = ()
+    periods: tuple[tuple[int, float], ...] = ()
+    gaps: tuple[int, ...] = ()
 
 
 class Session:
@@ -94,6 +99,7 @@ class Session:
         )
         # Built by _open once the playlists are read; None here for a close() that it fails.
         self._pool: FetchPool | None = None
+        self._fills: dict[int, MediaPlaylist] = {}  # variants loaded to fill gaps
         self._switcher: Switcher | None = None
         try:
             self._open(url)
@@ -116,6 +122,9 @@ class Session:
         offline_abr = options.offline and choice is None and len(loader.variants) > 1
         if offline_abr:
             parts = offline_plan(loader, self.store, media, first, self._sets)
+        elif gaps.has_gaps(media):
+            self._fills = self._stand_ins(first)
+            parts = gaps.plan(media, first, self._fills, compatible=self._sets.same_set)
         else:
             parts = build_parts(media, first)
         layout = Layout(parts)
@@ -127,9 +136,26 @@ class Session:
         self._wire(layout, reason)
         self._start(media, first, choice)
 
+    def _stand_ins(self, first: int) -> dict[int, MediaPlaylist]:
+        """The media playlists of the variants that may fill `first`'s gaps (one that fails to
+        load fills none)."""
+        loaded = {}
+        for variant in range(len(self.loader.variants)):
+            # As far as CODECS tell: a variant not known to differ may fill a gap.
+            if variant != first and self._sets.same_set(first, variant):
+                try:
+                    media = self.loader.media(variant)
+                    self.keys.check(media)
+                except HlsError as exc:
+                    log.debug("variant %d fills no gap: %s", variant, exc)
+                    continue
+                loaded[variant] = media
+        return loaded
+
     def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
         """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
         options, net, loader = self.options, self.options.network, self.loader
+        heads = Heads(store=self.store, keys=self.keys, bus=self.bus)
         self.tasks = TaskRunner(
             store=self.store,
             client=self.client,
@@ -142,6 +168,7 @@ class Session:
             response_wait=self._response_wait,
             sample=self._sample,
             progress=self.books.downloaded,
+            heads=heads,
         )
         pool = self.pool = self._pool = FetchPool(
             layout,
@@ -176,6 +203,7 @@ class Session:
             switcher=switcher,
             bus=self.bus,
             learn_pad=self.tasks.learn_pad,
+            heads=heads,
             read_deadline_s=net.read_deadline,
             duration=self.duration,
         )
@@ -199,6 +227,8 @@ class Session:
             deadline = self.reader.deadline()
             pool.submit(lambda: self.keys.prefetch(first_key, deadline))
         self.books.begin(media, first, loader.take_unsaved(), stored=stored)
+        for variant, filler in self._fills.items():
+            self.books.record_variant(filler, variant)
         # An audio ladder whose bitrates could not be measured has none for ABR to go by.
         if len(loader.variants) > 1 and not options.offline and all(v.bitrate > 0 for v in loader.variants):
             self.switcher.start_abr(
@@ -277,6 +307,8 @@ class Session:
             rendition=None if choice is None else choice.rendition,
             renditions=self.loader.renditions,
             switch_sets=self.switcher.sets.sets(),
+            periods=tuple((p.segment, p.start) for p in self.layout.periods()),
+            gaps=tuple(p.segment for p in parts if p.gap),
         )
 
     def threads(self) -> list[threading.Thread]:

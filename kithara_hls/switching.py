@@ -21,13 +21,14 @@ import threading
 from collections.abc import Callable
 
 from . import events as ev
+from . import gaps
 from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
 from .bookkeeping import Bookkeeping
 from .errors import IncompatibleVariant, OfflineMiss, VariantNotFound
 from .fetch import FetchPool
 from .keys import KeyManager
-from .layout import Layout, Part, build_mixed, build_parts
+from .layout import Layout, Part, build_mixed
 from .loader import PlaylistLoader
 from .options import AbrOptions
 from .playlist import MediaPlaylist
@@ -259,7 +260,7 @@ class Switcher:
                 current_init = (
                     None if before is None else loaded[before.variant].segments[before.segment].init
                 )
-                parts = build_parts(media, variant, first, current_init)
+                parts = gaps.plan(media, variant, loaded, first, current_init, compatible=self.same_set)
                 dropped = {p.rid for p in layout.parts(index)} - {p.rid for p in parts}
                 if layout.replace_from(index, parts):
                     self._abandon(dropped)
