@@ -131,6 +131,7 @@ def _consume(f: Any, segments: int, t0: float, stop: threading.Event) -> dict[st
     body = bytearray(segment_bytes(len(LADDER_KBPS) - 1))
     variants: list[int] = []
     arrivals: list[float] = []
+    stalls: list[tuple[int, float]] = []
     start = stall = 0.0
     for k in range(segments):
         due = start + k * SEGMENT_S + stall
@@ -144,11 +145,18 @@ def _consume(f: Any, segments: int, t0: float, stop: threading.Event) -> dict[st
         arrival = time.monotonic() - t0
         if k == 0:
             start = arrival
-        else:
-            stall += max(arrival - due, 0.0)
+        elif arrival > due:
+            stall += arrival - due
+            stalls.append((k, round(arrival - due, 3)))
         variants.append(variant)
         arrivals.append(round(arrival, 3))
-    return {"variants": variants, "arrivals": arrivals, "startup_s": start, "stall_s": stall}
+    return {
+        "variants": variants,
+        "arrivals": arrivals,
+        "stalls": stalls,
+        "startup_s": start,
+        "stall_s": stall,
+    }
 
 
 def session(root: str, trace: Trace, pinned: bool, segments: int) -> dict[str, Any]:
@@ -238,9 +246,20 @@ def run(names: list[str], segments: int, pinned: bool, verbose: bool = False) ->
         results.append(TraceResult(traces[name], sims[name][0], sims[name][1], real))
         if verbose:
             for pin in real:
-                report = reports.get((name, pin), {})
-                print(f"  {name} {'pinned' if pin else 'abr'}: {report}", file=sys.stderr)
+                print(_details(name, pin, reports.get((name, pin), {})), file=sys.stderr)
     return results
+
+
+def _details(name: str, pinned: bool, report: dict[str, Any]) -> str:
+    """One session's report for -v: its variants in order and its segment GETs per variant."""
+    label = f"  {name} {'pinned' if pinned else 'abr'}:"
+    if "variants" not in report:
+        return f"{label} {report.get('trace') or report.get('error', 'no report')}"
+    stalls = " ".join(f"{k}:+{s:.2f}s" for k, s in report["stalls"]) or "none"
+    return (
+        f"{label} variants {''.join(map(str, report['variants']))}; segment GETs per variant"
+        f" {report['segment_gets']}; stalls (segment:s) {stalls}"
+    )
 
 
 def _collect(out: Any, procs: dict[tuple[str, bool], BaseProcess], deadline: float) -> dict[Any, Any]:
@@ -380,3 +399,29 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def line(bench: Any) -> list[Any]:
+    """The ``abr-real`` line of ``python -m benchmarks``: prints this table, returns summary rows."""
+    from .run import Row, verdict
+
+    started, load0 = time.monotonic(), os.getloadavg()[0]
+    results = run(parse_traces(bench.args.traces), SEGMENTS, True, bench.args.verbose)
+    print(report(results, time.monotonic() - started, (load0, os.getloadavg()[0])), flush=True)
+    rows = []
+    for r in results:
+        o = r.real[False]
+        if isinstance(o, str):
+            bench.errors.append(f"abr-real {r.trace.name}: {o}")
+            rows.append(Row(f"ABR real {r.trace.name}", result="ERROR"))
+            continue
+        frac = o.qoe / r.optimum.qoe
+        rows.append(
+            Row(
+                f"ABR real {r.trace.name}",
+                ratio=f"{frac:.2f} of opt, {o.stall_s:.1f} s stall",
+                target=f"≥ {WORST_OF_OPTIMUM} of optimum",
+                result=verdict(frac >= WORST_OF_OPTIMUM),
+            )
+        )
+    return rows
