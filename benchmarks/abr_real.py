@@ -229,6 +229,7 @@ def run(names: list[str], segments: int, pinned: bool, verbose: bool = False) ->
                     target=_child,
                     args=(out, (name, pin), str(workdir / "stream"), traces[name], segments),
                     name=f"abr-{name}-{'pinned' if pin else 'abr'}",
+                    daemon=True,  # ended with the parent, should it be interrupted
                 )
                 p.start()
                 procs[(name, pin)] = p
