@@ -1,7 +1,8 @@
 """The real-reader ABR benchmark: `kithara_hls.open` on a loopback link that follows a trace.
 
-``python -m benchmarks.abr_real [--traces step-down,oscillation] [--no-pinned] [-v]``
-(or ``python -m benchmarks --only abr-real``) prints one table and PASS/FAIL lines.
+``python -m benchmarks.abr_real [--traces step-down,oscillation] [--no-pinned] [--segments N]
+[--network workers=1,...] [-v]`` (or ``python -m benchmarks --only abr-real``) prints one
+table and PASS/FAIL lines.
 
 Each trace runs in real time in a process of its own, side by side: a testing
 origin (`kithara_hls.testing.Origin`, whose link is shared fairly by all
@@ -17,7 +18,7 @@ a 12-byte header (magic, variant, segment index, length) then filler up to
 exactly bitrate × 4 / 8 bytes, so the consumer learns from the bytes which
 variant and segment it got.
 
-The consumer plays like a player: it reads segment k whole through `read`,
+The consumer plays like a player: it reads segment k whole through `readinto`,
 but not before segment k's playback time minus one segment (a demuxer reads a
 little ahead; reading as fast as possible would hide the buffer from ABR).
 Playback starts when segment 0 is whole (the start-up wait, counted as
