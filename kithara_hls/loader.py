@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from .cache import Cache, digest
 from .errors import HlsError, NetError, OfflineMiss, PlaylistParseError, VariantNotFound
@@ -33,6 +34,9 @@ from .tracks import TrackChoice, choose, ladder_bitrates
 from .transport import HttpClient
 
 log = logging.getLogger(__name__)
+
+#: Rungs of an audio ladder measured at once while opening.
+MAX_MEASURE_THREADS = 8
 
 
 class PlaylistLoader:
@@ -148,23 +152,35 @@ class PlaylistLoader:
         return playlist
 
     def _measure(self) -> None:
-        """Give the rungs of an audio ladder their measured bitrates (see the module's docstring)."""
-        measured: list[int | None] = []
-        for variant in range(len(self.variants)):
-            try:
-                media = self.load_media(variant)
-                measured.append(self._bitrate(media))
-            except HlsError as exc:
-                # Unknown: its neighbours' rate stands in; a real failure shows when it is played.
-                log.info("bitrate of audio rung %d unknown (%s)", variant, type(exc).__name__)
-                measured.append(None)
-                continue
-            with self._lock:
-                self._read[variant] = media
+        """Give the rungs of an audio ladder their measured bitrates (see the module's docstring).
+
+        The rungs are measured at once, one short-lived thread each, so opening costs the round
+        trips of one rung, not of all; each request has its timeouts, so every thread ends.
+        """
+        count = len(self.variants)
+        measured: list[int | None] = [None] * count
+        with ThreadPoolExecutor(
+            max_workers=min(count, MAX_MEASURE_THREADS), thread_name_prefix="kithara-measure"
+        ) as run:
+            futures = {run.submit(self._rung, variant): variant for variant in range(count)}
+            for future, variant in futures.items():
+                try:
+                    media, measured[variant] = future.result()
+                except HlsError as exc:
+                    # Unknown: its neighbours' rate stands in; a real failure shows when it is played.
+                    log.info("bitrate of audio rung %d unknown (%s)", variant, type(exc).__name__)
+                    continue
+                with self._lock:
+                    self._read[variant] = media
         rates = ladder_bitrates(measured)
         self.variants = [
             dataclasses.replace(v, bandwidth=b) for v, b in zip(self.variants, rates, strict=True)
         ]
+
+    def _rung(self, variant: int) -> tuple[MediaPlaylist, int | None]:
+        """A rung's media playlist and its measured bitrate."""
+        media = self.load_media(variant)
+        return media, self._bitrate(media)
 
     def _bitrate(self, media: MediaPlaylist) -> int | None:
         """Bits per second of `media`: over the BYTERANGEs, else over its first segment's size
