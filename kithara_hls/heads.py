@@ -10,6 +10,7 @@ block is decrypted. The tag's PRIV timestamp is published as `SegmentTimestamp`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from Crypto.Util.strxor import strxor
@@ -37,14 +38,17 @@ class Heads:
         self._keys = keys
         self._bus = bus
         self.packed: bool | None = None
+        self._lock = threading.Lock()
+        self._stamped: set[str] = set()  # parts whose timestamp was published
 
     def learn(self, part: Part, deadline: float, need: Callable[[], None] | None = None) -> int:
         """The length of the ID3 tag `part` begins with (0: none), read from its stored bytes
         (waiting for them until `deadline`; `need()` asks for them if they are not coming)."""
         known = self._store.head_of(part.rid)
-        if known is not None:
+        # A probe learns the length alone: the timestamp is still to be read from the tag.
+        if known is not None and (not known or part.rid in self._stamped):
             return known
-        length = id3.tag_length(self._read(part, id3.HEADER_BYTES, deadline, need))
+        length = known or id3.tag_length(self._read(part, id3.HEADER_BYTES, deadline, need))
         stamp = None
         if length:
             stamp = id3.transport_timestamp(self._read(part, min(length, MAX_TAG_READ), deadline, need))
@@ -68,7 +72,13 @@ class Heads:
     def _learnt(self, part: Part, length: int, stamp: float | None) -> None:
         if self.packed is None:
             self.packed = length > 0
-        if self._store.learn_head(part.rid, length) and stamp is not None and self._bus.active:
+        self._store.learn_head(part.rid, length)
+        if stamp is None:
+            return
+        with self._lock:
+            fresh = part.rid not in self._stamped
+            self._stamped.add(part.rid)
+        if fresh and self._bus.active:
             self._bus.publish(ev.SegmentTimestamp(part.variant, part.segment, stamp))
 
     def _read(self, part: Part, count: int, deadline: float, need: Callable[[], None] | None) -> bytes:

@@ -12,7 +12,7 @@ import pytest
 from bytes_streams import Built, build_packed, build_packed_aes
 
 import kithara_hls
-from kithara_hls import CacheOptions, HlsOptions, NetworkOptions, SegmentTimestamp
+from kithara_hls import CacheOptions, EndOfStream, HlsOptions, NetworkOptions, SegmentTimestamp
 from kithara_hls.testing import Origin
 from kithara_hls.testing.realworld import RealWorldFixture
 from kithara_hls.testing.realworld_audio import packed_timestamps
@@ -115,12 +115,14 @@ def test_priv_timestamps_are_reported(
     name: str, streams: dict[str, Built], server: Origin, tmp_path: Path
 ) -> None:
     fx = streams[name]
+    seen = []
     with kithara_hls.open(server.url(fx.entry), opts(tmp_path)) as f:
         events = f.events()
         assert f.read() == fx.expected
-    stamps = {
-        (e.segment_index, round(e.seconds, 3)) for e in events.drain() if isinstance(e, SegmentTimestamp)
-    }
+        # Until the downloads are done: closing sooner would cut short the one still reading its tag.
+        while not isinstance(event := events.get(timeout=30.0), EndOfStream):
+            seen.append(event)
+    stamps = {(e.segment_index, round(e.seconds, 3)) for e in seen if isinstance(e, SegmentTimestamp)}
     assert stamps == {(i, round(s, 3)) for i, s in enumerate(fx.stamps)}
 
 
