@@ -96,6 +96,11 @@ class FetchPool:
         #: Called on a worker, outside the lock, after each download ends:
         #: on_finished(ok, parts stored so far, nothing left in flight).
         self.on_finished: Callable[[bool, int, bool], None] | None = None
+        #: Called under the pool's lock (so it must not call the pool) before a look-ahead
+        #: download starts: limit(media seconds stored ahead of the reader, the part) gives
+        #: how many downloads may be in flight then (`abr.schedule`); None: `workers`.
+        #: Parts the reader is blocked on are never held back.
+        self.limit: Callable[[float, Part], int] | None = None
         #: Called on each worker as it exits (to close its per-thread cache connection).
         self.on_exit: Callable[[], None] | None = None
         #: Called on a worker, outside the lock, when the runner raised instead of
@@ -281,12 +286,20 @@ class FetchPool:
     def _next_ahead(self) -> Task | None:
         first = self._reader
         ahead = 0
+        buffered = 0.0  # media seconds stored contiguously from the reader's part
+        contiguous = True
         # Only the window is looked at: a claim costs the same on a 10,000-part stream.
         for offset, (part, size) in enumerate(self._layout.window(first, self._lookahead_s)):
             if ahead >= self._lookahead_bytes:
                 return None
             rid = part.rid
-            if rid not in self._done and rid not in self._inflight and rid not in self._failed:
+            done = rid in self._done
+            if contiguous and done:
+                buffered += part.duration
+            contiguous = contiguous and done
+            if not done and rid not in self._inflight and rid not in self._failed:
+                if self.limit is not None and len(self._inflight) >= self.limit(buffered, part):
+                    return None
                 return Task(first + offset, part)
             ahead += size or 0
         return None

@@ -186,6 +186,10 @@ class AbrOptions:
     buffer_target_secs: the buffer the player fills up to (the look-ahead); the
     buffer rule reaches the top variant there.
     max_bandwidth: optional cap in bits per second.
+    initial_bandwidth: the link estimate to start from, bits per second; None: the
+    estimate last measured for the stream's origin (kept in the cache), or, for an
+    origin never measured, the lowest variant and a conservative guess. The stream
+    starts on the highest variant that fits it.
     """
 
     min_buffer_for_up_switch_secs: float = DEFAULT_MIN_BUFFER_FOR_UP_SWITCH_S
@@ -199,8 +203,11 @@ class AbrOptions:
     buffer_rule_secs: float = DEFAULT_BUFFER_RULE_S
     buffer_target_secs: float = DEFAULT_BUFFER_TARGET_S
     max_bandwidth: int | None = None
+    initial_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
+        if self.initial_bandwidth is not None and not self.initial_bandwidth > 0:
+            raise ValueError("initial_bandwidth must be positive")
         _coerce_durations(
             self,
             (

@@ -16,15 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import events as ev
+from .abr.controller import AbrController
+from .abr.estimator import DEFAULT_INITIAL_BPS, ThroughputEstimator
+from .abr.meter import LinkMeter
+from .abr.schedule import parallel_limit
 from .bookkeeping import Bookkeeping
 from .cache import Cache
+from .catalog import load_link_estimate, save_link_estimate
 from .decrypt import Decryptor
 from .errors import AbrError, DriverError, NoSuitableVariant, VariantNotFound, crashed
 from .fetch import FetchPool, Task
 from .keys import KeyManager
-from .layout import Layout, build_parts
+from .layout import Layout, Part, build_parts
 from .loader import PlaylistLoader
-from .options import HlsOptions
+from .options import AbrOptions, HlsOptions
 from .playlist import MediaPlaylist, Variant
 from .reader import Reader
 from .store import Store
@@ -33,6 +38,9 @@ from .tasks import TaskRunner
 from .transport import HttpClient
 
 log = logging.getLogger(__name__)
+
+#: The link estimate is kept for the origin at close once this many bytes were measured.
+KEEP_ESTIMATE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,9 @@ class Session:
         # Built by _open once the playlists are read; None here for a close() that it fails.
         self._pool: FetchPool | None = None
         self._switcher: Switcher | None = None
+        self._meter: LinkMeter | None = None
+        self._start_bps: float | None = None
+        self._media_bps = 0.0  # the last segment's bitrate from its size, for a ladder without BANDWIDTH
         try:
             self._open(url)
         except BaseException:
@@ -95,7 +106,13 @@ class Session:
         options, loader = self.options, self.loader
         loader.open(url)
         choice = options.variant
-        first = _first_variant(loader.variants, choice, options.abr.max_bandwidth, url)
+        abr = choice is None and len(loader.variants) > 1 and not options.offline
+        # Where the link was: the option, or what the last stream from this origin measured.
+        start_bps = options.abr.initial_bandwidth
+        if abr and start_bps is None:
+            start_bps = load_link_estimate(self.cache, url)
+        first = _first_variant(loader.variants, choice, options.abr, url, start_bps if abr else None)
+        self._start_bps = start_bps
         media = loader.media(first)
         self.keys.check(media)
         offline_abr = options.offline and choice is None and len(loader.variants) > 1
@@ -113,6 +130,12 @@ class Session:
     def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
         """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
         options, net, loader = self.options, self.options.network, self.loader
+        estimator = ThroughputEstimator(
+            fast_half_life=options.abr.fast_half_life,
+            slow_half_life=options.abr.slow_half_life,
+            initial_bps=self._start_bps or DEFAULT_INITIAL_BPS,
+        )
+        meter = self.meter = self._meter = LinkMeter(estimator)
         self.tasks = TaskRunner(
             store=self.store,
             client=self.client,
@@ -125,6 +148,7 @@ class Session:
             response_wait=self._response_wait,
             sample=self._sample,
             progress=self.books.downloaded,
+            meter=meter,
         )
         pool = self.pool = self._pool = FetchPool(
             layout,
@@ -135,6 +159,7 @@ class Session:
             probe_workers=net.probe_workers,
         )
         pool.on_finished = self._on_finished
+        pool.limit = self._limit
         pool.on_exit = self.cache.close
         pool.on_crash = self._task_crashed
         switcher = self.switcher = self._switcher = Switcher(
@@ -182,6 +207,8 @@ class Session:
         if len(loader.variants) > 1 and not options.offline:
             self.switcher.start_abr(
                 options.abr,
+                meter=self.meter,
+                initial_estimate_bps=self._start_bps,
                 lookahead_s=net.lookahead,
                 buffer_level=self.reader.buffer_level,
                 manual=choice,
@@ -203,6 +230,25 @@ class Session:
     def _response_wait(self, seconds: float) -> None:
         if self._pool is not None:
             self._pool.response_wait(seconds)
+
+    def _limit(self, buffer_s: float, part: Part) -> int:
+        """Downloads allowed in flight before `part` starts (`abr.schedule`; under the pool's lock)."""
+        assert self._meter is not None
+        variants = self.loader.variants
+        rate = float(variants[part.variant].bitrate) if part.variant < len(variants) else 0.0
+        if rate <= 0:
+            # No BANDWIDTH: the bitrate of the segments whose sizes are known.
+            info = self.layout.info(part.rid) if part.duration > 0 else None
+            if info is not None:
+                self._media_bps = info.size * 8 / part.duration
+            rate = self._media_bps
+        return parallel_limit(
+            buffer_s=buffer_s,
+            duration_s=part.duration,
+            link_bps=self._meter.estimate(),
+            media_bps=rate,
+            workers=self.options.network.workers,
+        )
 
     def _sample(self, nbytes: int, transfer_s: float, ttfb_s: float) -> None:
         if self._switcher is not None:
@@ -267,6 +313,7 @@ class Session:
         Idempotent.
         """
         self._cancel.set()
+        self._keep_estimate()
         self.store.close()  # before the abort: a task it interrupts finds the source closed
         self.client.abort()
         if self._switcher is not None:
@@ -278,9 +325,19 @@ class Session:
         self.bus.close()
         self.cache.close()
 
+    def _keep_estimate(self) -> None:
+        """Keep the link estimate for the origin, once: the next stream from it starts there."""
+        meter, self._meter = self._meter, None
+        if meter is None or self.options.offline or meter.measured_bytes() < KEEP_ESTIMATE_BYTES:
+            return
+        save_link_estimate(self.cache, self.url, meter.estimate())
 
-def _first_variant(variants: list[Variant], choice: int | None, cap: int | None, url: str) -> int:
-    """The variant a stream starts on: `choice` if pinned, else the lowest.
+
+def _first_variant(
+    variants: list[Variant], choice: int | None, abr: AbrOptions, url: str, start_bps: float | None
+) -> int:
+    """The variant a stream starts on: `choice` if pinned, else the highest that fits
+    `start_bps` (the link estimate to start from), else the lowest.
 
     A bandwidth cap below every variant's bitrate leaves ABR nothing to choose:
     `NoSuitableVariant` (a pin may exceed the cap).
@@ -290,8 +347,14 @@ def _first_variant(variants: list[Variant], choice: int | None, cap: int | None,
             raise VariantNotFound(f"variant {choice} of {len(variants)}", url=url)
         return choice
     rates = [v.bitrate for v in variants if v.bitrate > 0]
+    cap = abr.max_bandwidth
     if cap is not None and rates and min(rates) > cap:
         raise NoSuitableVariant(
             f"max_bandwidth {cap} bit/s is below every variant (the lowest is {min(rates)} bit/s)", url=url
         )
-    return 0
+    if start_bps is None or len(rates) != len(variants):
+        return 0
+    try:
+        return AbrController(rates, abr, initial_estimate_bps=start_bps).current
+    except ValueError:  # a ladder the controller refuses starts at the bottom
+        return 0

@@ -16,8 +16,10 @@ import threading
 from collections.abc import Callable
 
 from . import events as ev
+from .abr.abandon import Pending
 from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
+from .abr.meter import LinkMeter
 from .bookkeeping import Bookkeeping
 from .errors import OfflineMiss, VariantNotFound
 from .fetch import FetchPool
@@ -70,19 +72,24 @@ class Switcher:
         self,
         options: AbrOptions,
         *,
+        meter: LinkMeter,
         lookahead_s: float,
         buffer_level: Callable[[], float],
         manual: int | None,
         on_crash: Callable[[BaseException], None],
+        initial_estimate_bps: float | None = None,
     ) -> None:
-        """Start the ABR thread over the variants' bitrates."""
+        """Start the ABR thread over the variants' bitrates, on the link `meter` measures."""
         if options.buffer_target_secs > lookahead_s:
             # The buffer can never hold more than the look-ahead window.
             options = dataclasses.replace(options, buffer_target_secs=lookahead_s)
         self.driver = AbrDriver(
             [v.bitrate for v in self._loader.variants],
             options,
+            meter=meter,
             buffer_level=buffer_level,
+            frontier=self.frontier,
+            initial_estimate_bps=initial_estimate_bps,
             apply=self.apply,
             bus=self._bus,
             manual=manual,
@@ -105,6 +112,22 @@ class Switcher:
             self.driver.sample(nbytes, transfer_s, ttfb_s)
         elif self._bus.active and transfer_s > 0 and nbytes > 0:
             self._bus.publish(ev.ThroughputSample(nbytes / transfer_s))
+
+    def frontier(self, buffer_s: float) -> Pending | None:
+        """The download in flight of the first part not stored after those the reader reached
+        (which the abandon rule may drop), with `buffer_s` seconds until the reader needs it."""
+        layout = self._layout
+        index = self._pool.first_unstarted(layout.committed, started_counts=False)
+        found = layout.parts(index, index + 1)
+        if not found or self.driver is None:
+            return None
+        part = found[0]
+        for download in self.driver.meter.downloads():
+            if download.rid == part.rid:
+                return Pending(
+                    part.variant, part.duration, buffer_s, download.loaded, download.size, download.elapsed
+                )
+        return None
 
     def decisions(self) -> list[AbrDecision]:
         """What ABR decided, and why (oldest first)."""

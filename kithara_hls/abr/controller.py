@@ -28,8 +28,10 @@ throughput rules while the buffer is low, the buffer rule once it is high.
   widely between switches: filled on the lower variant, spent on the higher one.
   Throughput bounds it both ways: never below the variant the up margin allows,
   nor below the current one while the down margin holds; never above what the
-  buffer can pay for, ``E × (1 + (B - min_buffer_for_up_switch_secs) /
-  BUFFER_SPEND_S)``.
+  estimate pays for, ``bitrate ≤ E``.
+- Abandon (`force`, from the driver's abandon rule, `abr.abandon`): a download
+  that cannot finish before the buffer runs dry moves the choice down at once,
+  as an urgent switch does.
 - At most one up or down switch per ``min_switch_interval`` seconds; urgent and
   manual switches ignore the interval (an urgent one restarts it, a manual one
   does not count).
@@ -55,10 +57,6 @@ URGENT_BUFFER_FRACTION = 0.5
 UP_LAG_S = 3.0
 #: ... and on the way down.
 DOWN_LAG_S = 4.0
-#: Media seconds over which the buffer rule may spend the buffer above
-#: min_buffer_for_up_switch_secs on a bitrate above the estimate: a segment of up to
-#: this length, fetched at the estimate, still leaves that much buffered.
-BUFFER_SPEND_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -261,8 +259,8 @@ class AbrController:
         floor = self._fit(est, opts.up_hysteresis_ratio)
         if floor < cur and est >= self._bitrates[cur] * safety * opts.down_hysteresis_ratio:
             floor = cur
-        spend = max(buffer_s - opts.min_buffer_for_up_switch_secs, 0.0) / BUFFER_SPEND_S
-        payable = self._below(est * (1.0 + spend))
+        # Never above what the estimate pays for: the buffer absorbs its noise, not a deficit.
+        payable = self._below(est)
         to = max(floor, min(self._mapped(buffer_s), payable))
         if to == cur:
             return None
@@ -270,9 +268,17 @@ class AbrController:
             note = f"buffer {buffer_s:.1f}s maps up to {_rate(self._bitrates[to])}"
         else:
             note = f"buffer {buffer_s:.1f}s maps down to {_rate(self._bitrates[to])}"
-        note += f" ({_rate(est)}, payable {_rate(est * (1.0 + spend))})"
+        note += f" ({_rate(est)})"
         reason = AbrReason.UP if to > cur else AbrReason.DOWN
         return self._switch(now, to, reason, buffer_s, est, note)
+
+    def force(
+        self, variant: int, *, now: float, buffer_s: float, estimate_bps: float, note: str
+    ) -> AbrDecision:
+        """Move down to `variant` at once, as an urgent switch (the abandon rule); restarts the interval."""
+        to = min(max(variant, 0), self._cap_index)
+        self._last_switch_at = now
+        return self._make(now, to, AbrReason.URGENT, buffer_s, estimate_bps, note)
 
     def set_manual(self, variant: int | None, now: float) -> AbrDecision | None:
         """Pin `variant` (ABR off), or give control back to ABR with None.

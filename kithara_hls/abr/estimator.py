@@ -20,6 +20,8 @@ start at zero and are divided by ``1 - 0.5 ** (total_weight / half_life)``
 
 from __future__ import annotations
 
+import collections
+
 from kithara_hls.options import DEFAULT_FAST_HALF_LIFE_S, DEFAULT_SLOW_HALF_LIFE_S
 
 #: Estimate before enough bytes were measured, bits per second (conservative, as hls.js).
@@ -32,6 +34,11 @@ DEFAULT_MIN_TOTAL_BYTES = 128_000
 DEFAULT_TTFB_HALF_LIFE_SAMPLES = 4.0
 #: Least weight of one sample, in seconds of transfer (see the module docstring).
 DEFAULT_MIN_WEIGHT_S = 3.0
+#: Seconds of link time over which the recent rate is measured (interval samples only):
+#: a link that stalls or collapses shows in the estimate within this long.
+RECENT_WINDOW_S = 2.0
+#: The recent rate counts once this much link time is in its window.
+RECENT_MIN_S = 1.0
 
 
 class _Ewma:
@@ -94,6 +101,37 @@ class ThroughputEstimator:
         self._samples = 0
         self._ttfb_samples = 0
         self._last_sample_at: float | None = None
+        # (seconds, bytes) of the last interval samples, RECENT_WINDOW_S of link time at most.
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        self._recent_s = 0.0
+        self._recent_bytes = 0
+
+    def add_interval(self, nbytes: int, seconds: float, now: float) -> bool:
+        """Feed one interval of the link: `nbytes` arrived over all downloads in `seconds`
+        during which at least one was in flight (so a stall feeds zero bytes).
+
+        Weighed by its seconds, without the floor of `add`: intervals are short and
+        regular. They also make the recent rate, the bytes over the last
+        RECENT_WINDOW_S of link time, which caps the estimate once RECENT_MIN_S of
+        it is measured: a collapse shows within a second or two, a rise only
+        through the EWMAs. Returns False for a non-positive duration.
+        """
+        if not seconds > 0 or nbytes < 0:
+            return False
+        bps = nbytes * 8.0 / seconds
+        self._fast.add(seconds, bps)
+        self._slow.add(seconds, bps)
+        self._total_bytes += nbytes
+        self._samples += 1
+        self._last_sample_at = now
+        self._recent.append((seconds, nbytes))
+        self._recent_s += seconds
+        self._recent_bytes += nbytes
+        while self._recent_s - self._recent[0][0] >= RECENT_WINDOW_S:
+            old_s, old_bytes = self._recent.popleft()
+            self._recent_s -= old_s
+            self._recent_bytes -= old_bytes
+        return True
 
     def add(self, nbytes: int, seconds: float, now: float) -> bool:
         """Feed one body transfer: `nbytes` from first to last body byte in `seconds`.
@@ -128,6 +166,8 @@ class ThroughputEstimator:
         if self._samples == 0:
             return self._initial_bps
         measured = min(self._fast.get(), self._slow.get())
+        if self._recent_s >= RECENT_MIN_S:
+            measured = min(measured, self._recent_bytes * 8.0 / self._recent_s)
         if self._total_bytes < self._min_total_bytes:
             return min(self._initial_bps, measured)
         return measured
