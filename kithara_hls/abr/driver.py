@@ -85,6 +85,9 @@ class AbrDriver:
     def sample(self, nbytes: int, transfer_s: float, ttfb_s: float) -> None:
         """A network download finished (never called for cache hits): an event, and a decision."""
         self.meter.add_ttfb(ttfb_s)
+        # The interval so far, however short (weighed by its length): on a fast link a
+        # whole stream may download within one SAMPLE_INTERVAL_S.
+        self.meter.sample(force=True)
         self.poke()
         if transfer_s > 0 and nbytes > 0:
             self._bus.publish(ThroughputSample(nbytes / transfer_s))

@@ -34,11 +34,10 @@ DEFAULT_MIN_TOTAL_BYTES = 128_000
 DEFAULT_TTFB_HALF_LIFE_SAMPLES = 4.0
 #: Least weight of one sample, in seconds of transfer (see the module docstring).
 DEFAULT_MIN_WEIGHT_S = 3.0
-#: Seconds of link time over which the recent rate is measured (interval samples only):
-#: a link that stalls or collapses shows in the estimate within this long.
+#: Most seconds of link time over which the recent rate is measured (interval samples
+#: only; the fast half-life if shorter): a link that stalls or collapses shows in the
+#: estimate within this long. It counts once half its window is measured.
 RECENT_WINDOW_S = 2.0
-#: The recent rate counts once this much link time is in its window.
-RECENT_MIN_S = 1.0
 
 
 class _Ewma:
@@ -105,6 +104,7 @@ class ThroughputEstimator:
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
         self._recent_s = 0.0
         self._recent_bytes = 0
+        self._window_s = min(RECENT_WINDOW_S, fast_half_life)
 
     def add_interval(self, nbytes: int, seconds: float, now: float) -> bool:
         """Feed one interval of the link: `nbytes` arrived over all downloads in `seconds`
@@ -112,8 +112,8 @@ class ThroughputEstimator:
 
         Weighed by its seconds, without the floor of `add`: intervals are short and
         regular. They also make the recent rate, the bytes over the last
-        RECENT_WINDOW_S of link time, which caps the estimate once RECENT_MIN_S of
-        it is measured: a collapse shows within a second or two, a rise only
+        RECENT_WINDOW_S of link time (or the fast half-life), which caps the
+        estimate once half of that is measured: a collapse shows within a second or two, a rise only
         through the EWMAs. Returns False for a non-positive duration.
         """
         if not seconds > 0 or nbytes < 0:
@@ -127,7 +127,7 @@ class ThroughputEstimator:
         self._recent.append((seconds, nbytes))
         self._recent_s += seconds
         self._recent_bytes += nbytes
-        while self._recent_s - self._recent[0][0] >= RECENT_WINDOW_S:
+        while self._recent_s - self._recent[0][0] >= self._window_s:
             old_s, old_bytes = self._recent.popleft()
             self._recent_s -= old_s
             self._recent_bytes -= old_bytes
@@ -166,7 +166,7 @@ class ThroughputEstimator:
         if self._samples == 0:
             return self._initial_bps
         measured = min(self._fast.get(), self._slow.get())
-        if self._recent_s >= RECENT_MIN_S:
+        if self._recent_s >= self._window_s / 2:
             measured = min(measured, self._recent_bytes * 8.0 / self._recent_s)
         if self._total_bytes < self._min_total_bytes:
             return min(self._initial_bps, measured)
