@@ -94,6 +94,7 @@ class Session:
         self._switcher: Switcher | None = None
         self._meter: LinkMeter | None = None
         self._start_bps: float | None = None
+        self._keep = True  # the link estimate is still to be kept (at close)
         self._media_bps = 0.0  # the last segment's bitrate from its size, for a ladder without BANDWIDTH
         try:
             self._open(url)
@@ -327,8 +328,11 @@ class Session:
 
     def _keep_estimate(self) -> None:
         """Keep the link estimate for the origin, once: the next stream from it starts there."""
-        meter, self._meter = self._meter, None
-        if meter is None or self.options.offline or meter.measured_bytes() < KEEP_ESTIMATE_BYTES:
+        keep, self._keep = self._keep, False
+        meter = self._meter
+        if not keep or meter is None or self.options.offline:
+            return
+        if meter.measured_bytes() < KEEP_ESTIMATE_BYTES:
             return
         save_link_estimate(self.cache, self.url, meter.estimate())
 
