@@ -288,6 +288,9 @@ class FetchPool:
         ahead = 0
         buffered = 0.0  # media seconds stored contiguously from the reader's part
         contiguous = True
+        # Downloads of this plan before the candidate: one a switch abandoned may still wait
+        # on its socket, but it no longer holds a place.
+        flying = 0
         # Only the window is looked at: a claim costs the same on a 10,000-part stream.
         for offset, (part, size) in enumerate(self._layout.window(first, self._lookahead_s)):
             if ahead >= self._lookahead_bytes:
@@ -297,8 +300,10 @@ class FetchPool:
             if contiguous and done:
                 buffered += part.duration
             contiguous = contiguous and done
-            if not done and rid not in self._inflight and rid not in self._failed:
-                if self.limit is not None and len(self._inflight) >= self.limit(buffered, part):
+            if rid in self._inflight:
+                flying += 1
+            elif not done and rid not in self._failed:
+                if self.limit is not None and flying >= self.limit(buffered, part):
                     return None
                 return Task(first + offset, part)
             ahead += size or 0

@@ -40,7 +40,7 @@ from .transport import HttpClient
 log = logging.getLogger(__name__)
 
 #: The link estimate is kept for the origin at close once this many bytes were measured.
-KEEP_ESTIMATE_BYTES = 256 * 1024
+KEEP_ESTIMATE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,10 @@ class Session:
         )
 
     def _sample(self, nbytes: int, transfer_s: float, ttfb_s: float) -> None:
+        if self._meter is not None:
+            # The interval so far, however short (weighed by its length): on a fast link a
+            # whole stream may download within one sampling interval.
+            self._meter.sample(force=True)
         if self._switcher is not None:
             self._switcher.sample(nbytes, transfer_s, ttfb_s)
 

@@ -115,17 +115,22 @@ class Switcher:
 
     def frontier(self, buffer_s: float) -> Pending | None:
         """The download in flight of the first part not stored after those the reader reached
-        (which the abandon rule may drop), with `buffer_s` seconds until the reader needs it."""
+        (which the abandon rule may drop), if the reader started; due when the reader gets there
+        (`buffer_s`, or the media time from the start of the reader's part if longer)."""
         layout = self._layout
-        index = self._pool.first_unstarted(layout.committed, started_counts=False)
-        found = layout.parts(index, index + 1)
-        if not found or self.driver is None:
+        reached = layout.committed
+        if not reached or self.driver is None:
+            return None  # not playing yet: nothing runs dry
+        index = self._pool.first_unstarted(reached, started_counts=False)
+        found = layout.parts(reached - 1, index + 1)
+        if len(found) < index - reached + 2:
             return None
-        part = found[0]
+        here, part = found[0], found[-1]
+        due = max(buffer_s, part.start - here.start)
         for download in self.driver.meter.downloads():
             if download.rid == part.rid:
                 return Pending(
-                    part.variant, part.duration, buffer_s, download.loaded, download.size, download.elapsed
+                    part.variant, part.duration, due, download.loaded, download.size, download.elapsed
                 )
         return None
 

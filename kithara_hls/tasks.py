@@ -74,6 +74,7 @@ class TaskRunner:
         self._meter = meter
         self._lock = threading.Lock()
         self._writers: dict[str, Writer] = {}  # downloads in flight, by resource id
+        self._metered: dict[str, Download] = {}  # their records in the link meter
         self._urls: dict[str, str] = {}  # resource id -> URL from a refreshed playlist
         self._refreshed: set[str] = set()  # resources that already had their one refresh
 
@@ -81,8 +82,13 @@ class TaskRunner:
         """Stop the downloads of these resources at their next chunk."""
         with self._lock:
             writers = [self._writers[rid] for rid in rids if rid in self._writers]
+            metered = [self._metered[rid] for rid in rids if rid in self._metered]
         for writer in writers:
             writer.cancel()
+        if self._meter is not None:
+            # Out of the link's count at once: a stalled one may wait on its socket a while.
+            for download in metered:
+                self._meter.end(download)
 
     def run(self, task: Task) -> bool | None:
         """Run one task: True when done, False if it failed (the store keeps the error), None if cancelled."""
@@ -199,6 +205,8 @@ class TaskRunner:
         limit = self._net.max_init_bytes if part.is_init else self._net.max_segment_bytes
         with self._lock:
             self._writers[part.rid] = writer
+            if download is not None:
+                self._metered[part.rid] = download
             url = self._urls.get(part.rid, part.url)
         try:
             # Another worker starts once this request is out, not while it is being made.
@@ -214,6 +222,7 @@ class TaskRunner:
                 meter.end(download)
             with self._lock:
                 self._writers.pop(part.rid, None)
+                self._metered.pop(part.rid, None)
         if stats.bytes:
             self._response_wait(stats.ttfb)
         return stats

@@ -85,9 +85,6 @@ class AbrDriver:
     def sample(self, nbytes: int, transfer_s: float, ttfb_s: float) -> None:
         """A network download finished (never called for cache hits): an event, and a decision."""
         self.meter.add_ttfb(ttfb_s)
-        # The interval so far, however short (weighed by its length): on a fast link a
-        # whole stream may download within one SAMPLE_INTERVAL_S.
-        self.meter.sample(force=True)
         self.poke()
         if transfer_s > 0 and nbytes > 0:
             self._bus.publish(ThroughputSample(nbytes / transfer_s))
@@ -146,12 +143,13 @@ class AbrDriver:
         pending = None if self._frontier is None else self._frontier(level)
         if pending is None:
             return None
-        to = abandon_to(pending, self._bitrates, estimate, ttfb_s=self.meter.ttfb() or 0.0)
+        fresh = self.meter.estimate(recent=False)
+        to = abandon_to(pending, self._bitrates, estimate, fresh_bps=fresh, ttfb_s=self.meter.ttfb() or 0.0)
         if to is None:
             return None
         note = (
             f"abandon a v{pending.variant} download ({pending.loaded} of {pending.size} bytes in "
-            f"{pending.elapsed:.1f}s, {level:.1f}s buffered): v{to} at {estimate / 1e3:.0f} kbit/s"
+            f"{pending.elapsed:.1f}s, due in {pending.due_s:.1f}s): v{to} at {estimate / 1e3:.0f} kbit/s"
         )
         with self._lock:
             to = min(to, self.controller.current)

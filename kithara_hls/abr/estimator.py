@@ -161,12 +161,14 @@ class ThroughputEstimator:
         self._ttfb.add(1.0, seconds)
         self._ttfb_samples += 1
 
-    def estimate(self) -> float:
-        """The throughput estimate, bits per second: min(fast EWMA, slow EWMA)."""
+    def estimate(self, *, recent: bool = True) -> float:
+        """The throughput estimate, bits per second: min(fast EWMA, slow EWMA), and the recent
+        rate of interval samples (unless `recent` is False: what a fresh connection may expect
+        when only the ones in flight stalled)."""
         if self._samples == 0:
             return self._initial_bps
         measured = min(self._fast.get(), self._slow.get())
-        if self._recent_s >= self._window_s / 2:
+        if recent and self._recent_s >= self._window_s / 2:
             measured = min(measured, self._recent_bytes * 8.0 / self._recent_s)
         if self._total_bytes < self._min_total_bytes:
             return min(self._initial_bps, measured)

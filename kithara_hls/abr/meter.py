@@ -126,11 +126,12 @@ class LinkMeter:
                 self._busy_since = now
             return fed
 
-    def estimate(self) -> float:
-        """The link estimate in bits/s (samples first, if an interval is due)."""
+    def estimate(self, *, recent: bool = True) -> float:
+        """The link estimate in bits/s (samples first, if an interval is due); see
+        `ThroughputEstimator.estimate` for `recent`."""
         self.sample()
         with self._lock:
-            return self._estimator.estimate()
+            return self._estimator.estimate(recent=recent)
 
     def measured_bytes(self) -> int:
         """Bytes the estimator was fed."""
