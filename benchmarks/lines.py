@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from .abr_real import line as abr_real
 from .clients import (
     FIRST_READ_BYTES,
     FLOOR_HEADS_PER_CONNECTION,
@@ -330,4 +331,7 @@ LINES: dict[str, Callable[[Bench], list[Row]]] = {
     "parse": parse,
     "decrypt": decrypt,
     "av": av,
+    "abr-real": abr_real,
 }
+#: Lines that run only when `--only` names them (the real-time ABR line takes about five minutes).
+ON_REQUEST = frozenset({"abr-real"})

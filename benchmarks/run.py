@@ -34,7 +34,9 @@ run's deleted files (creating files right after a 52 MB delete cost a cold
 read about 10 % more). With ``--repeat N`` each figure is the median.
 
 Lines (``--only`` takes a comma-separated list): wan, ttfb, lan, warm, seek,
-seek-long, memory, idle, parse, decrypt, av. Peers (streamlink, yt-dlp, PyAV) that are
+seek-long, memory, idle, parse, decrypt, av; and, only when named, abr-real (the
+real-reader ABR benchmark of `benchmarks.abr_real`, about five minutes in real
+time; ``--traces`` picks its traces). Peers (streamlink, yt-dlp, PyAV) that are
 not installed are reported and their rows skipped. All traffic goes to
 127.0.0.1. MB is 10^6 bytes; RSS is in MiB.
 """
@@ -334,6 +336,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--stock-origin", action="store_true", help="serve with kithara_hls.testing as is (Nagle on: +40 ms)"
     )
+    parser.add_argument("--traces", default="", help="abr-real: comma-separated trace names (default: all)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every client run's report")
     parser.add_argument("--workdir", type=Path, help="build fixtures here and keep them (default: temporary)")
     args = parser.parse_args(argv)
@@ -343,12 +346,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown line(s) {', '.join(unknown)}; choose from {', '.join(LINES)}")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    from .abr_real import parse_traces
+
+    try:
+        parse_traces(args.traces)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks``: build, measure, print the table."""
-    from .lines import LINES
+    from .lines import LINES, ON_REQUEST
 
     args = _parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kithara-bench-"))
@@ -364,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             f"warning: load average {load_start:.1f}: other processes may skew the figures", file=sys.stderr
         )
     try:
-        for name in args.only or list(LINES):
+        for name in args.only or [n for n in LINES if n not in ON_REQUEST]:
             t0 = time.monotonic()
             print(f"[{name}] ...", file=sys.stderr, flush=True)
             rows += LINES[name](bench)
