@@ -6,6 +6,10 @@ is blocked on, a size probe a seek waits for, then look-ahead in playback
 order within the window (seconds of media and bytes ahead of the reader). With
 nothing to do a worker waits on a Condition, woken when the reader advances,
 seeks, demands, or the layout changes; so a seek needs no epoch bookkeeping.
+Look-ahead downloads share the link with the one the reader needs next, so
+`FetchPool.limit` caps how many are in flight (`abr.schedule`: one on a link
+that barely carries the stream, every worker on a fast one or with a healthy
+buffer); a part the reader is blocked on is never held back.
 """
 
 from __future__ import annotations

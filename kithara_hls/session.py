@@ -243,10 +243,19 @@ class Session:
             if info is not None:
                 self._media_bps = info.size * 8 / part.duration
             rate = self._media_bps
+        meter = self._meter
+        # A link neither measured nor known: one download, until the first one measures it.
+        known = self._start_bps is not None or meter.measured_bytes() > 0
+        link = meter.estimate() if known else 0.0
+        driver = self._switcher.driver if self._switcher is not None else None
+        if driver is not None and driver.controller.manual is None and link > 0:
+            # ABR may move up to what the link affords: look ahead as if it had, or the
+            # look-ahead fills with the low variant before ABR gets to choose.
+            rate = max(rate, float(variants[driver.controller.affordable(link)].bitrate))
         return parallel_limit(
             buffer_s=buffer_s,
             duration_s=part.duration,
-            link_bps=self._meter.estimate(),
+            link_bps=link,
             media_bps=rate,
             workers=self.options.network.workers,
         )

@@ -137,6 +137,10 @@ class AbrController:
         """The highest variant ABR may choose under max_bandwidth."""
         return self._cap_index
 
+    def affordable(self, estimate_bps: float) -> int:
+        """The highest variant (under the cap) that fits `estimate_bps`; reads no state that changes."""
+        return self._fit(estimate_bps)
+
     def _fit(self, estimate_bps: float, margin: float = 1.0) -> int:
         """The highest variant ≤ the cap with bitrate × safety × margin ≤ estimate, else 0."""
         return self._below(estimate_bps / (self._opts.throughput_safety_factor * margin))
