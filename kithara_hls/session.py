@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: The link estimate is kept for the origin at close once this many bytes were measured.
 KEEP_ESTIMATE_BYTES = 64 * 1024
+#: Bytes measured on the link before the estimate replaces the initial guess (or the stored one).
+LINK_MIN_TOTAL_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ class Session:
             fast_half_life=options.abr.fast_half_life,
             slow_half_life=options.abr.slow_half_life,
             initial_bps=self._start_bps or DEFAULT_INITIAL_BPS,
+            # Interval samples of the link are believed after one small segment's worth.
+            min_total_bytes=LINK_MIN_TOTAL_BYTES,
         )
         meter = self.meter = self._meter = LinkMeter(estimator)
         self.tasks = TaskRunner(
@@ -249,9 +253,14 @@ class Session:
         link = meter.estimate() if known else 0.0
         driver = self._switcher.driver if self._switcher is not None else None
         if driver is not None and driver.controller.manual is None and link > 0:
-            # ABR may move up to what the link affords: look ahead as if it had, or the
-            # look-ahead fills with the low variant before ABR gets to choose.
-            rate = max(rate, float(variants[driver.controller.affordable(link)].bitrate))
+            # ABR may move up to what the link affords: look ahead as if it had ...
+            ctl = driver.controller
+            rate = max(rate, float(variants[ctl.affordable(link)].bitrate))
+            # ... and hold the look-ahead once ABR may move up, or the buffer fills with the
+            # low variant while the switch waits for its interval.
+            hold = self.options.abr.min_buffer_for_up_switch_secs + part.duration
+            if buffer_s >= hold and part.variant < ctl.affordable(link, up=True):
+                return 0
         return parallel_limit(
             buffer_s=buffer_s,
             duration_s=part.duration,

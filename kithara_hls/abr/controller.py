@@ -137,9 +137,10 @@ class AbrController:
         """The highest variant ABR may choose under max_bandwidth."""
         return self._cap_index
 
-    def affordable(self, estimate_bps: float) -> int:
-        """The highest variant (under the cap) that fits `estimate_bps`; reads no state that changes."""
-        return self._fit(estimate_bps)
+    def affordable(self, estimate_bps: float, *, up: bool = False) -> int:
+        """The highest variant (under the cap) that fits `estimate_bps` (`up`: with the up margin, as
+        an up-switch asks); reads no state that changes, so any thread may ask."""
+        return self._fit(estimate_bps, self._opts.up_hysteresis_ratio if up else 1.0)
 
     def _fit(self, estimate_bps: float, margin: float = 1.0) -> int:
         """The highest variant ≤ the cap with bitrate × safety × margin ≤ estimate, else 0."""
