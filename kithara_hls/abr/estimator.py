@@ -106,21 +106,24 @@ class ThroughputEstimator:
         self._recent_bytes = 0
         self._window_s = min(RECENT_WINDOW_S, fast_half_life)
 
-    def add_interval(self, nbytes: int, seconds: float, now: float) -> bool:
+    def add_interval(self, nbytes: int, seconds: float, now: float, *, min_weight: float = 0.0) -> bool:
         """Feed one interval of the link: `nbytes` arrived over all downloads in `seconds`
         during which at least one was in flight (so a stall feeds zero bytes).
 
-        Weighed by its seconds, without the floor of `add`: intervals are short and
-        regular. They also make the recent rate, the bytes over the last
-        RECENT_WINDOW_S of link time (or the fast half-life), which caps the
-        estimate once half of that is measured: a collapse shows within a second or two, a rise only
+        Weighed by its seconds, or `min_weight` if more (the meter gives an interval
+        that ends a download some weight, as `add` does: on a link much faster than
+        the media, link time is scarce and the averages would rise for minutes).
+        Intervals also make the recent rate, the bytes over the last RECENT_WINDOW_S
+        of link time (or the fast half-life), which caps the estimate once half of
+        that is measured: a collapse shows within a second or two, a rise only
         through the EWMAs. Returns False for a non-positive duration.
         """
         if not seconds > 0 or nbytes < 0:
             return False
         bps = nbytes * 8.0 / seconds
-        self._fast.add(seconds, bps)
-        self._slow.add(seconds, bps)
+        weight = max(seconds, min_weight)
+        self._fast.add(weight, bps)
+        self._slow.add(weight, bps)
         self._total_bytes += nbytes
         self._samples += 1
         self._last_sample_at = now

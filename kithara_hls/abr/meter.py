@@ -23,6 +23,10 @@ from .estimator import ThroughputEstimator
 SAMPLE_INTERVAL_S = 0.5
 #: ... or sooner, once this many bytes arrived: a fast link is believed within a few chunks.
 SAMPLE_BYTES = 512 * 1024
+#: Least weight, in seconds, of an interval that ends a download and brought at least
+#: `FLOOR_MIN_BYTES`: a small segment on a fast link still moves the averages.
+DOWNLOAD_MIN_WEIGHT_S = 1.0
+FLOOR_MIN_BYTES = 16 * 1024
 
 
 @dataclass
@@ -111,7 +115,8 @@ class LinkMeter:
 
     def sample(self, *, force: bool = False) -> bool:
         """Feed the estimator the interval since the last sample, once it lasted SAMPLE_INTERVAL_S
-        of link time or brought SAMPLE_BYTES (`force`: whatever it lasted). True if fed."""
+        of link time or brought SAMPLE_BYTES (`force`, as a download ends: whatever it lasted,
+        weighed at least DOWNLOAD_MIN_WEIGHT_S if it brought FLOOR_MIN_BYTES). True if fed."""
         now = self._clock()
         with self._lock:
             busy_s = self._busy_s
@@ -119,7 +124,8 @@ class LinkMeter:
                 busy_s += now - self._busy_since
             if busy_s <= 0 or (not force and busy_s < SAMPLE_INTERVAL_S and self._bytes < SAMPLE_BYTES):
                 return False
-            fed = self._estimator.add_interval(self._bytes, busy_s, now)
+            floor = DOWNLOAD_MIN_WEIGHT_S if force and self._bytes >= FLOOR_MIN_BYTES else 0.0
+            fed = self._estimator.add_interval(self._bytes, busy_s, now, min_weight=floor)
             self._bytes = 0
             self._busy_s = 0.0
             if self._busy_since is not None:
