@@ -60,7 +60,7 @@ DEFAULT_MIN_SWITCH_INTERVAL_S = 4.0
 DEFAULT_FAST_HALF_LIFE_S = 3.0
 DEFAULT_SLOW_HALF_LIFE_S = 6.0
 DEFAULT_BUFFER_RULE_S = 16.0
-DEFAULT_BUFFER_TARGET_S = DEFAULT_LOOKAHEAD_S
+DEFAULT_BUFFER_TARGET_S = 30.0
 
 
 def seconds(value: float | datetime.timedelta | None) -> float | None:
@@ -183,8 +183,8 @@ class AbrOptions:
     fast_half_life / slow_half_life: the throughput EWMAs' half-lives, seconds.
     buffer_rule_secs: from this buffer on, the buffer level chooses the variant
     (until the buffer falls below min_buffer_for_up_switch_secs again).
-    buffer_target_secs: the buffer the player fills up to (the look-ahead); the
-    buffer rule reaches the top variant there.
+    buffer_target_secs: the buffer ABR fills up to (at most the look-ahead, which a
+    pinned variant fills); the buffer rule reaches the top variant there.
     max_bandwidth: optional cap in bits per second.
     initial_bandwidth: the link estimate to start from, bits per second; None: the
     estimate last measured for the stream's origin (kept in the cache), or, for an

@@ -261,6 +261,10 @@ class Session:
             hold = self.options.abr.min_buffer_for_up_switch_secs + part.duration
             if buffer_s >= hold and part.variant < ctl.affordable(link, up=True):
                 return 0
+            # With ABR the buffer stops at its target: what lies beyond is fetched at the
+            # variant chosen then, and a long buffer of a low variant outlasts a better link.
+            if buffer_s >= self.options.abr.buffer_target_secs:
+                return 0
         return parallel_limit(
             buffer_s=buffer_s,
             duration_s=part.duration,

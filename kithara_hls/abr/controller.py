@@ -28,7 +28,8 @@ throughput rules while the buffer is low, the buffer rule once it is high.
   widely between switches: filled on the lower variant, spent on the higher one.
   Throughput bounds it both ways: never below the variant the up margin allows,
   nor below the current one while the down margin holds; never above what the
-  estimate pays for, ``bitrate ≤ E``.
+  link pays for, ``bitrate ≤ max(E, S)``, S the steady average (a slower EWMA that
+  a buffer this high can lean on; E when not given).
 - Abandon (`force`, from the driver's abandon rule, `abr.abandon`): a download
   that cannot finish before the buffer runs dry moves the choice down at once,
   as an urgent switch does.
@@ -119,6 +120,7 @@ class AbrController:
         self._last_switch_at = -math.inf
         self._buffer_mode = False
         self._decisions: collections.deque[AbrDecision] = collections.deque(maxlen=DECISIONS_KEPT)
+        self._steady = 0.0  # the buffer rule's bound, set by each decide()
         #: The variant in use now.
         self.current = 0 if initial_estimate_bps is None else self._fit(initial_estimate_bps)
 
@@ -164,12 +166,17 @@ class AbrController:
             self.current = to
         return decision
 
-    def decide(self, *, now: float, buffer_s: float, estimate_bps: float) -> AbrDecision:
+    def decide(
+        self, *, now: float, buffer_s: float, estimate_bps: float, steady_bps: float | None = None
+    ) -> AbrDecision:
         """Apply the decision flow at time `now` and update `current`.
 
         buffer_s: media seconds buffered ahead of the read position.
         estimate_bps: the throughput estimate (`ThroughputEstimator.estimate()`).
+        steady_bps: a slower average (`ThroughputEstimator.steady()`) that bounds the
+        buffer rule instead, if larger; None: the estimate.
         """
+        self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
         if self._manual is not None:
             return self._make(
                 now, self.current, None, buffer_s, estimate_bps, f"manual pin on {self.current}"
@@ -264,8 +271,9 @@ class AbrController:
         floor = self._fit(est, opts.up_hysteresis_ratio)
         if floor < cur and est >= self._bitrates[cur] * safety * opts.down_hysteresis_ratio:
             floor = cur
-        # Never above what the estimate pays for: the buffer absorbs its noise, not a deficit.
-        payable = self._below(est)
+        # Never above what the link pays for (over the half minute a high buffer covers):
+        # the buffer absorbs its swings, not a deficit.
+        payable = self._below(self._steady)
         to = max(floor, min(self._mapped(buffer_s), payable))
         if to == cur:
             return None

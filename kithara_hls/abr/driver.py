@@ -131,7 +131,9 @@ class AbrDriver:
         with self._lock:
             if self.controller.manual is not None:
                 return True
-            decision = self.controller.decide(now=now, buffer_s=level, estimate_bps=estimate)
+            decision = self.controller.decide(
+                now=now, buffer_s=level, estimate_bps=estimate, steady_bps=self.meter.steady()
+            )
         chosen = decision if decision.changed else self._abandon(now, level, estimate)
         if chosen is not None and chosen.changed:
             log.debug("abr: %s", chosen.note)

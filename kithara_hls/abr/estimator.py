@@ -38,6 +38,9 @@ DEFAULT_MIN_WEIGHT_S = 3.0
 #: only; the fast half-life if shorter): a link that stalls or collapses shows in the
 #: estimate within this long. It counts once half its window is measured.
 RECENT_WINDOW_S = 2.0
+#: Half-life, in seconds of link time, of the steady average: what the link paid over the
+#: last half minute or so, which a buffer of that much can lean on (see `steady`).
+STEADY_HALF_LIFE_S = 15.0
 
 
 class _Ewma:
@@ -91,6 +94,7 @@ class ThroughputEstimator:
             raise ValueError("min_weight_s must not be negative")
         self._fast = _Ewma(fast_half_life)
         self._slow = _Ewma(slow_half_life)
+        self._steady = _Ewma(max(STEADY_HALF_LIFE_S, slow_half_life))
         self._ttfb = _Ewma(DEFAULT_TTFB_HALF_LIFE_SAMPLES)
         self._initial_bps = float(initial_bps)
         self._min_sample_bytes = min_sample_bytes
@@ -124,6 +128,7 @@ class ThroughputEstimator:
         weight = max(seconds, min_weight)
         self._fast.add(weight, bps)
         self._slow.add(weight, bps)
+        self._steady.add(weight, bps)
         self._total_bytes += nbytes
         self._samples += 1
         self._last_sample_at = now
@@ -173,6 +178,16 @@ class ThroughputEstimator:
         measured = min(self._fast.get(), self._slow.get())
         if recent and self._recent_s >= self._window_s / 2:
             measured = min(measured, self._recent_bytes * 8.0 / self._recent_s)
+        if self._total_bytes < self._min_total_bytes:
+            return min(self._initial_bps, measured)
+        return measured
+
+    def steady(self) -> float:
+        """A slower average of the link (interval samples), bits/s: what a buffer of half a
+        minute may count on, where `estimate` follows each dip (the buffer rule's bound)."""
+        if self._samples == 0:
+            return self._initial_bps
+        measured = self._steady.get()
         if self._total_bytes < self._min_total_bytes:
             return min(self._initial_bps, measured)
         return measured
