@@ -104,8 +104,10 @@ class ThroughputEstimator:
         self._samples = 0
         self._ttfb_samples = 0
         self._last_sample_at: float | None = None
-        # (seconds, bytes) of the last interval samples, RECENT_WINDOW_S of link time at most.
-        self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        # (seconds, bytes, now) of the last interval samples: RECENT_WINDOW_S of link time at
+        # most, none older than that on the caller's clock (when link time is scarce, a slow
+        # sample would otherwise hold the estimate down for many downloads after a rise).
+        self._recent: collections.deque[tuple[float, int, float]] = collections.deque()
         self._recent_s = 0.0
         self._recent_bytes = 0
         self._window_s = min(RECENT_WINDOW_S, fast_half_life)
@@ -132,11 +134,14 @@ class ThroughputEstimator:
         self._total_bytes += nbytes
         self._samples += 1
         self._last_sample_at = now
-        self._recent.append((seconds, nbytes))
+        self._recent.append((seconds, nbytes, now))
         self._recent_s += seconds
         self._recent_bytes += nbytes
-        while self._recent_s - self._recent[0][0] >= self._window_s:
-            old_s, old_bytes = self._recent.popleft()
+        while self._recent and (
+            self._recent_s - self._recent[0][0] >= self._window_s
+            or now - self._recent[0][2] > RECENT_WINDOW_S + self._recent[0][0]
+        ):
+            old_s, old_bytes, _ = self._recent.popleft()
             self._recent_s -= old_s
             self._recent_bytes -= old_bytes
         return True
