@@ -25,7 +25,7 @@ SAMPLE_INTERVAL_S = 0.5
 SAMPLE_BYTES = 512 * 1024
 #: Least weight, in seconds, of an interval that ends a download and brought at least
 #: `FLOOR_MIN_BYTES`: a small segment on a fast link still moves the averages.
-DOWNLOAD_MIN_WEIGHT_S = 1.0
+DOWNLOAD_MIN_WEIGHT_S = 3.0
 FLOOR_MIN_BYTES = 16 * 1024
 
 
