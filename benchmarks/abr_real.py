@@ -1,7 +1,8 @@
 """The real-reader ABR benchmark: `kithara_hls.open` on a loopback link that follows a trace.
 
-``python -m benchmarks.abr_real [--traces step-down,oscillation] [--no-pinned] [-v]``
-(or ``python -m benchmarks --only abr-real``) prints one table and PASS/FAIL lines.
+``python -m benchmarks.abr_real [--traces step-down,oscillation] [--no-pinned] [--segments N]
+[--network workers=1,...] [-v]`` (or ``python -m benchmarks --only abr-real``) prints one
+table and PASS/FAIL lines.
 
 Each trace runs in real time in a process of its own, side by side: a testing
 origin (`kithara_hls.testing.Origin`, whose link is shared fairly by all
@@ -17,7 +18,7 @@ a 12-byte header (magic, variant, segment index, length) then filler up to
 exactly bitrate × 4 / 8 bytes, so the consumer learns from the bytes which
 variant and segment it got.
 
-The consumer plays like a player: it reads segment k whole through `read`,
+The consumer plays like a player: it reads segment k whole through `readinto`,
 but not before segment k's playback time minus one segment (a demuxer reads a
 little ahead; reading as fast as possible would hide the buffer from ABR).
 Playback starts when segment 0 is whole (the start-up wait, counted as
@@ -36,18 +37,17 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
-import statistics
 import struct
 import sys
 import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from .abr_report import WORST_OF_OPTIMUM, TraceResult, of_optimum, report
 from .qoe import Model, Outcome, optimum, play, rate_rule
 from .traces import Clock, Trace, all_traces
 
@@ -64,13 +64,6 @@ MAGIC = b"KABR"
 #: A session may last this much longer than its playback before its process is ended.
 SESSION_GRACE_S = 300.0
 MASTER = "master.m3u8"
-
-#: Targets of issue 22.
-MEAN_OF_OPTIMUM = 0.85
-WORST_OF_OPTIMUM = 0.6
-STEP_LOW_FACTOR = 1.5  # a step trace's low rate ≥ this × the lowest rung: no stall after start-up
-STARTUP_SEGMENTS = 2  # start-up within this many lowest-rung segment downloads
-SWITCH_SLACK = 2  # switches ≤ the trace's changes + this
 
 
 def segment_bytes(variant: int) -> int:
@@ -159,8 +152,11 @@ def _consume(f: Any, segments: int, t0: float, stop: threading.Event) -> dict[st
     }
 
 
-def session(root: str, trace: Trace, pinned: bool, segments: int) -> dict[str, Any]:
-    """One real-time session of `kithara_hls.open` on a link following `trace`."""
+def session(
+    root: str, trace: Trace, pinned: bool, segments: int, network: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One real-time session of `kithara_hls.open` on a link following `trace`; `network` holds
+    `NetworkOptions` fields to change (none by default)."""
     import kithara_hls
     from kithara_hls.testing import Origin
 
@@ -170,7 +166,9 @@ def session(root: str, trace: Trace, pinned: bool, segments: int) -> dict[str, A
         Origin(root, latency=LATENCY_S, bandwidth=trace.steps[0][1] * 1000 / 8) as origin,
     ):
         options = kithara_hls.HlsOptions(
-            variant=0 if pinned else None, cache=kithara_hls.CacheOptions(dir=cache)
+            variant=0 if pinned else None,
+            cache=kithara_hls.CacheOptions(dir=cache),
+            network=kithara_hls.NetworkOptions(**(network or {})),
         )
         t0 = time.monotonic()
         follower = threading.Thread(
@@ -188,24 +186,16 @@ def session(root: str, trace: Trace, pinned: bool, segments: int) -> dict[str, A
     return result
 
 
-def _child(out: Any, key: tuple[str, bool], root: str, trace: Trace, segments: int) -> None:
+def _child(
+    out: Any, key: tuple[str, bool], root: str, trace: Trace, segments: int, network: dict[str, Any]
+) -> None:
     try:
-        out.put((key, session(root, trace, key[1], segments)))
+        out.put((key, session(root, trace, key[1], segments, network)))
     except BaseException as exc:  # reported to the parent, which prints it under the table
         out.put((key, {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}))
 
 
 # --- the parent: run, score, print ------------------------------------------------------------------
-
-
-@dataclass
-class TraceResult:
-    """Everything measured and simulated on one trace."""
-
-    trace: Trace
-    optimum: Outcome
-    rule: Outcome
-    real: dict[bool, Outcome | str]  # pinned? -> outcome, or the error
 
 
 def _outcome(report: dict[str, Any]) -> Outcome | str:
@@ -214,7 +204,13 @@ def _outcome(report: dict[str, Any]) -> Outcome | str:
     return Outcome(tuple(report["variants"]), report["startup_s"], report["stall_s"], LADDER_KBPS)
 
 
-def run(names: list[str], segments: int, pinned: bool, verbose: bool = False) -> list[TraceResult]:
+def run(
+    names: list[str],
+    segments: int,
+    pinned: bool,
+    verbose: bool = False,
+    network: dict[str, Any] | None = None,
+) -> list[TraceResult]:
     """Run the traces side by side in real time; simulate the baselines meanwhile."""
     traces = all_traces()
     workdir = Path(tempfile.mkdtemp(prefix="kithara-abr-real-"))
@@ -227,8 +223,9 @@ def run(names: list[str], segments: int, pinned: bool, verbose: bool = False) ->
             for pin in (False, True) if pinned else (False,):
                 p = ctx.Process(
                     target=_child,
-                    args=(out, (name, pin), str(workdir / "stream"), traces[name], segments),
+                    args=(out, (name, pin), str(workdir / "stream"), traces[name], segments, network or {}),
                     name=f"abr-{name}-{'pinned' if pin else 'abr'}",
+                    daemon=True,  # ended with the parent, should it be interrupted
                 )
                 p.start()
                 procs[(name, pin)] = p
@@ -243,7 +240,7 @@ def run(names: list[str], segments: int, pinned: bool, verbose: bool = False) ->
             pin: _outcome(reports.get((name, pin), {"error": "no report (ended at the deadline)"}))
             for pin in ((False, True) if pinned else (False,))
         }
-        results.append(TraceResult(traces[name], sims[name][0], sims[name][1], real))
+        results.append(TraceResult(traces[name], m, sims[name][0], sims[name][1], real))
         if verbose:
             for pin in real:
                 print(_details(name, pin, reports.get((name, pin), {})), file=sys.stderr)
@@ -279,92 +276,6 @@ def _collect(out: Any, procs: dict[tuple[str, bool], BaseProcess], deadline: flo
     return reports
 
 
-def _row(trace: str, label: str, o: Outcome | str, opt: float) -> str:
-    if isinstance(o, str):
-        return f"{trace:<12} {label:<16} ERROR {o}"
-    frac = o.qoe / opt if opt > 0 else float("nan")
-    return (
-        f"{trace:<12} {label:<16} {o.qoe:>8.2f} {frac:>7.2f} {o.stall_s:>8.2f} {o.rebuffer_s:>8.2f}"
-        f" {o.startup_s:>8.2f} {o.switches:>5d} {o.mean_mbps:>8.3f}"
-    )
-
-
-def table(results: list[TraceResult]) -> str:
-    """One table: per trace the real reader (ABR, pinned lowest), the rate rule and the optimum."""
-    head = (
-        f"{'trace':<12} {'run':<16} {'QoE_lin':>8} {'of opt':>7} {'stall s':>8} {'rebuf s':>8}"
-        f" {'start s':>8} {'swtch':>5} {'Mbit/s':>8}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in results:
-        opt = r.optimum.qoe
-        name = f"{r.trace.name}"
-        lines.append(_row(name, "kithara ABR", r.real[False], opt))
-        if True in r.real:
-            lines.append(_row("", "kithara lowest", r.real[True], opt))
-        lines.append(_row(f"({r.trace.changes()} chg)", "rate rule (sim)", r.rule, opt))
-        lines.append(_row("", "optimum (sim)", r.optimum, opt))
-    return "\n".join(lines)
-
-
-def startup_limit(trace: Trace) -> float:
-    """Two lowest-rung segment downloads (request latency included) at the starting link rate."""
-    return STARTUP_SEGMENTS * (LATENCY_S + segment_bytes(0) / (trace.steps[0][1] * 1000 / 8))
-
-
-def targets(results: list[TraceResult]) -> list[tuple[bool, str]]:
-    """Issue 22's targets for the ABR runs: (met, line)."""
-    abr = [(r, r.real[False]) for r in results]
-    ok = [(r, o) for r, o in abr if isinstance(o, Outcome)]
-    fracs = {r.trace.name: o.qoe / r.optimum.qoe for r, o in ok}
-    errors = [r.trace.name for r, o in abr if not isinstance(o, Outcome)]
-    mean = statistics.fmean(fracs.values()) if fracs else float("nan")
-    low = [f"{n} {f:.2f}" for n, f in fracs.items() if f < WORST_OF_OPTIMUM] + errors
-    steps = [r for r, _ in ok if r.trace.step and r.trace.low_kbps >= STEP_LOW_FACTOR * LADDER_KBPS[0]]
-    stalls = [f"{r.trace.name} {o.stall_s:.2f} s" for r, o in ok if r in steps and o.stall_s > 0]
-    slow = [
-        f"{r.trace.name} {o.startup_s:.2f}>{startup_limit(r.trace):.2f} s"
-        for r, o in ok
-        if o.startup_s > startup_limit(r.trace)
-    ]
-    many = [
-        f"{r.trace.name} {o.switches}>{r.trace.changes() + SWITCH_SLACK}"
-        for r, o in ok
-        if o.switches > r.trace.changes() + SWITCH_SLACK
-    ]
-    step_names = "/".join(r.trace.name for r in steps) or "none run"
-    checks = [
-        (not errors and mean >= MEAN_OF_OPTIMUM, f"mean QoE {mean:.2f} of optimum >= {MEAN_OF_OPTIMUM}", ""),
-        (not low, f"no trace below {WORST_OF_OPTIMUM} of optimum", ", ".join(low)),
-        (not stalls, f"no rebuffering after start-up on {step_names}", ", ".join(stalls)),
-        (not slow, f"start-up within {STARTUP_SEGMENTS} lowest-rung downloads", ", ".join(slow)),
-        (not many, f"switches <= trace changes + {SWITCH_SLACK}", ", ".join(many)),
-    ]
-    return [
-        (met, f"{'PASS' if met else 'FAIL'} {label}" + (f": missed on {where}" if where else ""))
-        for met, label, where in checks
-    ]
-
-
-def report(results: list[TraceResult], took: float, load: tuple[float, float]) -> str:
-    """The table, the target lines and the conditions of the run."""
-    out = [
-        f"\nkithara-hls real-reader ABR ({len(results)} traces, {took:.0f} s wall,"
-        f" load {load[0]:.1f} -> {load[1]:.1f} on {os.cpu_count()} CPUs)\n",
-        table(results),
-        "",
-    ]
-    out += [line for _, line in targets(results)]
-    out.append(
-        "  stall s = rebuffering after start-up; rebuf s = with the start-up wait; of opt = QoE / optimum's"
-    )
-    for r in results:
-        for pin, o in r.real.items():
-            if isinstance(o, str):
-                out.append(f"ERROR {r.trace.name} {'pinned' if pin else 'abr'}: {o}")
-    return "\n".join(out)
-
-
 def parse_traces(arg: str) -> list[str]:
     """Trace names from a comma-separated list (all when empty); unknown names raise ValueError."""
     known = list(all_traces())
@@ -375,6 +286,23 @@ def parse_traces(arg: str) -> list[str]:
     return names
 
 
+def parse_network(arg: str) -> dict[str, Any]:
+    """``name=value,...`` into `NetworkOptions` fields, each value of its default's type."""
+    import dataclasses
+
+    from kithara_hls import NetworkOptions
+
+    defaults = {f.name: getattr(NetworkOptions(), f.name) for f in dataclasses.fields(NetworkOptions)}
+    out: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in arg.split(","))):
+        name, _, value = item.partition("=")
+        default = defaults.get(name)
+        if isinstance(default, bool) or not isinstance(default, int | float) or not value:
+            raise ValueError(f"--network {item!r}: not a numeric NetworkOptions field=value")
+        out[name] = type(defaults[name])(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks.abr_real``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.abr_real", description=__doc__.split("\n")[0])
@@ -383,15 +311,23 @@ def main(argv: list[str] | None = None) -> int:
         "--segments", type=int, default=SEGMENTS, help="segments played (a shorter smoke run)"
     )
     parser.add_argument("--no-pinned", action="store_true", help="skip the pinned-lowest real runs")
+    parser.add_argument(
+        "--network",
+        default="",
+        help="NetworkOptions fields to change, to experiment (e.g. workers=1,lookahead=30); default none",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every session's report")
     args = parser.parse_args(argv)
     try:
         names = parse_traces(args.traces)
+        network = parse_network(args.network)
     except ValueError as exc:
         parser.error(str(exc))
     load0 = os.getloadavg()[0]
     started = time.monotonic()
-    results = run(names, args.segments, not args.no_pinned, args.verbose)
+    results = run(names, args.segments, not args.no_pinned, args.verbose, network)
+    if network:
+        print(f"\nNetworkOptions changed from the defaults: {network}")
     print(report(results, time.monotonic() - started, (load0, os.getloadavg()[0])))
     failed = any(isinstance(o, str) for r in results for o in r.real.values())
     return 1 if failed else 0
@@ -415,7 +351,7 @@ def line(bench: Any) -> list[Any]:
             bench.errors.append(f"abr-real {r.trace.name}: {o}")
             rows.append(Row(f"ABR real {r.trace.name}", result="ERROR"))
             continue
-        frac = o.qoe / r.optimum.qoe
+        frac = of_optimum(o, r.optimum)
         rows.append(
             Row(
                 f"ABR real {r.trace.name}",

@@ -10,15 +10,19 @@ from .errors import (
     AssetsError,
     DriverError,
     HlsError,
+    IncompatibleVariant,
     InvalidUrl,
     KeyProcessingError,
     NetError,
+    NoAudioTrack,
     NoSuitableVariant,
     OfflineMiss,
     PlaylistParseError,
     RetryExhausted,
+    SegmentGap,
     SegmentNotFound,
     StorageError,
+    UnsupportedEncryption,
     VariantNotFound,
 )
 from .events import (
@@ -32,14 +36,15 @@ from .events import (
     PlaybackProgress,
     SegmentComplete,
     SegmentStart,
+    SegmentTimestamp,
     Subscription,
     ThroughputSample,
     VariantApplied,
 )
 from .options import AbrOptions, CacheOptions, HlsOptions, KeyOptions, NetworkOptions
-from .playlist import Variant
+from .playlist import Rendition, Variant
 from .session import StreamInfo
-from .source import HlsSource, open
+from .source import HlsSource, Period, open
 
 __version__ = "0.1.0"
 
@@ -59,24 +64,31 @@ __all__ = [
     "HlsError",
     "HlsOptions",
     "HlsSource",
+    "IncompatibleVariant",
     "InvalidUrl",
     "KeyFetch",
     "KeyOptions",
     "KeyProcessingError",
     "NetError",
     "NetworkOptions",
+    "NoAudioTrack",
     "NoSuitableVariant",
     "OfflineMiss",
+    "Period",
     "PlaybackProgress",
     "PlaylistParseError",
+    "Rendition",
     "RetryExhausted",
     "SegmentComplete",
+    "SegmentGap",
     "SegmentNotFound",
     "SegmentStart",
+    "SegmentTimestamp",
     "StorageError",
     "StreamInfo",
     "Subscription",
     "ThroughputSample",
+    "UnsupportedEncryption",
     "Variant",
     "VariantApplied",
     "VariantNotFound",

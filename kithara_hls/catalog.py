@@ -153,7 +153,7 @@ class Catalog:
         process kept meanwhile stay. StorageError (or sqlite3.Error) on failure."""
         with self.cache.transact():
             merged = {**self.sizes(sid), **sizes}
-            record = {rid: [info.size, info.pad] for rid, info in merged.items()}
+            record = {rid: _entry(info) for rid, info in merged.items()}
             self.cache.set(sizes_key(sid), json.dumps(record, separators=(",", ":")).encode())
 
     def evict(self, max_bytes: int) -> int:
@@ -243,8 +243,13 @@ def sizes_key(sid: str) -> str:
     return f"sizes:{sid}"
 
 
+def _entry(info: SizeInfo) -> list[int | None]:
+    """A snapshot entry: ``[size, pad]``, plus the ID3 tag length where known."""
+    return [info.size, info.pad] if info.head is None else [info.size, info.pad, info.head]
+
+
 def _parse_sizes(blob: bytes) -> dict[str, SizeInfo]:
-    """A sizes snapshot: ``{rid: [size, pad or null]}``."""
+    """A sizes snapshot: ``{rid: [size, pad or null]}`` or ``{rid: [size, pad or null, id3 tag length]}``."""
     try:
         raw = json.loads(blob)
     except ValueError:
@@ -254,10 +259,15 @@ def _parse_sizes(blob: bytes) -> dict[str, SizeInfo]:
         return {}
     sizes = {}
     for rid, entry in raw.items():
-        if isinstance(entry, list) and len(entry) == 2:
-            size, pad = entry
-            if _is_count(size) and (pad is None or (_is_count(pad) and 1 <= pad <= MAX_PAD)):
-                sizes[rid] = SizeInfo(size, pad)
+        if isinstance(entry, list) and len(entry) in (2, 3):
+            size, pad = entry[:2]
+            head = entry[2] if len(entry) == 3 else None
+            if (
+                _is_count(size)
+                and (pad is None or (_is_count(pad) and 1 <= pad <= MAX_PAD))
+                and (head is None or (_is_count(head) and head <= size))
+            ):
+                sizes[rid] = SizeInfo(size, pad, head)
     return sizes
 
 

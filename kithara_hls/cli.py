@@ -19,7 +19,8 @@ from typing import Any, BinaryIO, TextIO
 from . import events as ev
 from .decode import decode_to_wav
 from .errors import HlsError
-from .options import CacheOptions, HlsOptions
+from .options import TRACKS, CacheOptions, HlsOptions
+from .playlist import Rendition
 from .source import HlsSource
 from .source import open as hls_open
 
@@ -35,31 +36,67 @@ _QUERY = re.compile(r"\?[^\s'\"()]+")
 
 def _options(args: argparse.Namespace, **extra: Any) -> HlsOptions:
     kwargs: dict[str, Any] = {"variant": getattr(args, "variant", None)}
+    if getattr(args, "audio", None):
+        kwargs["audio"] = args.audio
+    if getattr(args, "track", None):
+        kwargs["track"] = args.track
     if getattr(args, "cache_dir", None):
         kwargs["cache"] = CacheOptions(dir=args.cache_dir)
     if getattr(args, "offline", False):
         kwargs["offline"] = True
     kwargs.update(extra)
-    return HlsOptions(**kwargs)
+    try:
+        return HlsOptions(**kwargs)
+    except ValueError as exc:  # contradicting options: a usage error
+        print(f"kithara-hls: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print variants, duration, segments, encryption and what the cache holds."""
+    """Print variants, switch sets, duration, segments, encryption and what the cache holds."""
     with hls_open(args.url, _options(args)) as f:
         info = f.info()
+        switch_sets = f.switch_sets
     print(f"duration: {info.duration:.3f} s")
     print(f"segments: {info.segments} (variant {info.variant})")
     print(f"encryption: {', '.join(info.encryption) or 'none'}")
-    print("variants:")
+    if info.track is not None:
+        played = f" ({_rendition_label(info.rendition)})" if info.rendition is not None else ""
+        print(f"track: {info.track}{played}")
+    print("variants:" if info.track != "audio" else "variants (the audio ladder):")
     for i, v in enumerate(info.variants):
         res = f" {v.resolution[0]}x{v.resolution[1]}" if v.resolution else ""
         codecs = f" {v.codecs}" if v.codecs else ""
-        rate = f"{v.bitrate / 1000:.0f} kbit/s" if v.bitrate else "media playlist (no master)"
-        print(f"  [{i}] {rate}{codecs}{res}")
+        if v.bitrate:
+            rate = f"{v.bitrate / 1000:.0f} kbit/s"
+        else:
+            rate = "media playlist (no master)" if info.track is None else "bitrate unknown"
+        group = f" group {v.audio}" if info.track == "audio" and v.audio else ""
+        print(f"  [{i}] {rate}{codecs}{res}{group}")
+    if info.renditions:
+        print("renditions:")
+        for r in info.renditions:
+            print(f"  {r.type} group {r.group}: {_rendition_label(r)}")
+    print("switch sets: " + " ".join("[" + " ".join(map(str, members)) + "]" for members in switch_sets))
+    if len(info.periods) > 1:
+        starts = ", ".join(f"segment {segment} at {start:.3f} s" for segment, start in info.periods)
+        print(f"periods: {len(info.periods)} ({starts})")
+    if info.gaps:
+        print(f"gaps no variant fills: segments {', '.join(map(str, info.gaps))}")
     print(f"cached: {info.parts_cached} of {info.parts} parts in {info.cache_dir}")
     if info.size is not None:
         print(f"size: {info.size} bytes")
     return 0
+
+
+def _rendition_label(r: Rendition) -> str:
+    """``"English" en 2ch default autoselect mp4a.40.2`` and where its media is."""
+    facts = [repr(r.name)]
+    facts += [x for x in (r.language, f"{r.channels}ch" if r.channels else None) if x]
+    facts += [flag for flag, on in (("default", r.default), ("autoselect", r.autoselect)) if on]
+    facts += [r.codecs] if r.codecs else []
+    facts.append("own playlist" if r.uri is not None else "muxed in the variants")
+    return " ".join(facts)
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
@@ -193,16 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--offline", action="store_true", help="serve from the cache only")
         return p
 
-    add("info", cmd_info, "show variants, duration, segments, encryption")
+    p = add("info", cmd_info, "show the track, variants, renditions, duration, segments, encryption")
+    _add_selection(p, variant=False)
     p = add("cat", cmd_cat, "write the stitched stream to stdout")
-    p.add_argument("--variant", type=int, help="variant index (default: ABR)")
+    _add_selection(p)
     p.add_argument("--start", type=float, default=0.0, help="start at this media time, seconds")
     p = add("play", cmd_play, "decode through PyAV into a WAV file")
     p.add_argument("-o", "--output", required=True, help="WAV file to write")
-    p.add_argument("--variant", type=int, help="variant index (default: ABR)")
+    _add_selection(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     p = add("download", cmd_download, "fill the cache with a whole stream for offline playback")
-    p.add_argument("--variant", type=int, help="variant index (default: the lowest)")
+    _add_selection(p, default="the lowest")
     p.add_argument("--all-variants", action="store_true", help="fetch every variant")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p = add("cache", cmd_cache, "inspect or clear the cache: ls | size | clear [URL]", url=False)
@@ -214,6 +252,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p.add_argument("--cache-dir", help="cache folder, kept (default: a temporary one, removed)")
     return parser
+
+
+def _add_selection(p: argparse.ArgumentParser, *, variant: bool = True, default: str = "ABR") -> None:
+    """The options that choose what is played: the track, the audio rendition, the variant."""
+    p.add_argument(
+        "--track",
+        choices=TRACKS,
+        help="the audio alone or the muxed variants (default: auto, the audio where kept apart)",
+    )
+    p.add_argument(
+        "--audio", metavar="LANG|NAME", help="audio rendition by language (en matches en-US) or name"
+    )
+    if variant:
+        p.add_argument(
+            "--variant", type=int, metavar="N", help=f"index in the track's ladder (default: {default})"
+        )
 
 
 def report(error: HlsError, *, verbose: int = 0, file: TextIO | None = None) -> None:

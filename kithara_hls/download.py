@@ -35,6 +35,9 @@ def download(
 ) -> DownloadResult:
     """Fetch a whole stream into the cache: `options.variant` (default the lowest), or every variant.
 
+    The variants are those of the track `options.track` and `options.audio` choose (the audio
+    ladder of an audio track), as `HlsSource.variants` lists them.
+
     `progress` is called with `DownloadProgress(offset, percent)` as bytes arrive;
     percent covers all the variants being fetched. A second call finds
     everything cached and returns at once.

@@ -130,8 +130,31 @@ class VariantNotFound(HlsError):
     """The requested variant index does not exist."""
 
 
+class NoAudioTrack(VariantNotFound):
+    """Audio alone was asked for (``track="audio"``), and the master has none to play alone."""
+
+
+class IncompatibleVariant(VariantNotFound):
+    """`set_variant` to a variant a decoder cannot follow (another switch set) once bytes were read.
+
+    `differences` names what differs ("sample_rate 22050 ≠ 48000").
+    """
+
+    def __init__(self, message: str, *, differences: tuple[str, ...] = (), url: str | None = None) -> None:
+        self.differences = differences
+        super().__init__(message, url=url)
+
+
 class SegmentNotFound(NetError):
     """A segment could not be fetched (404/410, or it failed for good)."""
+
+
+class SegmentGap(SegmentNotFound):
+    """A segment is marked EXT-X-GAP and no variant that can stand in for it has it.
+
+    It is never requested. Reads before it work; the read that reaches it raises
+    this (after returning the bytes before it); `seek_time` past it works.
+    """
 
 
 class NoSuitableVariant(HlsError):
@@ -140,6 +163,32 @@ class NoSuitableVariant(HlsError):
 
 class KeyProcessingError(HlsError):
     """A decryption key could not be fetched, processed, or used."""
+
+
+class UnsupportedEncryption(KeyProcessingError):
+    """The stream is encrypted in a way the library cannot decrypt: DRM, or SAMPLE-AES.
+
+    `method` is the EXT-X-KEY METHOD (``SAMPLE-AES``, ``SAMPLE-AES-CTR``, ``AES-128``
+    under a DRM KEYFORMAT...); `system` names the DRM system where known
+    ("FairPlay", "Widevine", "PlayReady"), else None.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        *,
+        system: str | None = None,
+        url: str | None = None,
+        segment: int | None = None,
+        lineno: int | None = None,
+    ) -> None:
+        self.method = method
+        self.system = system
+        self.lineno = lineno
+        drm = "" if system is None else f" ({system} DRM)"
+        where = "" if lineno is None else f" (line {lineno})"
+        message = f"the stream is encrypted with {method}{drm}, which kithara-hls cannot play{where}"
+        super().__init__(message, url=url, segment=segment)
 
 
 class OfflineMiss(HlsError):
@@ -182,15 +231,18 @@ __all__ = [
     "AssetsError",
     "DriverError",
     "HlsError",
+    "IncompatibleVariant",
     "InvalidUrl",
     "KeyProcessingError",
     "NetError",
+    "NoAudioTrack",
     "NoSuitableVariant",
     "OfflineMiss",
     "PlaylistParseError",
     "RetryExhausted",
     "SegmentNotFound",
     "StorageError",
+    "UnsupportedEncryption",
     "VariantNotFound",
     "crashed",
     "redact_url",

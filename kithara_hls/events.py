@@ -61,6 +61,20 @@ class SegmentComplete:
 
 
 @dataclass(frozen=True)
+class SegmentTimestamp:
+    """A packed audio segment's ID3 PRIV ``com.apple.streaming.transportStreamTimestamp``:
+    the MPEG-2 timestamp of its first sample, in seconds (33 bits of 90 kHz ticks).
+
+    Published once per segment, when its first bytes are first seen (downloaded
+    or found in the cache).
+    """
+
+    variant: int
+    segment_index: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class KeyFetch:
     """A key was resolved (network, cache or static mapping)."""
 
@@ -116,6 +130,7 @@ Event = (
     VariantApplied
     | SegmentStart
     | SegmentComplete
+    | SegmentTimestamp
     | KeyFetch
     | BufferLevel
     | ThroughputSample

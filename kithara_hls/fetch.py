@@ -300,6 +300,8 @@ class FetchPool:
             if ahead >= self._lookahead_bytes:
                 return None
             rid = part.rid
+            if part.gap:  # an EXT-X-GAP no variant fills: never requested
+                continue
             done = rid in self._done
             if contiguous and done:
                 buffered += part.duration

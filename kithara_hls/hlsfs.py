@@ -4,7 +4,7 @@ Registered as the ``hls`` protocol through the ``fsspec.specs`` entry point
 (install the ``fsspec`` extra). ``hls://host/path`` means https; the chained
 forms ``hls::https://host/path`` and ``hls::http://host/path`` name the scheme.
 Storage options are `HlsOptions` fields: flat ones as they are (``variant=0``,
-``offline=True``), the groups as option objects or as dicts of their fields
+``offline=True``, ``audio="fr"``, ``track="muxed"``), the groups as option objects or as dicts of their fields
 (``network={"read_timeout": 5}``, ``cache={"dir": "hls-cache"}``), and
 ``options=HlsOptions(...)`` as the base they apply to.
 

@@ -8,11 +8,18 @@ known, so they are exact, never estimates.
 
 Parts before `committed` are frozen (the reader has reached them); an ABR
 switch replaces only parts after it.
+
+Packed audio: a media part after the stream's first that begins with an ID3
+tag is presented without it (see `id3.py`), so its size counts only once the
+tag's length is known (`SizeInfo.head`). A gap (EXT-X-GAP) no other variant
+fills has size 0: it is never fetched, and a read that reaches it raises
+`SegmentGap`.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +43,8 @@ class Part:
     is_init: bool
     duration: float
     start: float  # media time at the part's start
+    discontinuity: bool = False  # its segment has EXT-X-DISCONTINUITY: a period starts here
+    gap: bool = False  # EXT-X-GAP with no substitute: never fetched, size 0
 
     @property
     def base(self) -> tuple[int, int] | None:
@@ -108,7 +117,10 @@ def _add_segment(
     key = seg.key
     iv = None if key is None else seg.iv
     rid = resource_id(seg.uri, seg.byterange)
-    parts.append(_new_part(rid, seg.uri, seg.byterange, key, iv, variant, seg.index, seg.duration, seg.start))
+    part = _new_part(rid, seg.uri, seg.byterange, key, iv, variant, seg.index, seg.duration, seg.start)
+    if seg.discontinuity or seg.gap:
+        part = dataclasses.replace(part, discontinuity=seg.discontinuity, gap=seg.gap)
+    parts.append(part)
     return current_init
 
 
@@ -127,13 +139,30 @@ def _new_part(
     return Part(rid, url, byterange, key, iv, variant, segment, False, duration, start)
 
 
-def plain_size(part: Part, info: SizeInfo | None) -> int | None:
-    """A part's plaintext size from its raw size info, or None while unknown."""
+def plain_size(part: Part, info: SizeInfo | None, strip: bool = False) -> int | None:
+    """A part's presented size from its raw size info, or None while unknown.
+
+    That is the plaintext size, less the leading ID3 tag when `strip` (a media
+    part after the stream's first).
+    """
+    if part.gap:
+        return 0
     if info is None:
         return None
-    if part.key is None:
-        return info.size
-    return None if info.pad is None else info.size - info.pad
+    size = info.size if part.key is None else None if info.pad is None else info.size - info.pad
+    if size is None or not strip:
+        return size
+    # (A tag said to run past the part's end strips the whole part, no more.)
+    return None if info.head is None else size - min(info.head, size)
+
+
+@dataclass(frozen=True)
+class PeriodStart:
+    """Where a period begins in the plan: its first part (an init section, if one opens it)."""
+
+    part: int
+    segment: int
+    start: float
 
 
 class Layout:
@@ -153,6 +182,8 @@ class Layout:
         self._starts = [p.start for p in self._parts]
         self._media = [i for i, p in enumerate(self._parts) if not p.is_init]
         self._media_starts = [self._parts[i].start for i in self._media]
+        # Packed audio keeps the ID3 tag of this part only.
+        self._first_media = self._media[0] if self._media else -1
 
     def __len__(self) -> int:
         return len(self._parts)
@@ -183,17 +214,54 @@ class Layout:
     def _extend(self) -> None:
         offsets, parts = self._offsets, self._parts
         while len(offsets) <= len(parts):
-            i = len(offsets) - 1
-            size = plain_size(parts[i], self._info.get(parts[i].rid))
+            size = self._plain(len(offsets) - 1)
             if size is None:
                 return
             offsets.append(offsets[-1] + size)
 
+    def _strips(self, index: int) -> bool:
+        """Whether part `index` is presented without a leading ID3 tag. Call under the lock."""
+        return index != self._first_media and not self._parts[index].is_init
+
+    def _plain(self, index: int) -> int | None:
+        """Presented size of part `index`, if known. Call under the lock."""
+        part = self._parts[index]
+        return plain_size(part, self._info.get(part.rid), self._strips(index))
+
     def size_of(self, index: int) -> int | None:
-        """Plaintext size of part `index`, if known."""
+        """Presented (plaintext, less a stripped ID3 tag) size of part `index`, if known."""
         with self._lock:
-            part = self._parts[index]
-            return plain_size(part, self._info.get(part.rid))
+            return self._plain(index)
+
+    def strips(self, index: int) -> bool:
+        """Whether part `index` is presented without the ID3 tag it may begin with (a media
+        part after the stream's first)."""
+        with self._lock:
+            return self._strips(index)
+
+    def skip(self, index: int) -> int | None:
+        """Bytes at the head of part `index` the stream does not present (its stripped ID3 tag);
+        None while that is unknown."""
+        with self._lock:
+            if not self._strips(index):
+                return 0
+            info = self._info.get(self._parts[index].rid)
+            return None if info is None else info.head
+
+    def periods(self) -> list[PeriodStart]:
+        """Where each period begins: the first part, and each EXT-X-DISCONTINUITY (at the init
+        section that opens it, if any)."""
+        with self._lock:
+            parts = self._parts
+            if not parts:
+                return []
+            found = [PeriodStart(0, parts[self._first_media].segment if self._media else 0, parts[0].start)]
+            for i in self._media[1:]:
+                part = parts[i]
+                if part.discontinuity:
+                    first = i - 1 if parts[i - 1].is_init and parts[i - 1].segment == part.segment else i
+                    found.append(PeriodStart(first, part.segment, part.start))
+            return found
 
     def info(self, rid: str) -> SizeInfo | None:
         """Raw size info of a resource, if known."""
@@ -214,11 +282,15 @@ class Layout:
 
         Beyond the known prefix, answers the first part of unknown size with the
         offset from its start: reading it teaches its size. Past the end, the
-        index is len(self).
+        index is len(self). A gap at `pos` (size 0) is answered rather than the
+        part after it, so a read that reaches it meets it.
         """
         with self._lock:
             offsets = self._offsets
             i = bisect.bisect_right(offsets, pos) - 1
+            for k in range(bisect.bisect_left(offsets, pos), min(i, len(self._parts))):
+                if self._parts[k].gap:
+                    return k, 0
             if i >= len(self._parts):
                 return len(self._parts), pos - offsets[-1]
             return i, pos - offsets[i]
@@ -228,11 +300,7 @@ class Layout:
         with self._lock:
             stop = min(stop, len(self._parts))
             first = max(start, len(self._offsets) - 1)
-            return [
-                i
-                for i in range(first, stop)
-                if plain_size(self._parts[i], self._info.get(self._parts[i].rid)) is None
-            ]
+            return [i for i in range(first, stop) if self._plain(i) is None]
 
     def window(self, start: int, seconds: float) -> list[tuple[Part, int | None]]:
         """Parts from `start` that begin less than `seconds` after it (at least one), with their sizes."""
@@ -240,8 +308,7 @@ class Layout:
             if start >= len(self._parts):
                 return []
             stop = max(start + 1, bisect.bisect_left(self._starts, self._starts[start] + seconds, lo=start))
-            info = self._info
-            return [(p, plain_size(p, info.get(p.rid))) for p in self._parts[start:stop]]
+            return [(self._parts[i], self._plain(i)) for i in range(start, stop)]
 
     def index_at_time(self, t: float) -> int:
         """Index of the media part holding media time `t` (clamped to the first and last), in O(log n).

@@ -48,6 +48,8 @@ DEFAULT_MAX_SEGMENTS = 200_000
 DEFAULT_MAX_INIT_BYTES = 16 * 2**20  # 16 MiB
 #: Largest single segment accepted.
 DEFAULT_MAX_SEGMENT_BYTES = 1 * 2**30  # 1 GiB
+#: The values of `HlsOptions.track`.
+TRACKS = ("auto", "audio", "muxed")
 #: Size cap of the on-disk cache.
 DEFAULT_CACHE_BYTES = 2**30  # 1 GiB
 #: ABR defaults (see `AbrOptions`), tuned with ``python -m benchmarks.abr``.
@@ -226,19 +228,35 @@ class AbrOptions:
 class HlsOptions:
     """Everything `kithara_hls.open` takes.
 
-    variant: index into `HlsSource.variants` to pin (ABR off), or None for ABR.
+    variant: index into `HlsSource.variants` (the ladder of the track played) to pin
+    (ABR off), or None for ABR.
+    track: what the file carries from a master: "auto" (the audio alone when the
+    master keeps it apart, in renditions with a URI or audio-only variants; else
+    the muxed variants), "audio" (the audio alone, or `NoAudioTrack`), "muxed"
+    (the variants as they are).
+    audio: the audio rendition to play, by LANGUAGE ("en" matches "en-US",
+    case-insensitive) or NAME; implies the audio unless `track` says "muxed",
+    which it contradicts. No match raises `VariantNotFound` naming those there are.
     offline: serve from the cache only; anything missing raises `OfflineMiss`.
     abr / network / cache / keys: the option groups above.
     events_queue: per-subscriber event queue length (oldest dropped past it).
     """
 
     variant: int | None = None
+    track: str = "auto"
+    audio: str | None = None
     offline: bool = False
     abr: AbrOptions = field(default_factory=AbrOptions)
     network: NetworkOptions = field(default_factory=NetworkOptions)
     cache: CacheOptions = field(default_factory=CacheOptions)
     keys: KeyOptions = field(default_factory=KeyOptions)
     events_queue: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.track not in TRACKS:
+            raise ValueError(f"track must be one of {', '.join(TRACKS)}, not {self.track!r}")
+        if self.audio is not None and self.track == "muxed":
+            raise ValueError("audio= chooses an audio rendition: it needs track='auto' or 'audio'")
 
     def replace(self, **changes: Any) -> HlsOptions:
         """A copy with `changes` applied."""

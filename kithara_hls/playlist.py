@@ -9,51 +9,60 @@ with the line where m3u8 was, and only `HlsError` subclasses leave `parse`.
 
 m3u8 reads only the segment lines of a media playlist; `playlist_tags` reads
 the other tags the library uses, hides the rest from m3u8 (RFC 8216 §4.2: a
-client ignores unknown tags and attributes), and reads a master's variants.
+client ignores unknown tags and attributes), and reads a master's tags, which
+`playlist_master` makes into variants and renditions. EXT-X-DEFINE variables
+are substituted first (`playlist_vars`), so every check sees the final text.
 
 Scope: complete media playlists (EXT-X-ENDLIST, or PLAYLIST-TYPE VOD) and
 masters; keys METHOD=NONE or identity AES-128 (of several EXT-X-KEY tags in a
-row, the identity key counts, else the last). An error names its line where it
-has one, and the checks run in the order that names the real problem: I-frames
-only, no segments (a master: no variants), live, too many segments.
-``#EXT-X-MEDIA`` renditions are ignored: a variant whose audio sits in a
-separate rendition group is still listed, and plays without it. I-frame
-playlists are ignored in a master and refused as media playlists. EXT-X-GAP
-segments stay listed (and are fetched); EXT-X-DEFINE is not supported: a URI
-that uses a variable is refused, naming it.
+row, the identity key counts, else the last). SAMPLE-AES, SAMPLE-AES-CTR,
+SAMPLE-AES-CENC, a DRM KEYFORMAT (FairPlay, PlayReady, Widevine, any other
+but identity) and DRM key URIs (``skd:``, a ``data:`` PSSH) raise
+`UnsupportedEncryption` naming the method and system, when the media
+playlist is parsed; a master's EXT-X-SESSION-KEY is ignored, so renditions in
+the clear still play. An error names its line where it has one, and the
+checks run in the order that names the real problem: I-frames only, no
+segments (a master: no variants), live, too many segments. EXT-X-MEDIA
+renditions of every TYPE are listed (`MasterPlaylist.renditions`); which one
+plays is the caller's choice. I-frame playlists are ignored in a master and
+refused as media playlists. An EXT-X-GAP segment stays listed, with
+`Segment.gap` set: the caller must not fetch it.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import m3u8
 
-from kithara_hls.errors import HlsError, KeyProcessingError, PlaylistParseError
+from kithara_hls.errors import HlsError, PlaylistParseError, UnsupportedEncryption
 from kithara_hls.options import DEFAULT_MAX_SEGMENTS
 from kithara_hls.playlist_checks import (
     byterange_values,
     check_byterange,
     check_duration,
+    drm_system,
     iv_bytes,
     playlist_body,
     resolve_uri,
 )
 from kithara_hls.playlist_checks import check_url as check_url
 from kithara_hls.playlist_checks import looks_like_playlist as looks_like_playlist
+from kithara_hls.playlist_master import MasterPlaylist as MasterPlaylist
+from kithara_hls.playlist_master import Rendition as Rendition
+from kithara_hls.playlist_master import Variant as Variant
+from kithara_hls.playlist_master import build_master
 from kithara_hls.playlist_tags import (
     END_MARK,
     KeyFields,
     LineHook,
     MapTag,
-    StreamInf,
-    bandwidth_value,
-    check_variables,
-    resolution_value,
-    stream_infs,
+    master_tags,
 )
+from kithara_hls.playlist_vars import substitute
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,7 @@ class Segment:
     key: Key | None
     init: InitSection | None
     discontinuity: bool
+    gap: bool = False  # EXT-X-GAP: listed, but its media is missing from this variant
 
     @property
     def iv(self) -> bytes:
@@ -152,63 +162,58 @@ class MediaPlaylist:
         return min(max(i, 0), len(self.segments) - 1)
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One EXT-X-STREAM-INF entry of a master playlist. uri is absolute."""
-
-    uri: str
-    bandwidth: int
-    average_bandwidth: int | None
-    codecs: str | None
-    resolution: tuple[int, int] | None
-    name: str | None = None
-
-    @property
-    def bitrate(self) -> int:
-        """AVERAGE-BANDWIDTH if present, else BANDWIDTH, in bits per second."""
-        return self.average_bandwidth if self.average_bandwidth is not None else self.bandwidth
-
-
-@dataclass(frozen=True)
-class MasterPlaylist:
-    """A master playlist: its variants by bitrate, lowest first, unique by URI."""
-
-    url: str
-    variants: tuple[Variant, ...]
-
-
 def parse(
-    text: str | bytes, url: str, *, max_segments: int = DEFAULT_MAX_SEGMENTS
+    text: str | bytes,
+    url: str,
+    *,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
+    imports: Mapping[str, str] | None = None,
 ) -> MasterPlaylist | MediaPlaylist:
     """Parse a master or a media playlist fetched from `url` (the final URL).
 
-    Raises `PlaylistParseError` for a body that is not a playlist or breaks a
-    rule or a limit, `InvalidUrl` for a URI that is not allowed, and
-    `KeyProcessingError` for an unsupported encryption.
+    `imports` are the variables of the master playlist a media playlist was
+    named by (`MasterPlaylist.variables`), for its EXT-X-DEFINE IMPORT. Raises
+    `PlaylistParseError` for a body that is not a playlist or breaks a rule or a
+    limit, `InvalidUrl` for a URI that is not allowed, `UnsupportedEncryption`
+    for encryption the library cannot decrypt (DRM, SAMPLE-AES), and
+    `KeyProcessingError` for a key it cannot use.
     """
-    return _parse(text, url, max_segments, None)
+    return _parse(text, url, max_segments, None, imports)
 
 
-def parse_master(text: str | bytes, url: str, *, max_segments: int = DEFAULT_MAX_SEGMENTS) -> MasterPlaylist:
+def parse_master(
+    text: str | bytes,
+    url: str,
+    *,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
+    imports: Mapping[str, str] | None = None,
+) -> MasterPlaylist:
     """Like `parse`, but a media playlist raises `PlaylistParseError`."""
-    result = _parse(text, url, max_segments, MasterPlaylist)
+    result = _parse(text, url, max_segments, MasterPlaylist, imports)
     assert isinstance(result, MasterPlaylist)
     return result
 
 
-def parse_media(text: str | bytes, url: str, *, max_segments: int = DEFAULT_MAX_SEGMENTS) -> MediaPlaylist:
+def parse_media(
+    text: str | bytes,
+    url: str,
+    *,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
+    imports: Mapping[str, str] | None = None,
+) -> MediaPlaylist:
     """Like `parse`, but a master playlist raises `PlaylistParseError`."""
-    result = _parse(text, url, max_segments, MediaPlaylist)
+    result = _parse(text, url, max_segments, MediaPlaylist, imports)
     assert isinstance(result, MediaPlaylist)
     return result
 
 
 def _parse(
-    text: str | bytes, url: str, max_segments: int, want: type | None
+    text: str | bytes, url: str, max_segments: int, want: type | None, imports: Mapping[str, str] | None
 ) -> MasterPlaylist | MediaPlaylist:
     """`parse`, expecting `want` (None: either kind)."""
     check_url(url, local=True)  # the URL it was read from: a file: one only if the user chose it
     body, line_offset = playlist_body(text, url)
+    body, variables = substitute(body, url, line_offset, imports)
     hook = LineHook(url, line_offset, max_segments)
     loaded = _load(body, url, hook)
     is_master = hook.is_master()
@@ -217,7 +222,7 @@ def _parse(
     if want is MasterPlaylist and not is_master:
         raise PlaylistParseError("expected a master playlist, got a media playlist", url=url)
     if is_master:
-        return _build_master(stream_infs(body, line_offset), url)
+        return build_master(master_tags(body, line_offset), url, variables)
     return _MediaBuilder(url, hook).build(loaded, max_segments)
 
 
@@ -229,30 +234,6 @@ def _load(body: str, url: str, hook: LineHook) -> m3u8.M3U8:
     except Exception as exc:  # m3u8 raises bare ValueError, KeyError, TypeError... on bad input
         where = None if hook.finished else hook.lineno
         raise PlaylistParseError(f"malformed playlist ({type(exc).__name__})", url=url, lineno=where) from exc
-
-
-def _build_master(entries: list[StreamInf], url: str) -> MasterPlaylist:
-    variants: list[Variant] = []
-    seen: set[str] = set()
-    for attrs, ref, lineno in entries:
-        bandwidth = bandwidth_value(attrs.get("BANDWIDTH"))
-        if bandwidth is None:
-            raw = attrs.get("BANDWIDTH")
-            found = "none" if raw is None else repr(raw[:40])
-            raise PlaylistParseError(
-                f"EXT-X-STREAM-INF needs a positive BANDWIDTH, not {found}", url=url, lineno=lineno
-            )
-        uri = resolve_uri(check_variables(ref, url, lineno), url)
-        if uri in seen:
-            continue
-        seen.add(uri)
-        average = bandwidth_value(attrs.get("AVERAGE-BANDWIDTH"))  # None: absent or unusable for ranking
-        codecs = attrs.get("CODECS") or None
-        variants.append(Variant(uri, bandwidth, average, codecs, resolution_value(attrs.get("RESOLUTION"))))
-    if not variants:
-        raise PlaylistParseError("the master playlist has no variants", url=url)
-    variants.sort(key=lambda v: (v.bitrate, v.bandwidth))
-    return MasterPlaylist(url=url, variants=tuple(variants))
 
 
 class _MediaBuilder:
@@ -294,7 +275,7 @@ class _MediaBuilder:
         if raw.duration is None:
             raise PlaylistParseError("segment without EXTINF", url=self.url, lineno=lineno)
         duration = check_duration(raw.duration, "EXTINF", self.url, lineno)
-        uri = resolve_uri(check_variables(raw.uri, self.url, lineno), self.url)
+        uri = resolve_uri(raw.uri, self.url)
         tag = values.get("map")
         init = None if tag is None else self._init(tag, index)
         byterange = None if raw.byterange is None else self._range(raw.byterange, uri, lineno, None)
@@ -309,6 +290,7 @@ class _MediaBuilder:
             key=key,
             init=init,
             discontinuity=bool(raw.discontinuity),
+            gap=bool(values.get("gap")),
         )
         self.start += duration
         return segment
@@ -318,7 +300,7 @@ class _MediaBuilder:
         if init is None:
             if not tag.uri:
                 raise PlaylistParseError("EXT-X-MAP without URI", url=self.url, lineno=tag.lineno)
-            uri = resolve_uri(check_variables(tag.uri, self.url, tag.lineno), self.url)
+            uri = resolve_uri(tag.uri, self.url)
             byterange = None
             if tag.byterange is not None:
                 # An init sits at the start of its resource when nothing precedes it
@@ -354,17 +336,13 @@ class _MediaBuilder:
             raise PlaylistParseError("EXT-X-KEY without METHOD", url=self.url, lineno=lineno)
         if method == "NONE":
             return None
-        where = "" if lineno is None else f" (line {lineno})"
-        if method != "AES-128":
-            raise KeyProcessingError(
-                f"METHOD {method[:40]} is not supported{where}", url=self.url, segment=index
-            )
-        if keyformat is not None and keyformat != "identity":
-            raise KeyProcessingError(
-                f"KEYFORMAT {keyformat[:60]!r} is not supported{where}", url=self.url, segment=index
+        system = drm_system(uri, keyformat)
+        if method != "AES-128" or system is not None:
+            raise UnsupportedEncryption(
+                method[:40], system=system, url=self.url, segment=index, lineno=lineno
             )
         if not uri:
             raise PlaylistParseError("AES-128 key without URI", url=self.url, lineno=lineno)
         iv_value = None if iv is None else iv_bytes(iv, self.url, lineno)
-        uri = resolve_uri(check_variables(uri, self.url, lineno), self.url)
+        uri = resolve_uri(uri, self.url)
         return Key(method="AES-128", uri=uri, iv=iv_value)

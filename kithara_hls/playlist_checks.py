@@ -15,9 +15,12 @@ file: its URIs resolve against its http(s) URL and must stay http(s).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import math
 import re
+import uuid
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 from kithara_hls.errors import InvalidUrl, PlaylistParseError
@@ -29,6 +32,17 @@ MAX_BYTERANGE_BYTES = 2**40  # 1 TiB
 #: Largest EXT-X-MEDIA-SEQUENCE (a decimal-integer of RFC 8216).
 MAX_MEDIA_SEQUENCE = 2**64 - 1
 
+# KEYFORMATs (lower-cased) and PSSH system IDs of the DRM systems met in HLS.
+_DRM_SYSTEMS = {
+    "com.apple.streamingkeydelivery": "FairPlay",
+    "com.microsoft.playready": "PlayReady",
+    "org.w3.clearkey": "ClearKey",
+    "urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed": "Widevine",
+    "urn:uuid:9a04f079-9840-4286-ab92-e65be0885f95": "PlayReady",
+    "urn:uuid:94ce86fb-07ff-4f43-adb8-93d2fa968ca2": "FairPlay",
+    "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b": "ClearKey",
+    "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e": "ClearKey",
+}
 _BOM = "\ufeff"
 _HEADER = "#EXTM3U"
 _RANGE = re.compile(r"(\d{1,19})(?:@(\d{1,19}))?")
@@ -164,6 +178,39 @@ def check_tag(line: str, url: str, lineno: int) -> None:
             raise PlaylistParseError("EXT-X-KEY without METHOD", url=url, lineno=lineno)
         if "IV" in attrs:
             iv_bytes(attrs["IV"], url, lineno)
+
+
+def drm_system(uri: str | None, keyformat: str | None) -> str | None:
+    """The DRM system an EXT-X-KEY names, or None for an identity key with a plain URI.
+
+    Read from KEYFORMAT (FairPlay, PlayReady, Widevine, ClearKey; another one is
+    named as written), from an ``skd:`` URI (FairPlay), or from the system ID of
+    a PSSH box in a ``data:`` URI.
+    """
+    name = (keyformat or "identity").strip()
+    if name.lower() != "identity":
+        return _DRM_SYSTEMS.get(name.lower(), name[:60])
+    ref = (uri or "").strip()
+    if ref[:4].lower() == "skd:":
+        return "FairPlay"
+    if ref[:5].lower() == "data:":
+        return _pssh_system(ref)
+    return None
+
+
+def _pssh_system(ref: str) -> str | None:
+    head, _, data = ref.partition(",")
+    try:
+        raw = base64.b64decode(data + "=" * (-len(data) % 4)) if head.lower().endswith(";base64") else b""
+    except (ValueError, binascii.Error):
+        return None
+    at = raw.find(b"pssh")
+    if at < 0:
+        return None
+    system_id = raw[at + 8 : at + 24]  # after the box type, its version and flags
+    if len(system_id) < 16:
+        return "an unknown"
+    return _DRM_SYSTEMS.get(f"urn:uuid:{uuid.UUID(bytes=system_id)}", "an unknown")
 
 
 def iv_bytes(raw: str, url: str, lineno: int | None) -> bytes:

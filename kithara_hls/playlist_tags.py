@@ -8,7 +8,8 @@ EXT-X-MAP itself (m3u8 refuses attributes it does not know, or without a value)
 and hides every other tag from m3u8: RFC 8216 §4.2 has clients ignore unknown
 tags and attributes, so neither they nor a tag the library does not use
 (PROGRAM-DATE-TIME, DATERANGE, PART, RENDITION-REPORT, ...) fails a playlist.
-`stream_infs` reads a master playlist's variants, without m3u8.
+`master_tags` reads a master playlist's variants and renditions, without m3u8.
+EXT-X-GAP is read here too (m3u8 never sees it): the segment it marks gets ``gap``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,44 @@ _MASTER_TAGS = _VARIANT_TAGS | {
 }
 _NUMBER = re.compile(r"\d{1,20}(?:\.\d{0,20})?")
 _RESOLUTION = re.compile(r"(\d{1,9})[xX](\d{1,9})")
-_VARIABLE = re.compile(r"\{\$([^}]{0,64})\}")
+# The sample-entry (or RFC 6381 object type) names of CODECS entries, lower-cased.
+_VIDEO_CODECS = frozenset(
+    {
+        "avc1",
+        "avc3",
+        "hvc1",
+        "hev1",
+        "dvh1",
+        "dvhe",
+        "dva1",
+        "dvav",
+        "dav1",
+        "av01",
+        "vp08",
+        "vp09",
+        "vp8",
+        "vp9",
+    }
+    | {
+        "mp4v",
+        "vvc1",
+        "vvi1",
+        "evc1",
+        "theora",
+        "h264",
+        "h265",
+        "hevc",
+        "mjpg",
+        "jpeg",
+        "avc",
+        "s263",
+        "encv",
+    }
+)
+_AUDIO_CODECS = frozenset(
+    {"mp4a", "ac-3", "ec-3", "ac-4", "mp3", "opus", "flac", "alac", "vorbis", "dtsc", "dtse", "dtsh"}
+    | {"dtsl", "dtsx", "dtsy", "mha1", "mha2", "mhm1", "mhm2", "aac", "ipcm", "fpcm", "lpcm", "samr", "enca"}
+)
 
 #: An EXT-X-KEY as written: METHOD, URI, IV, KEYFORMAT (None where absent).
 KeyFields = tuple[str | None, str | None, str | None, str | None]
@@ -59,6 +97,20 @@ class StreamInf(NamedTuple):
     attrs: dict[str, str]
     uri: str
     lineno: int
+
+
+class MediaTag(NamedTuple):
+    """An EXT-X-MEDIA: its attributes (names upper-cased, values unquoted) and its line."""
+
+    attrs: dict[str, str]
+    lineno: int
+
+
+class MasterTags(NamedTuple):
+    """The tags of a master playlist that make its variants and renditions, in playlist order."""
+
+    stream_infs: list[StreamInf]
+    media: list[MediaTag]
 
 
 class LineHook:
@@ -83,6 +135,7 @@ class LineHook:
         self.key_line: int | None = None  # its line
         self.key_run = -1  # the EXTINF count when it was read
         self.map: MapTag | None = None  # the EXT-X-MAP in force
+        self.gap = False  # an EXT-X-GAP not yet given to its segment (the next one)
         self.extinf_count = 0
         self.variant_tags = 0  # STREAM-INF and I-FRAME-STREAM-INF lines
         self.master_tags = 0  # lines of tags only a master holds
@@ -101,6 +154,9 @@ class LineHook:
             save_segment_custom_value(state, "key", self.key)
             save_segment_custom_value(state, "key_line", self.key_line)
             save_segment_custom_value(state, "map", self.map)
+            if self.gap:
+                save_segment_custom_value(state, "gap", True)
+                self.gap = False
         return name not in _M3U8_TAGS
 
     def is_master(self) -> bool:
@@ -131,6 +187,8 @@ class LineHook:
             # A MAP without attributes ends the one in force, as m3u8 reads it.
             attrs = attributes(line)
             self.map = MapTag(attrs.get("URI"), attrs.get("BYTERANGE"), self.key, n) if attrs else None
+        elif name == "#EXT-X-GAP":
+            self.gap = True
         elif name == "#EXTINF":
             check_tag(line, self.url, n)
             self.extinf_count += 1
@@ -142,25 +200,43 @@ class LineHook:
 
 
 def _identity(key: KeyFields | None) -> bool:
-    return key is not None and key[3] in (None, "identity")
+    return key is not None and (key[3] or "identity").strip().lower() == "identity"
 
 
-def stream_infs(body: str, line_offset: int) -> list[StreamInf]:
-    """Each EXT-X-STREAM-INF of a master with the URI line that follows it.
+def master_tags(body: str, line_offset: int) -> MasterTags:
+    """The EXT-X-STREAM-INF (each with the URI line that follows it) and EXT-X-MEDIA tags of a master.
 
     A STREAM-INF with no URI before the next one is dropped, as m3u8 drops it;
     line numbers count as `LineHook`'s do.
     """
-    entries: list[StreamInf] = []
+    found = MasterTags([], [])
     pending: tuple[dict[str, str], int] | None = None
     for n, raw in enumerate(body.strip().splitlines(), 1 + line_offset):
         line = raw.strip()
-        if line.partition(":")[0] == "#EXT-X-STREAM-INF":
+        name = line.partition(":")[0]
+        if name == "#EXT-X-STREAM-INF":
             pending = (attributes(line), n)
+        elif name == "#EXT-X-MEDIA":
+            found.media.append(MediaTag(attributes(line), n))
         elif line and not line.startswith("#") and pending is not None:
-            entries.append(StreamInf(pending[0], line, pending[1]))
+            found.stream_infs.append(StreamInf(pending[0], line, pending[1]))
             pending = None
-    return entries
+    return found
+
+
+def codec_entries(codecs: str | None) -> list[str]:
+    """The entries of a CODECS value, stripped, empty ones left out."""
+    return [entry.strip() for entry in (codecs or "").split(",") if entry.strip()]
+
+
+def is_video_codec(entry: str) -> bool:
+    """Whether a CODECS entry (``avc1.64001f``, ``hvc1.2.4.L123``, ``vp09...``) names a video codec."""
+    return entry.partition(".")[0].lower() in _VIDEO_CODECS
+
+
+def is_audio_codec(entry: str) -> bool:
+    """Whether a CODECS entry names an audio codec (``mp4a.40.2``, ``ec-3``, ``opus``, ``mp4a.40.34``...)."""
+    return entry.partition(".")[0].lower() in _AUDIO_CODECS
 
 
 def bandwidth_value(raw: str | None) -> int | None:
@@ -180,17 +256,3 @@ def resolution_value(raw: str | None) -> tuple[int, int] | None:
     """A RESOLUTION ``WIDTHxHEIGHT`` as a pair, or None if absent or unreadable."""
     match = _RESOLUTION.fullmatch((raw or "").strip())
     return None if match is None else (int(match[1]), int(match[2]))
-
-
-def check_variables(ref: str, url: str, lineno: int | None) -> str:
-    """`ref` unchanged, or `PlaylistParseError` if it uses an EXT-X-DEFINE variable (``{$name}``).
-
-    Variable substitution is not supported: a URI that needs it would only
-    fail later as a request for a URL with the braces in it.
-    """
-    match = _VARIABLE.search(ref)
-    if match is not None:
-        raise PlaylistParseError(
-            f"URI uses the variable {match[0]!r} (EXT-X-DEFINE is not supported)", url=url, lineno=lineno
-        )
-    return ref

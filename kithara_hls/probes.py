@@ -1,8 +1,9 @@
-"""Size probes: a resource's size without downloading it, and its last bytes.
+"""Size probes: a resource's size without downloading it, and its first or last bytes.
 
-A probe asks ``Range: bytes=0-0`` (or the last `tail` bytes, whose PKCS#7
-padding gives an AES-128 segment's plaintext size) and reads the total from
-Content-Range. A server that ignores Range gives the size in Content-Length;
+A probe asks ``Range: bytes=0-0``, the last `tail` bytes (whose PKCS#7
+padding gives an AES-128 segment's plaintext size) or the first `head` bytes
+(whose ID3 header tells how much of a packed audio segment the stream skips),
+and reads the total from Content-Range. A server that ignores Range gives the size in Content-Length;
 the tail is then streamed through a bounded buffer.
 """
 
@@ -95,3 +96,74 @@ def _probe_range(header: str | None, url: str, base: tuple[int, int] | None, tai
             cause="another range than asked",
         )
     return size, expected[1] - expected[0] + 1
+
+
+def probe_head(
+    client: Requester, url: str, *, base: tuple[int, int] | None = None, head: int
+) -> tuple[int, bytes]:
+    """``(size, head_bytes)`` of `url`: its size and its first `head` bytes (fewer if it is shorter).
+
+    What a size probe asks of a part that may begin with an ID3 tag (packed
+    audio): the tag's header tells how much of the part the stream skips.
+    base: as in `probe`.
+    """
+    if head <= 0:
+        raise ValueError("head must be 1 or more")
+    if base is not None and base[1] == 0:
+        return 0, b""
+    result, _ = client.retrying(url, lambda: _head_once(client, url, base, head))
+    return result
+
+
+def _head_once(client: Requester, url: str, base: tuple[int, int] | None, head: int) -> tuple[int, bytes]:
+    first = 0 if base is None else base[0]
+    count = head if base is None else min(head, base[1])
+    with client.open(
+        url, {"Accept-Encoding": "identity", "Range": f"bytes={first}-{first + count - 1}"}
+    ) as resp:
+        content_range = resp.headers.get("Content-Range")
+        if resp.status_code == 416 and base is None and parse_content_range(content_range) == (None, None, 0):
+            return 0, b""
+        if resp.status_code == 416 and base is not None:
+            raise AssetsError("byte range starts beyond the resource", url=url, status=416)
+        check_status(resp, url, (200, 206), SegmentNotFound)
+        size: int | None
+        skip = 0
+        if resp.status_code == 206:
+            lo, hi, total = parse_content_range(content_range) or (None, None, None)
+            if base is not None:
+                size = base[1]
+            elif total is None:
+                raise NetError(
+                    f"{host_of(url)} does not tell the resource size (Content-Range {content_range!r})",
+                    url=url,
+                    status=206,
+                    cause="no size in Content-Range",
+                )
+            else:
+                size = total
+                count = min(count, total)
+            if (lo, hi) != (first, first + count - 1):
+                raise TransientError(
+                    f"{host_of(url)} sent range {content_range!r}, asked bytes {first}-{first + count - 1}",
+                    url=url,
+                    status=206,
+                    cause="another range than asked",
+                )
+            want: int | None = count
+        elif base is not None:
+            size, skip, want = base[1], base[0], count
+        else:
+            size = content_length(resp)
+            want = None if size is None else min(count, size)
+        kept = bytearray()
+
+        def keep(data: memoryview) -> None:
+            if len(kept) < count:
+                kept.extend(data[: count - len(kept)])
+
+        got = pump(client, resp, skip, want, DEFAULT_CHUNK_BYTES, keep)
+    if want is not None and got < want:
+        cause = f"body cut short at {got} of {want} bytes"
+        raise TransientError(f"{cause} from {host_of(url)}", url=url, status=resp.status_code, cause=cause)
+    return (got if size is None else size), bytes(kept)

@@ -6,6 +6,10 @@ segment. Offsets past the known sizes are resolved first: a part's size comes
 from its download's headers, or from a probe batched with those ahead. A read
 after a seek by time names its part instead (`read_at`): it needs no size of
 the parts before it.
+
+A packed audio part after the stream's first is read past its ID3 tag (whose
+length its first bytes tell). A gap no variant fills (size 0) raises
+`SegmentGap` in the read that reaches it, once the bytes before it are returned.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from collections.abc import Callable
 
 from . import events as ev
 from .decrypt import Decryptor
-from .errors import AssetsError, HlsError, NetError
+from .errors import AssetsError, HlsError, NetError, SegmentGap
 from .fetch import PROBE_BATCH, FetchPool
+from .heads import Heads
 from .keys import KeyManager
 from .layout import Layout, Part
 from .store import Store
@@ -41,6 +46,7 @@ class Reader:
         switcher: Switcher,
         bus: ev.EventBus,
         learn_pad: Callable[[Part], None],
+        heads: Heads,
         read_deadline_s: float,
         duration: float,
     ) -> None:
@@ -52,6 +58,7 @@ class Reader:
         self._switcher = switcher
         self._bus = bus
         self._learn_pad = learn_pad
+        self._heads = heads
         self._read_deadline_s = read_deadline_s
         self._duration = duration
         self._lock = threading.Lock()
@@ -84,6 +91,8 @@ class Reader:
             if index >= len(layout):
                 self._end()
                 break
+            if filled and layout.part(index).gap:
+                break  # the bytes before the gap now; the next read raises
             part = self._enter(index)
             # A part still in its download task will tell its size: from its headers, or
             # (AES-128 padding) just after its body is stored.
@@ -113,6 +122,8 @@ class Reader:
             if index >= len(self._layout):
                 self._end()
                 break
+            if filled and self._layout.part(index).gap:
+                break
             part = self._enter(index)
             n = self._read_part(index, part, inner, out[filled:], deadline, len(out))
             if n == 0:
@@ -128,7 +139,8 @@ class Reader:
         then re-plans only after it), download it now, and look ahead from there."""
         if index < len(self._layout):
             self._layout.commit(index)
-            self._pool.demand(index)
+            if not self._layout.part(index).gap:  # a gap is never requested
+                self._pool.demand(index)
             self._pool.set_reader(index)
 
     def resolve_sizes(self, start: int, stop: int, deadline: float, ahead: int = 0) -> None:
@@ -173,11 +185,16 @@ class Reader:
         self._bus.publish(ev.EndOfStream())
 
     def _enter(self, index: int) -> Part:
-        """Part `index`, frozen now that the reader is in it; events, look-ahead and ABR follow."""
+        """Part `index`, frozen now that the reader is in it; events, look-ahead and ABR follow.
+
+        A gap raises `SegmentGap`.
+        """
         part = self._layout.part(index)
         self._layout.commit(index)
         if index != self._part:
             self._entered(index, part)
+        if part.gap:
+            raise SegmentGap("EXT-X-GAP: no variant has this segment", url=part.url, segment=part.segment)
         return part
 
     def _entered(self, index: int, part: Part) -> None:
@@ -202,14 +219,17 @@ class Reader:
             switcher.poke()
 
         try:
+            skip = self._layout.skip(index)
+            if skip is None:
+                skip = self._heads.learn(part, deadline, need)
             if part.key is None:
-                return self._store.read_into(part.rid, off, out, deadline, need)
+                return self._store.read_into(part.rid, off + skip, out, deadline, need)
             cipher = self._keys.cipher_for(part, deadline)
             plain = self._layout.size_of(index)
             if plain is not None:
                 # A read that ends where the plaintext does needs no look at the padding block.
                 out = out[: max(0, plain - off)]
-            return self._decryptor.read_into(part, cipher, off, out, deadline, need, asked)
+            return self._decryptor.read_into(part, cipher, off + skip, out, deadline, need, asked)
         except HlsError:
             self._store.clear_error(part.rid)
             raise
@@ -238,7 +258,8 @@ class Reader:
             return False
         part = found[0]
         try:
-            info = self._store.wait_size(part.rid, part.key is not None, deadline, generation)
+            need_head = self._layout.strips(index)
+            info = self._store.wait_size(part.rid, part.key is not None, deadline, generation, need_head)
         except HlsError:
             self._store.clear_error(part.rid)
             raise

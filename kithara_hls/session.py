@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import events as ev
+from . import gaps
 from .abr.controller import AbrController
 from .abr.estimator import DEFAULT_INITIAL_BPS, ThroughputEstimator
 from .abr.meter import LinkMeter
@@ -24,16 +25,18 @@ from .bookkeeping import Bookkeeping
 from .cache import Cache
 from .catalog import load_link_estimate, save_link_estimate
 from .decrypt import Decryptor
-from .errors import AbrError, DriverError, NoSuitableVariant, VariantNotFound, crashed
+from .errors import AbrError, DriverError, HlsError, NoSuitableVariant, VariantNotFound, crashed
 from .fetch import FetchPool, Task
+from .heads import Heads
 from .keys import KeyManager
 from .layout import Layout, Part, build_parts
 from .loader import PlaylistLoader
 from .options import AbrOptions, HlsOptions
-from .playlist import MediaPlaylist, Variant
+from .playlist import MediaPlaylist, Rendition, Variant
 from .reader import Reader
 from .store import Store
 from .switching import Switcher, learn_byteranges, offline_plan
+from .switchsets import SwitchSets
 from .tasks import TaskRunner
 from .transport import HttpClient
 
@@ -54,7 +57,14 @@ class StreamInfo:
     sections, in the current plan. encryption: the methods its parts use
     ("AES-128"), empty when clear. parts_cached: parts the cache holds whole.
     size: the stream's size in bytes, None until every part's size is known
-    (`HlsSource.size()` probes them).
+    (`HlsSource.size()` probes them). track: what the file carries of a master,
+    "audio" or "muxed" (None for a media playlist); rendition: the audio
+    rendition played, if one was chosen; renditions: every rendition of the
+    master (EXT-X-MEDIA, all types). switch_sets: the variants a decoder can
+    follow a switch between, as known so far (`HlsSource.switch_sets` looks at
+    every variant). periods: (segment, playlist time) where each period begins
+    (`HlsSource.periods` adds byte offsets). gaps: the EXT-X-GAP segments of the
+    plan that no variant fills (reading them raises `SegmentGap`).
     """
 
     url: str
@@ -67,6 +77,12 @@ class StreamInfo:
     parts_cached: int
     size: int | None
     cache_dir: Path
+    track: str | None = None
+    rendition: Rendition | None = None
+    renditions: tuple[Rendition, ...] = ()
+    switch_sets: tuple[tuple[int, ...], ...] = ()
+    periods: tuple[tuple[int, float], ...] = ()
+    gaps: tuple[int, ...] = ()
 
 
 class Session:
@@ -93,6 +109,7 @@ class Session:
         )
         # Built by _open once the playlists are read; None here for a close() that it fails.
         self._pool: FetchPool | None = None
+        self._fills: dict[int, MediaPlaylist] = {}  # variants loaded to fill gaps
         self._switcher: Switcher | None = None
         self._meter: LinkMeter | None = None
         self._start_bps: float | None = None
@@ -118,10 +135,19 @@ class Session:
         self._start_bps = start_bps
         media = loader.media(first)
         self.keys.check(media)
-        offline_abr = options.offline and choice is None and len(loader.variants) > 1
-        layout = Layout(
-            offline_plan(loader, self.store, media, first) if offline_abr else build_parts(media, first)
+        net = options.network
+        self._sets = SwitchSets(
+            loader=loader, client=self.client, store=self.store, network=net, offline=options.offline
         )
+        offline_abr = options.offline and choice is None and len(loader.variants) > 1
+        if offline_abr:
+            parts = offline_plan(loader, self.store, media, first, self._sets)
+        elif gaps.has_gaps(media):
+            self._fills = self._stand_ins(first)
+            parts = gaps.plan(media, first, self._fills, compatible=self._sets.same_set)
+        else:
+            parts = build_parts(media, first)
+        layout = Layout(parts)
         self.layout = layout
         self.duration = media.duration
         self.store.on_size = layout.learn
@@ -129,6 +155,22 @@ class Session:
         reason = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
         self._wire(layout, reason)
         self._start(media, first, choice)
+
+    def _stand_ins(self, first: int) -> dict[int, MediaPlaylist]:
+        """The media playlists of the variants that may fill `first`'s gaps (one that fails to
+        load fills none)."""
+        loaded = {}
+        for variant in range(len(self.loader.variants)):
+            # As far as CODECS tell: a variant not known to differ may fill a gap.
+            if variant != first and self._sets.same_set(first, variant):
+                try:
+                    media = self.loader.media(variant)
+                    self.keys.check(media)
+                except HlsError as exc:
+                    log.debug("variant %d fills no gap: %s", variant, exc)
+                    continue
+                loaded[variant] = media
+        return loaded
 
     def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
         """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
@@ -141,6 +183,7 @@ class Session:
             min_total_bytes=LINK_MIN_TOTAL_BYTES,
         )
         meter = self.meter = self._meter = LinkMeter(estimator)
+        heads = Heads(store=self.store, keys=self.keys, bus=self.bus)
         self.tasks = TaskRunner(
             store=self.store,
             client=self.client,
@@ -153,6 +196,7 @@ class Session:
             response_wait=self._response_wait,
             sample=self._sample,
             progress=self.books.downloaded,
+            heads=heads,
             meter=meter,
         )
         pool = self.pool = self._pool = FetchPool(
@@ -177,7 +221,9 @@ class Session:
             bus=self.bus,
             abandon=self.tasks.abandon,
             reason=reason,
+            sets=self._sets,
         )
+        switcher.sets.in_flight = pool.in_flight
         self.reader = Reader(
             layout=layout,
             pool=pool,
@@ -187,9 +233,11 @@ class Session:
             switcher=switcher,
             bus=self.bus,
             learn_pad=self.tasks.learn_pad,
+            heads=heads,
             read_deadline_s=net.read_deadline,
             duration=self.duration,
         )
+        switcher.has_read = lambda: self.reader.variant is not None
 
     def _start(self, media: MediaPlaylist, first: int, choice: int | None) -> None:
         """Start the downloads, the cache's books and (several variants, online) ABR."""
@@ -209,7 +257,10 @@ class Session:
             deadline = self.reader.deadline()
             pool.submit(lambda: self.keys.prefetch(first_key, deadline))
         self.books.begin(media, first, loader.take_unsaved(), stored=stored)
-        if len(loader.variants) > 1 and not options.offline:
+        for variant, filler in self._fills.items():
+            self.books.record_variant(filler, variant)
+        # An audio ladder whose bitrates could not be measured has none for ABR to go by.
+        if len(loader.variants) > 1 and not options.offline and all(v.bitrate > 0 for v in loader.variants):
             self.switcher.start_abr(
                 options.abr,
                 meter=self.meter,
@@ -313,6 +364,7 @@ class Session:
         variant = self.reader.variant
         if variant is None:
             variant = parts[0].variant if parts else 0
+        choice = self.loader.choice
         return StreamInfo(
             url=self.url,
             duration=self.duration,
@@ -324,6 +376,12 @@ class Session:
             parts_cached=sum(1 for p in parts if self.store.load(p.rid)[1]),
             size=self.layout.total(),
             cache_dir=self.cache.path,
+            track=None if choice is None else choice.track,
+            rendition=None if choice is None else choice.rendition,
+            renditions=self.loader.renditions,
+            switch_sets=self.switcher.sets.sets(),
+            periods=tuple((p.segment, p.start) for p in self.layout.periods()),
+            gaps=tuple(p.segment for p in parts if p.gap),
         )
 
     def threads(self) -> list[threading.Thread]:

@@ -5,16 +5,34 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import events as ev
 from .abr.controller import AbrDecision
 from .errors import HlsError
 from .localfile import to_url
 from .options import HlsOptions
-from .playlist import Variant
+from .playlist import Rendition, Variant
 from .session import Session, StreamInfo
 
 _CLOSED_MSG = "I/O operation on closed file."
+
+
+@dataclass(frozen=True)
+class Period:
+    """One period of the stream: from its start, or from an EXT-X-DISCONTINUITY, to the next one.
+
+    index: 0 for the first. segment: the media segment it begins with.
+    start_time: playlist time of that segment (sum of the EXTINFs before it), what
+    `HlsSource.seek_time` takes. byte_offset: where it begins in the stream (at
+    the init section that opens it, if one does). Media timestamps usually
+    restart in each period: a decoder sees them jump back.
+    """
+
+    index: int
+    segment: int
+    start_time: float
+    byte_offset: int
 
 
 class HlsSource(io.RawIOBase):
@@ -38,8 +56,14 @@ class HlsSource(io.RawIOBase):
 
     @property
     def variants(self) -> list[Variant]:
-        """The variants, sorted by bandwidth, lowest first."""
+        """The ladder played, sorted by bandwidth, lowest first: the master's variants, or the
+        rungs of the audio track (`HlsOptions.track`)."""
         return list(self._session.loader.variants)
+
+    @property
+    def renditions(self) -> list[Rendition]:
+        """Every rendition (EXT-X-MEDIA) of the master, in its order; empty for a media playlist."""
+        return list(self._session.loader.renditions)
 
     @property
     def duration(self) -> float:
@@ -47,12 +71,43 @@ class HlsSource(io.RawIOBase):
         return self._session.duration
 
     @property
+    def periods(self) -> list[Period]:
+        """The periods: the stream's start and each EXT-X-DISCONTINUITY, in order.
+
+        Their byte offsets are exact, so this waits for the sizes of the
+        segments before the last period (probing those not known, as `tell()`).
+        """
+        self._check_open()
+        reader, layout = self._session.reader, self._session.layout
+        starts = layout.periods()
+        if starts:
+            reader.resolve_sizes(0, starts[-1].part, reader.deadline())
+        periods = []
+        for i, found in enumerate(starts):
+            offset = layout.start_of(found.part)
+            if offset is None:
+                raise HlsError("period offset unknown", segment=found.segment)
+            periods.append(Period(i, found.segment, found.start, offset))
+        return periods
+
+    @property
     def variant(self) -> int | None:
         """Index of the variant the reader is in (None before the first read)."""
         return self._session.reader.variant
 
+    @property
+    def switch_sets(self) -> tuple[tuple[int, ...], ...]:
+        """The variants a decoder can follow a switch between, as tuples of indices into `variants`.
+
+        ABR and `set_variant` stay in the set the stream started in. Looks at the
+        first bytes of every variant not seen yet (a small request each).
+        """
+        self._check_open()
+        return self._session.switcher.switch_sets()
+
     def info(self) -> StreamInfo:
-        """Facts about the stream: variants, plan, encryption, what the cache holds, size if known."""
+        """Facts about the stream: the track played, variants, renditions, plan, encryption, what
+        the cache holds, size if known."""
         self._check_open()
         return self._session.info()
 
@@ -119,7 +174,9 @@ class HlsSource(io.RawIOBase):
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if pos < 0:
             raise ValueError(f"negative seek position {pos}")
-        self._pos, self._anchor = pos, None
+        if self._anchored_at() != pos:
+            # (A seek to where the anchor stands keeps it: just after a gap, see _settle.)
+            self._pos, self._anchor = pos, None
         return pos
 
     def size(self) -> int:
@@ -151,12 +208,24 @@ class HlsSource(io.RawIOBase):
         return layout.part(index).start
 
     def _settle(self) -> None:
-        """Leave the anchor for an absolute position once its part's offset is known."""
+        """Leave the anchor for an absolute position once its part's offset is known.
+
+        Kept at the start of a part just after a gap (whose size is 0): a read at
+        that absolute offset would meet the gap, a read at the anchor does not.
+        """
         if self._anchor is not None:
             index, inner = self._anchor
-            start = self._session.layout.start_of(index)
-            if start is not None:
+            layout = self._session.layout
+            start = layout.start_of(index)
+            if start is not None and not (inner == 0 and index > 0 and layout.part(index - 1).gap):
                 self._pos, self._anchor = start + inner, None
+
+    def _anchored_at(self) -> int | None:
+        """The absolute position of the anchor if its part's offset is known (without probing)."""
+        if self._anchor is None:
+            return self._pos
+        start = self._session.layout.start_of(self._anchor[0])
+        return None if start is None else start + self._anchor[1]
 
     def _absolute(self) -> int:
         """The absolute position, resolving the anchor (probing the sizes before it) if needed."""
@@ -165,9 +234,11 @@ class HlsSource(io.RawIOBase):
             reader = self._session.reader
             reader.resolve_sizes(0, index, reader.deadline())
             self._settle()
-            if self._anchor is not None:
+            pos = self._anchored_at()
+            if pos is None:
                 parts = self._session.layout.parts(index, index + 1)
                 raise HlsError("segment offset unknown", segment=parts[0].segment if parts else None)
+            return pos
         return self._pos
 
     def close(self) -> None:

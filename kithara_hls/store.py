@@ -28,10 +28,16 @@ _CLOSED_MSG = "I/O operation on closed file."
 
 @dataclass(frozen=True)
 class SizeInfo:
-    """What is known of a resource's size: raw bytes, and AES padding if learnt."""
+    """What is known of a resource's size: raw bytes, AES padding and the leading ID3 tag, if learnt.
+
+    head: bytes of the ID3v2 tag the (plaintext) resource begins with, 0 when
+    it begins with none; packed audio segments after the first are presented
+    without it.
+    """
 
     size: int
     pad: int | None = None
+    head: int | None = None
 
 
 @dataclass
@@ -39,6 +45,7 @@ class _Res:
     rid: str
     size: int | None = None
     pad: int | None = None
+    head: int | None = None
     complete: bool = False
     blocks: set[int] = field(default_factory=set)
     # The block a writer is filling: readable up to buf_len.
@@ -110,11 +117,13 @@ class Store:
     def known_sizes(self) -> dict[str, SizeInfo]:
         """Every size (and padding) known in memory, by resource id."""
         with self._lock:
-            return {rid: SizeInfo(r.size, r.pad) for rid, r in self._res.items() if r.size is not None}
+            return {
+                rid: SizeInfo(r.size, r.pad, r.head) for rid, r in self._res.items() if r.size is not None
+            }
 
     @staticmethod
     def _info(res: _Res) -> SizeInfo | None:
-        return None if res.size is None else SizeInfo(res.size, res.pad)
+        return None if res.size is None else SizeInfo(res.size, res.pad, res.head)
 
     def _tell(self, res: _Res) -> SizeInfo | None:
         """What is known of the size of `res`, told to `on_size` too. Call under the lock."""
@@ -129,8 +138,8 @@ class Store:
             res = self._res.get(rid)
             return None if res is None else self._info(res)
 
-    def learn_size(self, rid: str, size: int, pad: int | None = None) -> None:
-        """Record a size (from headers or a probe) and padding, if learnt.
+    def learn_size(self, rid: str, size: int, pad: int | None = None, head: int | None = None) -> None:
+        """Record a size (from headers or a probe), and padding and ID3 tag length, if learnt.
 
         A size that contradicts the one known raises `AssetsError`: the resource
         changed under us (or a header lies), and offsets already handed out
@@ -140,15 +149,44 @@ class Store:
             res = self._get(rid)
             if res.size is not None and res.size != size:
                 raise AssetsError(f"resource changed size: {res.size} bytes before, {size} now")
-            changed = res.size != size or (pad is not None and res.pad != pad)
+            changed = (
+                res.size != size
+                or (pad is not None and res.pad != pad)
+                or (head is not None and res.head is None)
+            )
             res.size = size
             if pad is not None:
                 res.pad = pad
+            if head is not None and res.head is None:
+                res.head = head
             # The layout learns under this lock, so a woken waiter finds its offsets.
             self._tell(res)
             self._changed.notify_all()
             if changed:
                 self.sizes_learnt += 1
+
+    def learn_head(self, rid: str, head: int) -> bool:
+        """Record the length of the ID3 tag `rid` begins with (0: none), learnt from its first
+        bytes; True if it was not known before.
+
+        The first length learnt stays: offsets handed out depend on it.
+        """
+        with self._lock:
+            res = self._get(rid)
+            if res.head is not None:
+                return False
+            res.head = head
+            if res.size is not None:
+                self.sizes_learnt += 1
+                self._tell(res)
+            self._changed.notify_all()
+            return True
+
+    def head_of(self, rid: str) -> int | None:
+        """The ID3 tag length known for `rid` (0: none), or None."""
+        with self._lock:
+            res = self._res.get(rid)
+            return None if res is None else res.head
 
     def first_missing(self, rid: str) -> int:
         """Byte offset of the first block not on disk (resume point), at most the size. Disk I/O."""
@@ -221,16 +259,21 @@ class Store:
                 res.error = None
 
     def wait_size(
-        self, rid: str, need_pad: bool, deadline: float, generation: int | None = None
+        self,
+        rid: str,
+        need_pad: bool,
+        deadline: float,
+        generation: int | None = None,
+        need_head: bool = False,
     ) -> SizeInfo | None:
-        """Wait until the size (and padding, if `need_pad`) of `rid` is known.
+        """Wait until the size (and padding, if `need_pad`; ID3 tag length, if `need_head`) of `rid` is known.
 
         With `generation`, returns None as soon as `poke()` moved past it (the
         caller's plan changed and `rid` may no longer be wanted).
         """
         with self._lock:
             res = self._get(rid)
-            while res.size is None or (need_pad and res.pad is None):
+            while res.size is None or (need_pad and res.pad is None) or (need_head and res.head is None):
                 self._check(res)
                 if generation is not None and generation != self._generation:
                     return None
@@ -238,7 +281,7 @@ class Store:
                 if remaining <= 0:
                     raise NetError("size unknown within the read deadline")
                 self._changed.wait(remaining)
-            return SizeInfo(res.size, res.pad)
+            return SizeInfo(res.size, res.pad, res.head)
 
     @property
     def generation(self) -> int:
@@ -435,6 +478,8 @@ def _take(res: _Res, info: SizeInfo) -> None:
         res.size = info.size
     if res.size == info.size and res.pad is None:
         res.pad = info.pad
+    if res.size == info.size and res.head is None:
+        res.head = info.head
 
 
 def _copy(block: memoryview, inner: int, out: memoryview) -> int:

@@ -5,6 +5,11 @@ downloaded (an urgent switch also abandons downloads in flight) with the same
 media time on the new variant; the reason is kept by the part where the new
 plan starts, so the reader can tell why when it gets there. Offline, ABR plays
 per segment the best variant the cache holds whole (`offline_plan`).
+
+Switches stay inside the switch set the stream started in (`switchsets`): before
+ABR first switches to a variant, that variant's first bytes are looked at (on a
+fetch worker); one a decoder could not follow is excluded from ABR's choice,
+and `set_variant` to it raises `IncompatibleVariant` once bytes were read.
 """
 
 from __future__ import annotations
@@ -16,19 +21,21 @@ import threading
 from collections.abc import Callable
 
 from . import events as ev
+from . import gaps
 from .abr.abandon import Pending
 from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
 from .abr.meter import LinkMeter
 from .bookkeeping import Bookkeeping
-from .errors import OfflineMiss, VariantNotFound
+from .errors import IncompatibleVariant, OfflineMiss, VariantNotFound
 from .fetch import FetchPool
 from .keys import KeyManager
-from .layout import Layout, Part, build_mixed, build_parts
+from .layout import Layout, Part, build_mixed
 from .loader import PlaylistLoader
 from .options import AbrOptions
 from .playlist import MediaPlaylist
 from .store import SizeInfo, Store
+from .switchsets import SwitchSets
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,8 @@ class Switcher:
 
     reason: why the plan starts on the variant it does (initial, or a manual pin).
     abandon(rids): stops the downloads of resources a new plan dropped.
+    sets: what each variant is; `home` is the variant whose switch set the stream plays.
+    has_read(): whether bytes of the stream were read (its set is then fixed).
     """
 
     def __init__(
@@ -55,6 +64,7 @@ class Switcher:
         bus: ev.EventBus,
         abandon: Callable[[set[str]], None],
         reason: ev.AbrReason,
+        sets: SwitchSets,
     ) -> None:
         self._layout = layout
         self._loader = loader
@@ -67,6 +77,10 @@ class Switcher:
         self._lock = threading.Lock()
         self._reasons: dict[int, ev.AbrReason] = {0: reason}  # part index where a plan starts -> why
         self.driver: AbrDriver | None = None
+        self.sets = sets
+        self.home = layout.part(0).variant if len(layout) else 0
+        self.has_read: Callable[[], bool] = lambda: False
+        self._pinned: int | None = None  # the variant set_variant pinned (and checked)
 
     def start_abr(
         self,
@@ -127,11 +141,10 @@ class Switcher:
             return None
         here, part = found[0], found[-1]
         due = max(buffer_s, part.start - here.start)
-        for download in self.driver.meter.downloads():
-            if download.rid == part.rid:
-                return Pending(
-                    part.variant, part.duration, due, download.loaded, download.size, download.elapsed
-                )
+        downloads = self.driver.meter.downloads()
+        for d in downloads:
+            if d.rid == part.rid:
+                return Pending(part.variant, part.duration, due, d.loaded, d.size, d.elapsed, len(downloads))
         return None
 
     def decisions(self) -> list[AbrDecision]:
@@ -139,22 +152,51 @@ class Switcher:
         return [] if self.driver is None else self.driver.decisions()
 
     def set_variant(self, variant: int | None) -> None:
-        """Pin `variant` (ABR off) or, with None, let ABR choose again."""
+        """Pin `variant` (ABR off) or, with None, let ABR choose again.
+
+        Once bytes were read, a variant of another switch set raises
+        `IncompatibleVariant`; before, the stream starts on that variant's set.
+        """
         count = len(self._loader.variants)
         if variant is not None and not 0 <= variant < count:
             raise VariantNotFound(f"variant {variant} of {count}")
         if variant is not None:
-            # Loaded on the caller's thread, so the switch is planned before this returns.
+            # Loaded (and its bytes looked at) on the caller's thread, so the switch is
+            # planned, or refused, before this returns.
             self._add_variant(variant)
+            self._check_set(variant)
+        self._pinned = variant
         if self.driver is not None:
             self.driver.set_manual(variant)
+            if variant is not None:
+                # ABR may have chosen this variant already (its switch still on a worker): the
+                # pin is then no change to it, yet the plan must move now, as a pin's does.
+                self._switch(variant, ev.AbrReason.MANUAL)
+
+    def same_set(self, a: int, b: int) -> bool:
+        """Whether a decoder can follow a switch from variant `a` to `b`, as far as known now (no I/O)."""
+        return self.sets.same_set(a, b)
+
+    def switch_sets(self) -> tuple[tuple[int, ...], ...]:
+        """The switch sets (indices into the variants), after looking at the first bytes of each
+        variant not seen yet (a small request each, on the caller's thread)."""
+        if len(self._loader.variants) == 1:
+            return ((0,),)
+        for variant in range(len(self._loader.variants)):
+            self._learn(variant)
+        return self.sets.sets()
 
     def apply(self, decision: AbrDecision) -> None:
         """Carry out an ABR decision (on the ABR thread, or the caller's of `set_variant`)."""
         reason = decision.reason or ev.AbrReason.MANUAL
         variant = decision.to_variant
-        if variant in self._loader.loaded():
-            self._switch(variant, reason)
+        # A pin was checked by set_variant; any other choice (ABR's, or where the controller
+        # goes back to when unpinned) is looked at once, before its first switch.
+        pinned = reason == ev.AbrReason.MANUAL and variant == self._pinned
+        known = pinned or (self.sets.known(variant) and self.sets.known(self.home))
+        if variant in self._loader.loaded() and known:
+            if pinned or self._admit(variant):
+                self._switch(variant, reason)
         else:
             self._pool.submit(lambda: self._load_and_switch(variant, reason))
 
@@ -177,18 +219,66 @@ class Switcher:
 
     def _load_and_switch(self, variant: int, reason: ev.AbrReason) -> None:
         self._add_variant(variant)
-        if self.driver is not None and self.driver.current == variant:
+        self._learn(self.home)
+        self._learn(variant)
+        if self._admit(variant) and self.driver is not None and self.driver.current == variant:
             self._switch(variant, reason)
+
+    def _learn(self, variant: int) -> None:
+        """Look at `variant`'s first bytes, from its part in the plan if it has one (no request)."""
+        if self.sets.known(variant):
+            return
+        planned = [p for p in self._layout.parts(0, 2) if p.variant == variant]
+        self.sets.learn(variant, planned[:1])
+
+    def _check_set(self, variant: int) -> None:
+        """Before the first read the stream moves to `variant`'s set; after, it must be in it."""
+        if not self.has_read():
+            self.home = variant
+            self._exclude()
+            return
+        self._learn(self.home)
+        self._learn(variant)
+        differences = self.sets.differences(self.home, variant)
+        if differences:
+            raise IncompatibleVariant(
+                f"variant {variant} is not in the switch set of variant {self.home} the stream plays "
+                f"({'; '.join(differences)}): a decoder cannot follow that switch",
+                differences=tuple(differences),
+                url=self._loader.variants[variant].uri,
+            )
+
+    def _admit(self, variant: int) -> bool:
+        """Whether ABR may switch to `variant`; if not, it is excluded and ABR decides again."""
+        if self.sets.same_set(self.home, variant):
+            return True
+        log.info(
+            "variant %d left out of ABR: %s", variant, "; ".join(self.sets.differences(self.home, variant))
+        )
+        self._exclude()
+        return False
+
+    def _exclude(self) -> None:
+        """Tell ABR the variants known to be outside the stream's switch set."""
+        if self.driver is None:
+            return
+        known = [v for v in range(len(self._loader.variants)) if self.sets.known(v)]
+        excluded = frozenset(v for v in known if not self.sets.same_set(self.home, v))
+        parts = self._layout.parts()
+        self.driver.exclude(excluded, parts[-1].variant if parts else self.home)
 
     def _switch(self, variant: int, reason: ev.AbrReason) -> None:
         """Re-plan the parts the reader has not reached (nor the pool started) on `variant`."""
         layout, loaded = self._layout, self._loader.loaded()
         media = loaded[variant]
         urgent = reason == ev.AbrReason.URGENT
+        # A pin before the first read: the stream starts on it, whatever was fetched already.
+        restart = reason == ev.AbrReason.MANUAL and not self.has_read()
         with self._lock:
             for _ in range(SWITCH_TRIES):
                 # Urgent: also re-plan (and abandon) downloads in flight.
                 index = self._pool.first_unstarted(layout.committed, started_counts=not urgent)
+                index = layout.committed if restart else index
                 if index >= len(layout) or layout.part(index).variant == variant:
                     return
                 old = layout.part(index)
@@ -197,7 +287,7 @@ class Switcher:
                 current_init = (
                     None if before is None else loaded[before.variant].segments[before.segment].init
                 )
-                parts = build_parts(media, variant, first, current_init)
+                parts = gaps.plan(media, variant, loaded, first, current_init, compatible=self.same_set)
                 dropped = {p.rid for p in layout.parts(index)} - {p.rid for p in parts}
                 if layout.replace_from(index, parts):
                     self._abandon(dropped)
@@ -218,13 +308,18 @@ def learn_byteranges(layout: Layout, parts: list[Part]) -> None:
             layout.learn(part.rid, SizeInfo(part.byterange.length))
 
 
-def offline_plan(loader: PlaylistLoader, store: Store, base: MediaPlaylist, first: int) -> list[Part]:
-    """Offline with ABR: per segment of `base` (variant `first`), the best variant the cache holds whole."""
+def offline_plan(
+    loader: PlaylistLoader, store: Store, base: MediaPlaylist, first: int, sets: SwitchSets
+) -> list[Part]:
+    """Offline with ABR: per segment of `base` (variant `first`), the best variant of its switch
+    set the cache holds whole."""
     for variant in range(len(loader.variants)):
         with contextlib.suppress(OfflineMiss):  # a variant the cache lacks plays nowhere
             loader.media(variant)
     loaded = loader.loaded()
-    order = sorted(loaded, reverse=True)  # highest bitrate first
+    for variant in loaded:
+        sets.learn(variant)  # from the cache: a variant it lacks stays unknown
+    order = sorted((v for v in loaded if sets.same_set(first, v)), reverse=True)  # highest bitrate first
     choices = []
     for seg in base.segments:
         pick = (base, first, seg.index)

@@ -15,8 +15,10 @@ from collections.abc import Callable
 
 from . import events as ev
 from .abr.meter import Download, LinkMeter
-from .errors import HlsError, NetError, OfflineMiss
+from .errors import HlsError, NetError, OfflineMiss, SegmentGap
 from .fetch import Task
+from .heads import Heads
+from .id3 import HEADER_BYTES
 from .keys import KeyManager, tail_size
 from .layout import Layout, Part, build_parts
 from .options import HlsOptions
@@ -57,6 +59,7 @@ class TaskRunner:
         response_wait: Callable[[float], None],
         sample: Callable[[int, float, float], None],
         progress: Callable[[int], None],
+        heads: Heads,
         meter: LinkMeter | None = None,
     ) -> None:
         self._store = store
@@ -71,6 +74,7 @@ class TaskRunner:
         self._response_wait = response_wait
         self._sample = sample
         self._progress = progress
+        self._heads = heads
         self._meter = meter
         self._lock = threading.Lock()
         self._writers: dict[str, Writer] = {}  # downloads in flight, by resource id
@@ -96,8 +100,10 @@ class TaskRunner:
         if part is None:
             return self._run_job(task)
         try:
+            if part.gap:  # never requested (the pool does not claim gaps either)
+                raise SegmentGap("EXT-X-GAP segment", url=part.url, segment=part.segment)
             if task.probe:
-                self._probe(part)
+                self._probe(task.index, part)
             else:
                 self._fetch(task.index, part)
             return True
@@ -144,20 +150,51 @@ class TaskRunner:
             self._bus.publish(ev.Error(exc, recoverable=True))
             return False
 
-    def _probe(self, part: Part) -> None:
+    def _probe(self, index: int, part: Part) -> None:
+        strips = self._layout.strips(index)
         info, complete = self._store.load(part.rid, if_stored=not self._offline)
-        if info is not None and (part.key is None or info.pad is not None):
+        if (
+            info is not None
+            and (part.key is None or info.pad is not None)
+            and (not strips or info.head is not None)
+        ):
             return
         if complete:
-            self.learn_pad(part)
+            if part.key is not None and (info is None or info.pad is None):
+                self.learn_pad(part)
+            if strips:
+                self._learn_head(part)
             return
         if self._offline:
             raise OfflineMiss("segment size not in the cache", url=part.url, segment=part.segment)
         self._blocking()
-        size, tail = self._client.probe(part.url, base=part.base, tail=tail_size(part))
+        head = None
+        if strips and part.key is None:
+            # Its first bytes tell the ID3 tag a packed audio part begins with, at no extra cost.
+            size, first = self._client.probe_head(part.url, base=part.base, head=HEADER_BYTES)
+            head = self._heads.from_probe(part, first, self._deadline())
+            tail = b""
+        else:
+            size, tail = self._client.probe(part.url, base=part.base, tail=tail_size(part))
         pad = self._keys.padding(part, tail, size) if part.key is not None else None
+        if strips and part.key is not None:
+            # The tag lies in the plaintext: one more request, for the first block. A stream
+            # whose first segment seen has no tag is taken to have none (see Heads.packed).
+            if self._heads.packed is False:
+                head = 0
+            else:
+                _, first = self._client.probe_head(part.url, base=part.base, head=16)
+                head = self._heads.from_probe(part, first, self._deadline())
         # Kept by the stream's sizes snapshot.
-        self._store.learn_size(part.rid, size, pad)
+        self._store.learn_size(part.rid, size, pad, head)
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self._net.read_deadline
+
+    def _learn_head(self, part: Part) -> None:
+        """Learn the ID3 tag a stored media part begins with (and publish its timestamp)."""
+        if not part.is_init:
+            self._heads.learn(part, self._deadline())
 
     def _fetch(self, index: int, part: Part) -> None:
         store, bus = self._store, self._bus
@@ -166,6 +203,7 @@ class TaskRunner:
         if complete:
             if part.key is not None and (info is None or info.pad is None):
                 self.learn_pad(part)
+            self._learn_head(part)
             if bus.active:
                 bus.publish(ev.SegmentComplete(part.variant, part.segment, 0, part.duration))
             return
@@ -178,6 +216,7 @@ class TaskRunner:
             store.adopt(part.rid)
             if part.key is not None and info.pad is None:
                 self.learn_pad(part)
+            self._learn_head(part)
             return
         if bus.active:
             bus.publish(ev.SegmentStart(part.variant, part.segment, self._layout.start_of(index)))
@@ -192,6 +231,7 @@ class TaskRunner:
             stats = self._download(index, part, store.first_missing(part.rid))
         if part.key is not None:
             self.learn_pad(part)
+        self._learn_head(part)
         self._sample(stats.bytes, stats.transfer, stats.ttfb)
         if bus.active:
             bus.publish(ev.SegmentComplete(part.variant, part.segment, stats.bytes, part.duration))

@@ -319,6 +319,10 @@ class HttpClient:
         """A resource's size and its last `tail` bytes, without downloading it (`probes.probe`)."""
         return probes.probe(self, url, base=base, tail=tail)
 
+    def probe_head(self, url: str, *, base: tuple[int, int] | None = None, head: int) -> tuple[int, bytes]:
+        """A resource's size and its first `head` bytes (`probes.probe_head`)."""
+        return probes.probe_head(self, url, base=base, head=head)
+
     def abort(self) -> None:
         """Cancel every call in flight, from any thread: blocked reads return at once. Idempotent.
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from kithara_hls.testing import Origin, StreamFixture, build_all
+from kithara_hls.testing.realworld import RealWorldFixture
+from kithara_hls.testing.realworld_audio import build_realworld
 
 
 @pytest.fixture(scope="session")
@@ -20,5 +22,20 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StreamFixtur
 def origin(fixtures: dict[str, StreamFixture]) -> Iterator[Origin]:
     """A fresh loopback origin serving the fixtures' root (no faults, empty log)."""
     root = next(iter(fixtures.values())).root
+    with Origin(root) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def realworld(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RealWorldFixture]:
+    """Every fixture of `kithara_hls.testing.realworld_audio.build_realworld`, by name."""
+    pytest.importorskip("av")
+    return build_realworld(tmp_path_factory.mktemp("realworld"))
+
+
+@pytest.fixture
+def realworld_origin(realworld: dict[str, RealWorldFixture]) -> Iterator[Origin]:
+    """A fresh loopback origin serving the real-world fixtures' root (empty log)."""
+    root = next(iter(realworld.values())).root
     with Origin(root) as served:
         yield served

@@ -144,7 +144,8 @@ def test_sigkill_mid_segment_resumes_missing_blocks_only(
     big_origin.reset_log()
     assert read_all(url, opts(tmp_path)) == fx.expected()
     # The killed process may not have written segment 3's size: a one-byte probe may ask it.
-    resumed = [r for r in big_origin.requests if r.path == paths[3] and r.range_header != "bytes=0-0"]
+    probes = ("bytes=0-0", "bytes=0-9")
+    resumed = [r for r in big_origin.requests if r.path == paths[3] and r.range_header not in probes]
     assert len(resumed) == 1
     assert (resumed[0].range_header or "").startswith(f"bytes={BLOCK_SIZE}-")
     # Whole blocks of the segments read before the kill are not fetched again (a
@@ -232,7 +233,7 @@ def test_sigkill_while_writing_blocks_leaves_bodies_that_read_back_right(
     assert not any(path.name.endswith(PART_SUFFIX) for path in body_files(cache))
     for segment, ranges in asked.items():
         # The killed process may not have kept the sizes: a one-byte probe may ask one.
-        ranges = [r for r in ranges if r != "bytes=0-0"]
+        ranges = [r for r in ranges if r not in ("bytes=0-0", "bytes=0-9")]
         if segment in whole:
             assert ranges == [], segment
         elif segment in resume:
@@ -471,7 +472,7 @@ def test_the_sizes_snapshot_keeps_what_another_process_kept_meanwhile(
     assert blob is not None
     kept = json.loads(blob)
     assert kept.pop("elsewhere") == [123, None]
-    assert sorted(size for size, _ in kept.values()) == sorted(map(len, fx.segment_bytes()))
+    assert sorted(entry[0] for entry in kept.values()) == sorted(map(len, fx.segment_bytes()))
 
 
 def test_a_corrupt_sizes_snapshot_is_ignored(

@@ -167,14 +167,21 @@ def check_layout(media: MediaPlaylist, sizes: list[int], times: list[float]) -> 
     assert len(layout) >= len(media.segments)
     assert [p.segment for p in parts if not p.is_init] == list(range(len(media.segments)))
     # One raw size per resource (a URI may be listed twice, even once clear, once encrypted).
+    # Its leading ID3 tag (0-2 bytes here) is stripped from every media part but the first.
     info = {
-        rid: SizeInfo(16 + sizes[n % len(sizes)], 1 + n % 16)
+        rid: SizeInfo(16 + sizes[n % len(sizes)], 1 + n % 16, n % 3)
         for n, rid in enumerate({p.rid: 0 for p in parts})
     }
     for rid, size in info.items():
         layout.learn(rid, size)
     total = layout.total()
-    plain = [info[p.rid].size - (info[p.rid].pad or 0 if p.key is not None else 0) for p in parts]
+    first_media = next(i for i, p in enumerate(parts) if not p.is_init)
+    plain = [
+        info[p.rid].size
+        - (info[p.rid].pad or 0 if p.key is not None else 0)
+        - (info[p.rid].head or 0 if i != first_media and not p.is_init else 0)
+        for i, p in enumerate(parts)
+    ]
     assert total == sum(plain)
     starts = list(itertools.accumulate(plain, initial=0))
     assert [layout.start_of(i) for i in range(len(parts) + 1)] == starts

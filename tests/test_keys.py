@@ -192,5 +192,7 @@ def test_sample_aes_is_refused_at_open(origin: Origin, fixtures: dict[str, Strea
     folder.mkdir(exist_ok=True)
     text = (fixtures["aes"].root / "aes" / "index.m3u8").read_text().replace("AES-128", "SAMPLE-AES")
     (folder / "index.m3u8").write_text(text)
-    with pytest.raises(kithara_hls.KeyProcessingError, match="SAMPLE-AES is not supported"):
+    with pytest.raises(
+        kithara_hls.UnsupportedEncryption, match="encrypted with SAMPLE-AES, which kithara-hls cannot"
+    ):
         kithara_hls.open(origin.url("sample_aes/index.m3u8"), opts(tmp_path))

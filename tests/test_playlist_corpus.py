@@ -1,7 +1,8 @@
 """Playlists as other tools write them: the corpus in tests/playlists and what `parse` makes of each.
 
-The corpus holds the examples of RFC 8216 §8 and playlists written by hand around
-every tag RFC 8216 and its successor (8216bis) define, with unknown tags and
+The corpus holds the examples of RFC 8216 §8, masters as Apple's examples, Shaka
+Packager and Bento4 write them, and playlists written by hand around every tag
+RFC 8216 and its successor (8216bis) define (EXT-X-DEFINE, DRM keys, gaps), with unknown tags and
 attributes, odd case and whitespace, CRLF and byte-order marks. Each file has one
 row in `CORPUS`: accepted (segment count and duration, or the variants), or
 refused with the exact error class, a message and the line it names. Unknown tags
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kithara_hls.errors import HlsError, KeyProcessingError, PlaylistParseError
+from kithara_hls.errors import HlsError, PlaylistParseError, UnsupportedEncryption
 from kithara_hls.playlist import ByteRange, Key, MasterPlaylist, MediaPlaylist, parse, parse_media
 
 CORPUS_DIR = Path(__file__).parent / "playlists"
@@ -37,9 +38,13 @@ class Media:
 
 @dataclass(frozen=True)
 class Master:
-    """Accepted as a master: its variants' URIs (relative to BASE) and BANDWIDTH, lowest first."""
+    """Accepted as a master: its variants' URIs (relative to BASE) and BANDWIDTH, lowest first.
+
+    renditions: how many of its EXT-X-MEDIA tags make a `Rendition`.
+    """
 
     variants: tuple[tuple[str, int], ...]
+    renditions: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,14 +89,42 @@ CORPUS: dict[str, Media | Master | Refused] = {
             ("low/video-only.m3u8", 1280000),
             ("mid/video-only.m3u8", 2560000),
             ("hi/video-only.m3u8", 7680000),
-        )
+        ),
+        renditions=3,
     ),
     "rfc8216-8.8-video-alternates.m3u8": Master(
         (
             ("low/main/audio-video.m3u8", 1280000),
             ("mid/main/audio-video.m3u8", 2560000),
             ("hi/main/audio-video.m3u8", 7680000),
-        )
+        ),
+        renditions=9,
+    ),
+    # Masters as packagers write them: audio in EXT-X-MEDIA renditions.
+    "master-apple-advanced.m3u8": Master(
+        (("v5/prog_index.m3u8", 2177116), ("v8/prog_index.m3u8", 6230533)), renditions=5
+    ),
+    "master-apple-muxed-default-audio.m3u8": Master(
+        (
+            ("gear0/prog_index.m3u8", 41457),
+            ("gear1/prog_index.m3u8", 263851),
+            ("gear2/prog_index.m3u8", 577610),
+        ),
+        renditions=3,
+    ),
+    "master-apple-no-codecs.m3u8": Master(
+        (
+            ("gear1/prog_index.m3u8", 800000),
+            ("gear2/prog_index.m3u8", 1600000),
+            ("gear3/prog_index.m3u8", 3200000),
+        ),
+        renditions=3,
+    ),
+    "master-shaka-packager.m3u8": Master(
+        (("stream_2.m3u8", 1105129), ("stream_3.m3u8", 2632261)), renditions=3
+    ),
+    "master-bento4.m3u8": Master(
+        (("audio/en/aac/media.m3u8", 134400), ("video/avc1/1/media.m3u8", 1456312)), renditions=1
     ),
     # Tags the library does not use: never a failure.
     "media-daterange.m3u8": Media(3, 16.5),
@@ -102,13 +135,12 @@ CORPUS: dict[str, Media | Master | Refused] = {
         (("cdn-a/lo.m3u8", 1280000), ("cdn-b/lo.m3u8", 1280000), ("cdn-a/hi.m3u8", 2560000))
     ),
     "media-start-independent.m3u8": Media(2, 8.0, media_sequence=100),
-    "media-define-unused.m3u8": Media(2, 8.0),
     "media-gap.m3u8": Media(4, 16.0),
     "media-bitrate.m3u8": Media(3, 10.0),
     "media-low-latency-ended.m3u8": Media(2, 8.00016, media_sequence=266),
     "media-unknown-tags.m3u8": Media(2, 12.0),
     "media-unknown-attributes.m3u8": Media(2, 12.0),
-    "master-unknown-attributes.m3u8": Master((("lo.m3u8", 800000), ("hi.m3u8", 1600000))),
+    "master-unknown-attributes.m3u8": Master((("lo.m3u8", 800000), ("hi.m3u8", 1600000)), renditions=1),
     "master-i-frame-garbage-bandwidth.m3u8": Master((("video/360p.m3u8", 800000),)),
     "media-comments.m3u8": Media(2, 12.0),
     "media-discontinuity.m3u8": Media(4, 35.0),
@@ -147,15 +179,40 @@ CORPUS: dict[str, Media | Master | Refused] = {
     "media-extinf-bad.m3u8": Refused(PlaylistParseError, "invalid EXTINF", 5),
     "media-key-bad-iv.m3u8": Refused(PlaylistParseError, "IV must be 0x", 5),
     "media-byterange-without-offset.m3u8": Refused(PlaylistParseError, "BYTERANGE without offset", 3),
-    "media-sample-aes.m3u8": Refused(KeyProcessingError, "METHOD SAMPLE-AES is not supported (line 3)"),
-    # EXT-X-DEFINE is not supported: a URI that needs a variable names it.
-    "media-define-variable-in-uri.m3u8": Refused(PlaylistParseError, "the variable '{$base}'", 5),
-    "master-define-variable-in-uri.m3u8": Refused(PlaylistParseError, "the variable '{$token}'", 3),
+    # Encryption the library cannot decrypt: the method (and the DRM system) named.
+    "media-sample-aes.m3u8": Refused(
+        UnsupportedEncryption, "encrypted with SAMPLE-AES (FairPlay DRM), which kithara-hls cannot play", 3
+    ),
+    "media-sample-aes-identity.m3u8": Refused(
+        UnsupportedEncryption, "encrypted with SAMPLE-AES, which kithara-hls cannot play", 4
+    ),
+    "media-fairplay.m3u8": Refused(UnsupportedEncryption, "encrypted with SAMPLE-AES (FairPlay DRM)", 6),
+    # Of several keys for a segment, with no identity key, the last one is named.
+    "media-multi-drm-cenc.m3u8": Refused(
+        UnsupportedEncryption, "encrypted with SAMPLE-AES-CTR (Widevine DRM)", 7
+    ),
+    "media-multi-drm-with-identity-key.m3u8": Media(2, 12.0),
+    "master-session-key-fairplay.m3u8": Master((("video/v.m3u8", 2000000),), renditions=1),
+    # EXT-X-DEFINE (RFC 8216bis): substituted before parsing, in URI lines and quoted values.
+    "media-define-variable-in-uri.m3u8": Media(2, 8.0),
+    "master-define-variable-in-uri.m3u8": Master((("lo.m3u8?token=abc", 500000),)),
+    "media-define-unused.m3u8": Refused(
+        PlaylistParseError, "EXT-X-DEFINE IMPORT 'token': not loaded from a master playlist", 4
+    ),
+    "media-define-undefined.m3u8": Refused(PlaylistParseError, "variable '{$host}' is not defined", 5),
+    "master-define-queryparam-missing.m3u8": Refused(
+        PlaylistParseError, "EXT-X-DEFINE QUERYPARAM 'token': the playlist URL has no such query parameter", 2
+    ),
+    "master-define-import.m3u8": Refused(
+        PlaylistParseError, "EXT-X-DEFINE IMPORT 'token' is not allowed in a master playlist", 2
+    ),
 }
+# The query of the URL a corpus playlist is read from, for its EXT-X-DEFINE QUERYPARAM.
+QUERIES = {"master-define-variable-in-uri.m3u8": "?token=abc", "master-session-tags.m3u8": "?auth=x"}
 
 
 def load(name: str) -> MasterPlaylist | MediaPlaylist:
-    return parse((CORPUS_DIR / name).read_bytes(), BASE + name)
+    return parse((CORPUS_DIR / name).read_bytes(), BASE + name + QUERIES.get(name, ""))
 
 
 def test_the_table_covers_the_corpus() -> None:
@@ -178,6 +235,7 @@ def test_corpus(name: str) -> None:
     if isinstance(expected, Master):
         assert isinstance(result, MasterPlaylist)
         assert tuple((v.uri.removeprefix(BASE), v.bandwidth) for v in result.variants) == expected.variants
+        assert len(result.renditions) == expected.renditions
         return
     assert isinstance(result, MediaPlaylist)
     assert len(result.segments) == expected.segments
@@ -256,7 +314,12 @@ def test_unknown_attributes_leave_the_used_ones() -> None:
 def test_gap_segments_stay_listed() -> None:
     result = load("media-gap.m3u8")
     assert isinstance(result, MediaPlaylist)
-    assert [s.uri.removeprefix(BASE) for s in result.segments] == ["a.ts", "b.ts", "c.ts", "d.ts"]
+    assert [(s.uri.removeprefix(BASE), s.gap) for s in result.segments] == [
+        ("a.ts", False),
+        ("b.ts", True),
+        ("c.ts", True),
+        ("d.ts", False),
+    ]
 
 
 def test_low_latency_parts_are_ignored() -> None:

@@ -129,7 +129,7 @@ def test_a_far_seek_time_reads_the_target_without_the_sizes_before_it(
     assert title.path(index) in paths
     assert set(paths) <= {title.path(i) for i in (0, 1, index, index + 1, index + 2)}, paths
     assert len(paths) <= 5
-    assert not [r for r in first_read if r.range_header == "bytes=0-0"]
+    assert not [r for r in first_read if r.range_header in ("bytes=0-0", "bytes=0-9")]
 
 
 def test_tell_and_relative_seeks_after_seek_time_are_exact(

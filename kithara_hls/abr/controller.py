@@ -38,6 +38,8 @@ throughput rules while the buffer is low, the buffer rule once it is high.
   does not count).
 - ``max_bandwidth`` caps what ABR may choose (never below the lowest variant); a
   manual pin may exceed it.
+- Variants in ``excluded`` (another switch set) are never switched to: a switch
+  aimed at one goes to the nearest allowed variant, or does not happen.
 """
 
 from __future__ import annotations
@@ -123,6 +125,8 @@ class AbrController:
         self._steady = 0.0  # the buffer rule's bound, set by each decide()
         #: The variant in use now.
         self.current = 0 if initial_estimate_bps is None else self._fit(initial_estimate_bps)
+        #: Variants ABR never switches to (another switch set than the stream's).
+        self.excluded: frozenset[int] = frozenset()
 
     @property
     def manual(self) -> int | None:
@@ -201,8 +205,24 @@ class AbrController:
         if reason is not AbrReason.URGENT and waited < self._opts.min_switch_interval:
             note += f"; held: {waited:.1f}s since the last switch < {self._opts.min_switch_interval:.1f}s"
             return self._make(now, self.current, None, buffer_s, est, note)
+        to = self._allowed(to)
+        if to == self.current:
+            return self._make(now, to, None, buffer_s, est, note + "; no variant of the switch set there")
         self._last_switch_at = now
         return self._make(now, to, reason, buffer_s, est, note)
+
+    def _allowed(self, to: int) -> int:
+        """`to` if not excluded; else, down, the highest allowed below it, else (and up) the
+        nearest allowed between it and the current variant."""
+        cur = self.current
+        if to < cur:
+            below = [v for v in range(to, -1, -1) if v not in self.excluded]
+            if below:
+                return below[0]
+        step = 1 if to < cur else -1
+        while to != cur and to in self.excluded:
+            to += step
+        return to
 
     def _urgent(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
         """Nearly empty buffer and the current variant does not fit: drop at once."""

@@ -103,6 +103,16 @@ class AbrDriver:
             self._apply(decision)
         self.poke()
 
+    def exclude(self, variants: frozenset[int], planned: int) -> None:
+        """Never switch to `variants` (another switch set); if the controller already chose one,
+        it is back on `planned`, the variant the stream's plan is on."""
+        with self._lock:
+            self.controller.excluded = variants
+            if self.controller.current in variants:
+                self.controller.current = planned
+            self._dirty = True
+            self._wake.notify()
+
     def decisions(self) -> list[AbrDecision]:
         """The controller's recent decisions, oldest first."""
         with self._lock:

@@ -1,4 +1,4 @@
-"""`python -m kithara_hls.testing serve|build`."""
+"""`python -m kithara_hls.testing serve|build|realworld`."""
 
 from __future__ import annotations
 
@@ -42,9 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--bandwidth", type=float, default=None, help="shared limit, bytes per second")
     build = commands.add_parser("build", help="build every fixture under ROOT")
     build.add_argument("root")
+    real = commands.add_parser(
+        "realworld", help="build the real-world fixtures under ROOT and play each case"
+    )
+    real.add_argument("root")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args.root, args.latency, args.bandwidth)
+    if args.command == "realworld":
+        from .realworld_check import check  # needs PyAV
+
+        for line in check(args.root):
+            print(line, flush=True)
+        return 0
     for line in _build_cli(args.root):
         print(line, flush=True)
     return 0

@@ -127,3 +127,82 @@ def load(base: Path, entry: Entry) -> bytes:
     iv = entry.key.iv or entry.sequence.to_bytes(16, "big")
     cipher = AES.new((base / entry.key.uri).read_bytes(), AES.MODE_CBC, iv)
     return bytes(unpad(cipher.decrypt(data), AES.block_size))
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A segment of a media playlist with what surrounds it: the init section in force,
+    whether EXT-X-GAP marks it, and whether EXT-X-DISCONTINUITY comes before it."""
+
+    segment: Entry
+    init: Entry | None
+    gap: bool
+    discontinuity: bool
+
+
+def parse_placed(path: Path) -> list[Placed]:
+    """Every segment of a media playlist, in order, with its init section, byte ranges, and its
+    GAP and DISCONTINUITY flags (plain line parsing; no keys, which these fixtures lack)."""
+    placed: list[Placed] = []
+    sequence, duration, init = 0, 0.0, None
+    gap = discontinuity = False
+    pending_range = None
+    ends: dict[str, int] = {}
+    for line in (s.strip() for s in path.read_text().splitlines()):
+        tag, _, value = line.partition(":")
+        if tag == "#EXT-X-MEDIA-SEQUENCE":
+            sequence = int(value)
+        elif tag == "#EXT-X-MAP":
+            attrs = _attrs(value)
+            span = _byterange(attrs.get("BYTERANGE"), 0)
+            init = Entry(attrs["URI"], 0.0, sequence + len(placed), span, None)
+        elif tag == "#EXTINF":
+            duration = float(value.split(",")[0])
+        elif tag == "#EXT-X-BYTERANGE":
+            pending_range = value
+        elif tag == "#EXT-X-GAP":
+            gap = True
+        elif tag == "#EXT-X-DISCONTINUITY":
+            discontinuity = True
+        elif line and not line.startswith("#"):
+            span = _byterange(pending_range, ends.get(line, 0))
+            if span is not None:
+                ends[line] = span[0] + span[1]
+            seg = Entry(line, duration, sequence + len(placed), span, None)
+            placed.append(Placed(seg, init, gap, discontinuity))
+            gap = discontinuity = False
+            pending_range = None
+    return placed
+
+
+def read_span(path: Path, span: tuple[int, int] | None) -> bytes:
+    """The bytes of `path`, or of its (offset, length) `span`."""
+    data = path.read_bytes()
+    return data if span is None else data[span[0] : span[0] + span[1]]
+
+
+def id3_length(data: bytes) -> int:
+    """The length of the ID3v2 tag `data` begins with (header, frames and footer), or 0."""
+    if len(data) < 10 or data[:3] != b"ID3" or data[3] == 0xFF or data[4] == 0xFF:
+        return 0
+    size = 0
+    for byte in data[6:10]:
+        if byte & 0x80:
+            return 0
+        size = (size << 7) | byte
+    footer = 10 if data[5] & 0x10 else 0
+    return 10 + size + footer
+
+
+def presented(segments: list[bytes], inits: list[tuple[str, bytes] | None], *, packed: bool = False) -> bytes:
+    """The stream a client presents from `segments` in order, each after its init section
+    (uri, bytes), written again only where the EXT-X-MAP URI changes. Packed audio: every segment
+    after the first without its leading ID3 tag, so one decoder reads it as one elementary stream."""
+    out: list[bytes] = []
+    current: str | None = None
+    for i, (data, init) in enumerate(zip(segments, inits, strict=True)):
+        if init is not None and init[0] != current:
+            out.append(init[1])
+            current = init[0]
+        out.append(data[id3_length(data) :] if packed and i > 0 else data)
+    return b"".join(out)
