@@ -14,6 +14,7 @@ import kithara_hls
 from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, source
 from kithara_hls import events as ev
 from kithara_hls.abr.abandon import Pending, abandon_to
+from kithara_hls.abr.controller import AbrController
 from kithara_hls.abr.estimator import ThroughputEstimator
 from kithara_hls.abr.meter import LinkMeter
 from kithara_hls.abr.schedule import parallel_limit
@@ -163,6 +164,29 @@ def test_a_stalled_link_is_seen_within_two_seconds_without_a_byte() -> None:
         clock.now += 0.5
         assert meter.sample()
     assert meter.estimate() < 1_000_000
+
+
+def test_a_slow_sample_is_forgotten_by_the_clock_when_link_time_is_scarce() -> None:
+    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0, fast_half_life=3.0, slow_half_life=6.0)
+    est.add_interval(40_000, 2.0, now=0.0)  # 160 kbit/s over 2 s of link time
+    for k in range(1, 4):  # then a short fast download every 4 s: little link time each
+        est.add_interval(60_000, 0.3, now=4.0 * k, min_weight=3.0)
+    # The 2-s slow sample left the recent window with time, not only with link time.
+    assert est.estimate() == pytest.approx(min(est.estimate(recent=False), 1_600_000))
+    assert est.estimate() > 800_000
+
+
+def test_the_buffer_rule_leans_on_the_steady_average() -> None:
+    ladder = [64_000, 128_000, 256_000, 512_000, 1_024_000]
+    opts = AbrOptions(min_switch_interval=0.0)
+    ctl = AbrController(ladder, opts, initial_estimate_bps=1_000_000)
+    assert ctl.current == 3
+    # A dip of the estimate with a full buffer: the steady average still pays for the top.
+    d = ctl.decide(now=0.0, buffer_s=30.0, estimate_bps=900_000, steady_bps=1_200_000)
+    assert d.to_variant == 4
+    # Without it, the estimate bounds the buffer rule.
+    ctl = AbrController(ladder, opts, initial_estimate_bps=1_000_000)
+    assert ctl.decide(now=0.0, buffer_s=30.0, estimate_bps=900_000).to_variant == 3
 
 
 # -- the schedule and the abandon rule, pure ----------------------------------------------------
