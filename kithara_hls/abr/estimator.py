@@ -1,9 +1,15 @@
-"""Throughput estimation: two time-weighted EWMAs, the more pessimistic one wins.
+"""Throughput estimation: time-weighted EWMAs and a recent rate, the most pessimistic wins.
 
-The estimator is pure: the caller feeds it one sample per network body transfer
-(`add(nbytes, seconds, now)`) and asks for `estimate()`; it owns no thread and
-reads no clock. Only network transfers are fed: a segment served from the cache
-says nothing about the network and must never reach it.
+The estimator is pure: the caller feeds it samples and asks for `estimate()`; it
+owns no thread and reads no clock. The library feeds it intervals of the whole
+link (`add_interval`, from `abr.meter.LinkMeter`: bytes of all downloads over the
+time at least one was in flight, partial downloads and stalls included); `add`
+takes one body transfer, for callers that measure downloads one by one. Only
+network transfers are fed: a segment served from the cache says nothing about
+the network and must never reach it. Interval samples also make the recent rate
+(the last two seconds of link time), which caps the estimate so that a stall
+shows at once, and a steady average (`steady`, a 15 s half-life) that the buffer
+rule leans on when the buffer is high.
 
 Each sample weighs its transfer time, but at least `min_weight_s`: after a weight
 `w` an EWMA keeps ``0.5 ** (w / half_life)`` of its old value, as in Shaka Player
