@@ -309,7 +309,7 @@ class AbrController:
         self, variant: int, *, now: float, buffer_s: float, estimate_bps: float, note: str
     ) -> AbrDecision:
         """Move down to `variant` at once, as an urgent switch (the abandon rule); restarts the interval."""
-        to = min(max(variant, 0), self._cap_index)
+        to = self._allowed(min(max(variant, 0), self._cap_index))  # within the switch set
         self._last_switch_at = now
         return self._make(now, to, AbrReason.URGENT, buffer_s, estimate_bps, note)
 

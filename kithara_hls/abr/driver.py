@@ -166,6 +166,7 @@ class AbrDriver:
         with self._lock:
             to = min(to, self.controller.current)
             decision = self.controller.force(to, now=now, buffer_s=level, estimate_bps=estimate, note=note)
+            to = self.controller.current  # within the switch set
         # Unchanged when the choice was lower already: the re-plan still drops the download.
         return AbrDecision(now, pending.variant, to, AbrReason.URGENT, level, estimate, decision.note)
 
