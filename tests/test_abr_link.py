@@ -176,12 +176,12 @@ def test_a_slow_sample_is_forgotten_by_the_clock_when_link_time_is_scarce() -> N
     assert est.estimate() > 800_000
 
 
-def test_the_buffer_rule_leans_on_the_steady_average() -> None:
+def test_the_buffer_rule_is_bounded_by_the_averages_not_each_dip() -> None:
     ladder = [64_000, 128_000, 256_000, 512_000, 1_024_000]
     opts = AbrOptions(min_switch_interval=0.0)
     ctl = AbrController(ladder, opts, initial_estimate_bps=1_000_000)
     assert ctl.current == 3
-    # A dip of the estimate with a full buffer: the steady average still pays for the top.
+    # A dip of the recent rate with a full buffer: the averages still pay for the top.
     d = ctl.decide(now=0.0, buffer_s=30.0, estimate_bps=900_000, steady_bps=1_200_000)
     assert d.to_variant == 4
     # Without it, the estimate bounds the buffer rule.

@@ -28,8 +28,8 @@ throughput rules while the buffer is low, the buffer rule once it is high.
   widely between switches: filled on the lower variant, spent on the higher one.
   Throughput bounds it both ways: never below the variant the up margin allows,
   nor below the current one while the down margin holds; never above what the
-  link pays for, ``bitrate ≤ max(E, S)``, S the steady average (a slower EWMA that
-  a buffer this high can lean on; E when not given).
+  link pays for, ``bitrate ≤ max(E, S)``, S the estimate's averages without
+  its recent-rate cap (E when not given).
 - Abandon (`force`, from the driver's abandon rule, `abr.abandon`): a download
   that cannot finish before the buffer runs dry moves the choice down at once,
   as an urgent switch does.
@@ -177,8 +177,8 @@ class AbrController:
 
         buffer_s: media seconds buffered ahead of the read position.
         estimate_bps: the throughput estimate (`ThroughputEstimator.estimate()`).
-        steady_bps: a slower average (`ThroughputEstimator.steady()`) that bounds the
-        buffer rule instead, if larger; None: the estimate.
+        steady_bps: the estimate without its recent-rate cap (`estimate(recent=False)`),
+        which bounds the buffer rule instead, if larger; None: the estimate.
         """
         self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
         if self._manual is not None:
@@ -291,8 +291,8 @@ class AbrController:
         floor = self._fit(est, opts.up_hysteresis_ratio)
         if floor < cur and est >= self._bitrates[cur] * safety * opts.down_hysteresis_ratio:
             floor = cur
-        # Never above what the link pays for (over the half minute a high buffer covers):
-        # the buffer absorbs its swings, not a deficit.
+        # Never above what the link pays for (its averages; a high buffer absorbs a dip
+        # of the last seconds, not a deficit).
         payable = self._below(self._steady)
         to = max(floor, min(self._mapped(buffer_s), payable))
         if to == cur:

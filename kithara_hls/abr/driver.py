@@ -137,12 +137,13 @@ class AbrDriver:
         level = self._buffer_level()
         self._bus.publish(BufferLevel(level))
         estimate = self.meter.estimate()
+        smoothed = self.meter.estimate(recent=False)
         now = time.monotonic()
         with self._lock:
             if self.controller.manual is not None:
                 return True
             decision = self.controller.decide(
-                now=now, buffer_s=level, estimate_bps=estimate, steady_bps=self.meter.steady()
+                now=now, buffer_s=level, estimate_bps=estimate, steady_bps=smoothed
             )
         chosen = decision if decision.changed else self._abandon(now, level, estimate)
         if chosen is not None and chosen.changed:

@@ -8,8 +8,8 @@ takes one body transfer, for callers that measure downloads one by one. Only
 network transfers are fed: a segment served from the cache says nothing about
 the network and must never reach it. Interval samples also make the recent rate
 (the last two seconds of link time), which caps the estimate so that a stall
-shows at once, and a steady average (`steady`, a 15 s half-life) that the buffer
-rule leans on when the buffer is high.
+shows at once; `estimate(recent=False)` leaves it out (the buffer rule's bound,
+and what a fresh request may expect when only the downloads in flight stalled).
 
 Each sample weighs its transfer time, but at least `min_weight_s`: after a weight
 `w` an EWMA keeps ``0.5 ** (w / half_life)`` of its old value, as in Shaka Player
@@ -44,9 +44,6 @@ DEFAULT_MIN_WEIGHT_S = 3.0
 #: only; the fast half-life if shorter): a link that stalls or collapses shows in the
 #: estimate within this long. It counts once half its window is measured.
 RECENT_WINDOW_S = 2.0
-#: Half-life, in seconds of link time, of the steady average: what the link paid over the
-#: last half minute or so, which a buffer of that much can lean on (see `steady`).
-STEADY_HALF_LIFE_S = 15.0
 
 
 class _Ewma:
@@ -100,7 +97,6 @@ class ThroughputEstimator:
             raise ValueError("min_weight_s must not be negative")
         self._fast = _Ewma(fast_half_life)
         self._slow = _Ewma(slow_half_life)
-        self._steady = _Ewma(max(STEADY_HALF_LIFE_S, slow_half_life))
         self._ttfb = _Ewma(DEFAULT_TTFB_HALF_LIFE_SAMPLES)
         self._initial_bps = float(initial_bps)
         self._min_sample_bytes = min_sample_bytes
@@ -136,7 +132,6 @@ class ThroughputEstimator:
         weight = max(seconds, min_weight)
         self._fast.add(weight, bps)
         self._slow.add(weight, bps)
-        self._steady.add(weight, bps)
         self._total_bytes += nbytes
         self._samples += 1
         self._last_sample_at = now
@@ -189,16 +184,6 @@ class ThroughputEstimator:
         measured = min(self._fast.get(), self._slow.get())
         if recent and self._recent_s >= self._window_s / 2:
             measured = min(measured, self._recent_bytes * 8.0 / self._recent_s)
-        if self._total_bytes < self._min_total_bytes:
-            return min(self._initial_bps, measured)
-        return measured
-
-    def steady(self) -> float:
-        """A slower average of the link (interval samples), bits/s: what a buffer of half a
-        minute may count on, where `estimate` follows each dip (the buffer rule's bound)."""
-        if self._samples == 0:
-            return self._initial_bps
-        measured = self._steady.get()
         if self._total_bytes < self._min_total_bytes:
             return min(self._initial_bps, measured)
         return measured

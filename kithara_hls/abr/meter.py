@@ -139,11 +139,6 @@ class LinkMeter:
         with self._lock:
             return self._estimator.estimate(recent=recent)
 
-    def steady(self) -> float:
-        """The estimator's steady average, bits/s (see `ThroughputEstimator.steady`)."""
-        with self._lock:
-            return self._estimator.steady()
-
     def measured_bytes(self) -> int:
         """Bytes the estimator was fed."""
         with self._lock:
