@@ -306,6 +306,8 @@ class Session:
         if driver is not None and driver.controller.manual is None and link > 0:
             # ABR may move up to what the link affords: look ahead as if it had ...
             ctl = driver.controller
+            if part.variant > ctl.current:
+                return 0  # ABR moved down: the re-plan of this part is on its way
             rate = max(rate, float(variants[ctl.affordable(link)].bitrate))
             # ... and hold the look-ahead once ABR may move up, or the buffer fills with the
             # low variant while the switch waits for its interval.

@@ -39,6 +39,8 @@ from .switchsets import SwitchSets
 
 log = logging.getLogger(__name__)
 
+#: Parts after the reader looked at for downloads an urgent switch drops before its re-plan.
+DROP_WINDOW = 64
 #: Tries of a switch whose re-plan meets the reader moving past its first part.
 SWITCH_TRIES = 8
 
@@ -198,7 +200,17 @@ class Switcher:
             if pinned or self._admit(variant):
                 self._switch(variant, reason)
         else:
+            if reason == ev.AbrReason.URGENT:
+                # The link is too slow for what is in flight: free it for the playlist load.
+                self._drop_above(variant)
             self._pool.submit(lambda: self._load_and_switch(variant, reason))
+
+    def _drop_above(self, variant: int) -> None:
+        """Abandon downloads in flight of parts not reached yet, planned above `variant` (the pool
+        holds them back until the re-plan replaces them)."""
+        layout = self._layout
+        ahead = layout.parts(layout.committed, layout.committed + DROP_WINDOW)
+        self._abandon({p.rid for p in ahead if p.variant > variant and self._pool.in_flight(p.rid)})
 
     def close(self) -> None:
         """Stop the ABR thread (joined, bounded). Idempotent."""
