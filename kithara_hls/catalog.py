@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -194,6 +195,47 @@ class Catalog:
             self.cache.clear()
         else:
             self.remove(stream_id(url))
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host:port`` of an http(s) URL (the link its downloads share); None otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return f"{parts.scheme}://{parts.hostname.lower()}:{port}"
+
+
+def link_key(origin: str) -> str:
+    """The cache key of the link estimate last measured for `origin` (hashed: no host in clear)."""
+    return f"link:{digest('link', origin)}"
+
+
+def load_link_estimate(cache: Cache, url: str) -> float | None:
+    """The link estimate (bits/s) last kept for `url`'s origin, or None."""
+    origin = origin_of(url)
+    blob = None if origin is None else cache.get(link_key(origin))
+    if blob is None:
+        return None
+    try:
+        value = float(blob.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if value > 0 and value != float("inf") else None
+
+
+def save_link_estimate(cache: Cache, url: str, bps: float) -> None:
+    """Keep `bps` as the link estimate of `url`'s origin (a failed write is only logged)."""
+    origin = origin_of(url)
+    if origin is None or not bps > 0:
+        return
+    try:
+        cache.set(link_key(origin), b"%d" % int(bps))
+    except StorageError as exc:
+        log.warning("could not keep the link estimate: %s", exc)
 
 
 def sizes_key(sid: str) -> str:

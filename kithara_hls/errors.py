@@ -132,6 +132,8 @@ class VariantNotFound(HlsError):
 
 class NoAudioTrack(VariantNotFound):
     """Audio alone was asked for (``track="audio"``), and the master has none to play alone."""
+
+
 class IncompatibleVariant(VariantNotFound):
     """`set_variant` to a variant a decoder cannot follow (another switch set) once bytes were read.
 

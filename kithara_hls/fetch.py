@@ -6,6 +6,10 @@ is blocked on, a size probe a seek waits for, then look-ahead in playback
 order within the window (seconds of media and bytes ahead of the reader). With
 nothing to do a worker waits on a Condition, woken when the reader advances,
 seeks, demands, or the layout changes; so a seek needs no epoch bookkeeping.
+Look-ahead downloads share the link with the one the reader needs next, so
+`FetchPool.limit` caps how many are in flight (`abr.schedule`: one on a link
+that barely carries the stream, every worker on a fast one or with a healthy
+buffer); a part the reader is blocked on is never held back.
 """
 
 from __future__ import annotations
@@ -96,6 +100,11 @@ class FetchPool:
         #: Called on a worker, outside the lock, after each download ends:
         #: on_finished(ok, parts stored so far, nothing left in flight).
         self.on_finished: Callable[[bool, int, bool], None] | None = None
+        #: Called under the pool's lock (so it must not call the pool) before a look-ahead
+        #: download starts: limit(media seconds stored ahead of the reader, the part) gives
+        #: how many downloads may be in flight then (`abr.schedule`); None: `workers`.
+        #: Parts the reader is blocked on are never held back.
+        self.limit: Callable[[float, Part], int] | None = None
         #: Called on each worker as it exits (to close its per-thread cache connection).
         self.on_exit: Callable[[], None] | None = None
         #: Called on a worker, outside the lock, when the runner raised instead of
@@ -281,6 +290,11 @@ class FetchPool:
     def _next_ahead(self) -> Task | None:
         first = self._reader
         ahead = 0
+        buffered = 0.0  # media seconds stored contiguously from the reader's part
+        contiguous = True
+        # Downloads of this plan before the candidate: one a switch abandoned may still wait
+        # on its socket, but it no longer holds a place.
+        flying = 0
         # Only the window is looked at: a claim costs the same on a 10,000-part stream.
         for offset, (part, size) in enumerate(self._layout.window(first, self._lookahead_s)):
             if ahead >= self._lookahead_bytes:
@@ -288,7 +302,15 @@ class FetchPool:
             rid = part.rid
             if part.gap:  # an EXT-X-GAP no variant fills: never requested
                 continue
-            if rid not in self._done and rid not in self._inflight and rid not in self._failed:
+            done = rid in self._done
+            if contiguous and done:
+                buffered += part.duration
+            contiguous = contiguous and done
+            if rid in self._inflight:
+                flying += 1
+            elif not done and rid not in self._failed:
+                if self.limit is not None and flying >= self.limit(buffered, part):
+                    return None
                 return Task(first + offset, part)
             ahead += size or 0
         return None

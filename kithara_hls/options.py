@@ -53,7 +53,7 @@ TRACKS = ("auto", "audio", "muxed")
 #: Size cap of the on-disk cache.
 DEFAULT_CACHE_BYTES = 2**30  # 1 GiB
 #: ABR defaults (see `AbrOptions`), tuned with ``python -m benchmarks.abr``.
-DEFAULT_MIN_BUFFER_FOR_UP_SWITCH_S = 8.0
+DEFAULT_MIN_BUFFER_FOR_UP_SWITCH_S = 4.0
 DEFAULT_DOWN_SWITCH_BUFFER_S = 10.0
 DEFAULT_THROUGHPUT_SAFETY_FACTOR = 1.15
 DEFAULT_UP_HYSTERESIS_RATIO = 1.1
@@ -62,7 +62,7 @@ DEFAULT_MIN_SWITCH_INTERVAL_S = 4.0
 DEFAULT_FAST_HALF_LIFE_S = 3.0
 DEFAULT_SLOW_HALF_LIFE_S = 6.0
 DEFAULT_BUFFER_RULE_S = 16.0
-DEFAULT_BUFFER_TARGET_S = DEFAULT_LOOKAHEAD_S
+DEFAULT_BUFFER_TARGET_S = 30.0
 
 
 def seconds(value: float | datetime.timedelta | None) -> float | None:
@@ -185,9 +185,13 @@ class AbrOptions:
     fast_half_life / slow_half_life: the throughput EWMAs' half-lives, seconds.
     buffer_rule_secs: from this buffer on, the buffer level chooses the variant
     (until the buffer falls below min_buffer_for_up_switch_secs again).
-    buffer_target_secs: the buffer the player fills up to (the look-ahead); the
-    buffer rule reaches the top variant there.
+    buffer_target_secs: the buffer ABR fills up to (at most the look-ahead, which a
+    pinned variant fills); the buffer rule reaches the top variant there.
     max_bandwidth: optional cap in bits per second.
+    initial_bandwidth: the link estimate to start from, bits per second; None: the
+    estimate last measured for the stream's origin (kept in the cache), or, for an
+    origin never measured, the lowest variant and a conservative guess. The stream
+    starts on the highest variant that fits it.
     """
 
     min_buffer_for_up_switch_secs: float = DEFAULT_MIN_BUFFER_FOR_UP_SWITCH_S
@@ -201,8 +205,11 @@ class AbrOptions:
     buffer_rule_secs: float = DEFAULT_BUFFER_RULE_S
     buffer_target_secs: float = DEFAULT_BUFFER_TARGET_S
     max_bandwidth: int | None = None
+    initial_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
+        if self.initial_bandwidth is not None and not self.initial_bandwidth > 0:
+            raise ValueError("initial_bandwidth must be positive")
         _coerce_durations(
             self,
             (

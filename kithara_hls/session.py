@@ -17,16 +17,21 @@ from pathlib import Path
 
 from . import events as ev
 from . import gaps
+from .abr.controller import AbrController
+from .abr.estimator import DEFAULT_INITIAL_BPS, ThroughputEstimator
+from .abr.meter import LinkMeter
+from .abr.schedule import parallel_limit
 from .bookkeeping import Bookkeeping
 from .cache import Cache
+from .catalog import load_link_estimate, save_link_estimate
 from .decrypt import Decryptor
 from .errors import AbrError, DriverError, HlsError, NoSuitableVariant, VariantNotFound, crashed
 from .fetch import FetchPool, Task
 from .heads import Heads
 from .keys import KeyManager
-from .layout import Layout, build_parts
+from .layout import Layout, Part, build_parts
 from .loader import PlaylistLoader
-from .options import HlsOptions
+from .options import AbrOptions, HlsOptions
 from .playlist import MediaPlaylist, Rendition, Variant
 from .reader import Reader
 from .store import Store
@@ -36,6 +41,11 @@ from .tasks import TaskRunner
 from .transport import HttpClient
 
 log = logging.getLogger(__name__)
+
+#: The link estimate is kept for the origin at close once this many bytes were measured.
+KEEP_ESTIMATE_BYTES = 64 * 1024
+#: Bytes measured on the link before the estimate replaces the initial guess (or the stored one).
+LINK_MIN_TOTAL_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,10 @@ class Session:
         self._pool: FetchPool | None = None
         self._fills: dict[int, MediaPlaylist] = {}  # variants loaded to fill gaps
         self._switcher: Switcher | None = None
+        self._meter: LinkMeter | None = None
+        self._start_bps: float | None = None
+        self._keep = True  # the link estimate is still to be kept (at close)
+        self._media_bps = 0.0  # the last segment's bitrate from its size, for a ladder without BANDWIDTH
         try:
             self._open(url)
         except BaseException:
@@ -112,7 +126,13 @@ class Session:
         options, loader = self.options, self.loader
         loader.open(url)
         choice = options.variant
-        first = _first_variant(loader.variants, choice, options.abr.max_bandwidth, url)
+        abr = choice is None and len(loader.variants) > 1 and not options.offline
+        # Where the link was: the option, or what the last stream from this origin measured.
+        start_bps = options.abr.initial_bandwidth
+        if abr and start_bps is None:
+            start_bps = load_link_estimate(self.cache, url)
+        first = _first_variant(loader.variants, choice, options.abr, url, start_bps if abr else None)
+        self._start_bps = start_bps
         media = loader.media(first)
         self.keys.check(media)
         net = options.network
@@ -155,6 +175,14 @@ class Session:
     def _wire(self, layout: Layout, reason: ev.AbrReason) -> None:
         """Build the task runner, the fetch pool, the switcher and the reader over `layout`."""
         options, net, loader = self.options, self.options.network, self.loader
+        estimator = ThroughputEstimator(
+            fast_half_life=options.abr.fast_half_life,
+            slow_half_life=options.abr.slow_half_life,
+            initial_bps=self._start_bps or DEFAULT_INITIAL_BPS,
+            # Interval samples of the link are believed after one small segment's worth.
+            min_total_bytes=LINK_MIN_TOTAL_BYTES,
+        )
+        meter = self.meter = self._meter = LinkMeter(estimator)
         heads = Heads(store=self.store, keys=self.keys, bus=self.bus)
         self.tasks = TaskRunner(
             store=self.store,
@@ -169,6 +197,7 @@ class Session:
             sample=self._sample,
             progress=self.books.downloaded,
             heads=heads,
+            meter=meter,
         )
         pool = self.pool = self._pool = FetchPool(
             layout,
@@ -179,6 +208,7 @@ class Session:
             probe_workers=net.probe_workers,
         )
         pool.on_finished = self._on_finished
+        pool.limit = self._limit
         pool.on_exit = self.cache.close
         pool.on_crash = self._task_crashed
         switcher = self.switcher = self._switcher = Switcher(
@@ -233,6 +263,8 @@ class Session:
         if len(loader.variants) > 1 and not options.offline and all(v.bitrate > 0 for v in loader.variants):
             self.switcher.start_abr(
                 options.abr,
+                meter=self.meter,
+                initial_estimate_bps=self._start_bps,
                 lookahead_s=net.lookahead,
                 buffer_level=self.reader.buffer_level,
                 manual=choice,
@@ -255,7 +287,50 @@ class Session:
         if self._pool is not None:
             self._pool.response_wait(seconds)
 
+    def _limit(self, buffer_s: float, part: Part) -> int:
+        """Downloads allowed in flight before `part` starts (`abr.schedule`; under the pool's lock)."""
+        assert self._meter is not None
+        variants = self.loader.variants
+        rate = float(variants[part.variant].bitrate) if part.variant < len(variants) else 0.0
+        if rate <= 0:
+            # No BANDWIDTH: the bitrate of the segments whose sizes are known.
+            info = self.layout.info(part.rid) if part.duration > 0 else None
+            if info is not None:
+                self._media_bps = info.size * 8 / part.duration
+            rate = self._media_bps
+        meter = self._meter
+        # A link neither measured nor known: one download, until the first one measures it.
+        known = self._start_bps is not None or meter.measured_bytes() > 0
+        link = meter.estimate() if known else 0.0
+        driver = self._switcher.driver if self._switcher is not None else None
+        if driver is not None and driver.controller.manual is None and link > 0:
+            # ABR may move up to what the link affords: look ahead as if it had ...
+            ctl = driver.controller
+            if part.variant > ctl.current:
+                return 0  # ABR moved down: the re-plan of this part is on its way
+            rate = max(rate, float(variants[ctl.affordable(link)].bitrate))
+            # ... and hold the look-ahead once ABR may move up, or the buffer fills with the
+            # low variant while the switch waits for its interval.
+            hold = self.options.abr.min_buffer_for_up_switch_secs + part.duration
+            if buffer_s >= hold and part.variant < ctl.affordable(link, up=True):
+                return 0
+            # With ABR the buffer stops at its target: what lies beyond is fetched at the
+            # variant chosen then, and a long buffer of a low variant outlasts a better link.
+            if buffer_s >= self.options.abr.buffer_target_secs:
+                return 0
+        return parallel_limit(
+            buffer_s=buffer_s,
+            duration_s=part.duration,
+            link_bps=link,
+            media_bps=rate,
+            workers=self.options.network.workers,
+        )
+
     def _sample(self, nbytes: int, transfer_s: float, ttfb_s: float) -> None:
+        if self._meter is not None:
+            # The interval so far, however short (weighed by its length): on a fast link a
+            # whole stream may download within one sampling interval.
+            self._meter.sample(force=True)
         if self._switcher is not None:
             self._switcher.sample(nbytes, transfer_s, ttfb_s)
 
@@ -325,6 +400,7 @@ class Session:
         Idempotent.
         """
         self._cancel.set()
+        self._keep_estimate()
         self.store.close()  # before the abort: a task it interrupts finds the source closed
         self.client.abort()
         if self._switcher is not None:
@@ -336,9 +412,22 @@ class Session:
         self.bus.close()
         self.cache.close()
 
+    def _keep_estimate(self) -> None:
+        """Keep the link estimate for the origin, once: the next stream from it starts there."""
+        keep, self._keep = self._keep, False
+        meter = self._meter
+        if not keep or meter is None or self.options.offline:
+            return
+        if meter.measured_bytes() < KEEP_ESTIMATE_BYTES:
+            return
+        save_link_estimate(self.cache, self.url, meter.estimate())
 
-def _first_variant(variants: list[Variant], choice: int | None, cap: int | None, url: str) -> int:
-    """The variant a stream starts on: `choice` if pinned, else the lowest.
+
+def _first_variant(
+    variants: list[Variant], choice: int | None, abr: AbrOptions, url: str, start_bps: float | None
+) -> int:
+    """The variant a stream starts on: `choice` if pinned, else the highest that fits
+    `start_bps` (the link estimate to start from), else the lowest.
 
     A bandwidth cap below every variant's bitrate leaves ABR nothing to choose:
     `NoSuitableVariant` (a pin may exceed the cap).
@@ -348,8 +437,14 @@ def _first_variant(variants: list[Variant], choice: int | None, cap: int | None,
             raise VariantNotFound(f"variant {choice} of {len(variants)}", url=url)
         return choice
     rates = [v.bitrate for v in variants if v.bitrate > 0]
+    cap = abr.max_bandwidth
     if cap is not None and rates and min(rates) > cap:
         raise NoSuitableVariant(
             f"max_bandwidth {cap} bit/s is below every variant (the lowest is {min(rates)} bit/s)", url=url
         )
-    return 0
+    if start_bps is None or len(rates) != len(variants):
+        return 0
+    try:
+        return AbrController(rates, abr, initial_estimate_bps=start_bps).current
+    except ValueError:  # a ladder the controller refuses starts at the bottom
+        return 0

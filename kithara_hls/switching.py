@@ -22,8 +22,10 @@ from collections.abc import Callable
 
 from . import events as ev
 from . import gaps
+from .abr.abandon import Pending
 from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
+from .abr.meter import LinkMeter
 from .bookkeeping import Bookkeeping
 from .errors import IncompatibleVariant, OfflineMiss, VariantNotFound
 from .fetch import FetchPool
@@ -37,6 +39,8 @@ from .switchsets import SwitchSets
 
 log = logging.getLogger(__name__)
 
+#: Parts after the reader looked at for downloads an urgent switch drops before its re-plan.
+DROP_WINDOW = 64
 #: Tries of a switch whose re-plan meets the reader moving past its first part.
 SWITCH_TRIES = 8
 
@@ -84,19 +88,24 @@ class Switcher:
         self,
         options: AbrOptions,
         *,
+        meter: LinkMeter,
         lookahead_s: float,
         buffer_level: Callable[[], float],
         manual: int | None,
         on_crash: Callable[[BaseException], None],
+        initial_estimate_bps: float | None = None,
     ) -> None:
-        """Start the ABR thread over the variants' bitrates."""
+        """Start the ABR thread over the variants' bitrates, on the link `meter` measures."""
         if options.buffer_target_secs > lookahead_s:
             # The buffer can never hold more than the look-ahead window.
             options = dataclasses.replace(options, buffer_target_secs=lookahead_s)
         self.driver = AbrDriver(
             [v.bitrate for v in self._loader.variants],
             options,
+            meter=meter,
             buffer_level=buffer_level,
+            frontier=self.frontier,
+            initial_estimate_bps=initial_estimate_bps,
             apply=self.apply,
             bus=self._bus,
             manual=manual,
@@ -119,6 +128,26 @@ class Switcher:
             self.driver.sample(nbytes, transfer_s, ttfb_s)
         elif self._bus.active and transfer_s > 0 and nbytes > 0:
             self._bus.publish(ev.ThroughputSample(nbytes / transfer_s))
+
+    def frontier(self, buffer_s: float) -> Pending | None:
+        """The download in flight of the first part not stored after those the reader reached
+        (which the abandon rule may drop), if the reader started; due when the reader gets there
+        (`buffer_s`, or the media time from the start of the reader's part if longer)."""
+        layout = self._layout
+        reached = layout.committed
+        if not reached or self.driver is None:
+            return None  # not playing yet: nothing runs dry
+        index = self._pool.first_unstarted(reached, started_counts=False)
+        found = layout.parts(reached - 1, index + 1)
+        if len(found) < index - reached + 2:
+            return None
+        here, part = found[0], found[-1]
+        due = max(buffer_s, part.start - here.start)
+        downloads = self.driver.meter.downloads()
+        for d in downloads:
+            if d.rid == part.rid:
+                return Pending(part.variant, part.duration, due, d.loaded, d.size, d.elapsed, len(downloads))
+        return None
 
     def decisions(self) -> list[AbrDecision]:
         """What ABR decided, and why (oldest first)."""
@@ -171,7 +200,17 @@ class Switcher:
             if pinned or self._admit(variant):
                 self._switch(variant, reason)
         else:
+            if reason == ev.AbrReason.URGENT:
+                # The link is too slow for what is in flight: free it for the playlist load.
+                self._drop_above(variant)
             self._pool.submit(lambda: self._load_and_switch(variant, reason))
+
+    def _drop_above(self, variant: int) -> None:
+        """Abandon downloads in flight of parts not reached yet, planned above `variant` (the pool
+        holds them back until the re-plan replaces them)."""
+        layout = self._layout
+        ahead = layout.parts(layout.committed, layout.committed + DROP_WINDOW)
+        self._abandon({p.rid for p in ahead if p.variant > variant and self._pool.in_flight(p.rid)})
 
     def close(self) -> None:
         """Stop the ABR thread (joined, bounded). Idempotent."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from . import events as ev
+from .abr.meter import Download, LinkMeter
 from .errors import HlsError, NetError, OfflineMiss, SegmentGap
 from .fetch import Task
 from .heads import Heads
@@ -22,7 +23,7 @@ from .keys import KeyManager, tail_size
 from .layout import Layout, Part, build_parts
 from .options import HlsOptions
 from .playlist import MediaPlaylist
-from .ranged import FetchStats
+from .ranged import FetchStats, Sink
 from .retry import Cancelled
 from .store import Store, Writer
 from .transport import HttpClient
@@ -41,6 +42,7 @@ class TaskRunner:
     response_wait(seconds): a response's headers came that long after its request.
     sample(bytes, transfer_s, ttfb_s): a network download's throughput, for ABR.
     progress(bytes): a download stored that many bytes.
+    meter: told of every download's bytes as they arrive (the link estimate).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class TaskRunner:
         sample: Callable[[int, float, float], None],
         progress: Callable[[int], None],
         heads: Heads,
+        meter: LinkMeter | None = None,
     ) -> None:
         self._store = store
         self._client = client
@@ -72,8 +75,10 @@ class TaskRunner:
         self._sample = sample
         self._progress = progress
         self._heads = heads
+        self._meter = meter
         self._lock = threading.Lock()
         self._writers: dict[str, Writer] = {}  # downloads in flight, by resource id
+        self._metered: dict[str, Download] = {}  # their records in the link meter
         self._urls: dict[str, str] = {}  # resource id -> URL from a refreshed playlist
         self._refreshed: set[str] = set()  # resources that already had their one refresh
 
@@ -81,8 +86,13 @@ class TaskRunner:
         """Stop the downloads of these resources at their next chunk."""
         with self._lock:
             writers = [self._writers[rid] for rid in rids if rid in self._writers]
+            metered = [self._metered[rid] for rid in rids if rid in self._metered]
         for writer in writers:
             writer.cancel()
+        if self._meter is not None:
+            # Out of the link's count at once: a stalled one may wait on its socket a while.
+            for download in metered:
+                self._meter.end(download)
 
     def run(self, task: Task) -> bool | None:
         """Run one task: True when done, False if it failed (the store keeps the error), None if cancelled."""
@@ -211,14 +221,14 @@ class TaskRunner:
         if bus.active:
             bus.publish(ev.SegmentStart(part.variant, part.segment, self._layout.start_of(index)))
         try:
-            stats = self._download(part, start)
+            stats = self._download(index, part, start)
         except NetError as exc:
             if exc.status not in EXPIRED_STATUSES or part.rid in self._refreshed:
                 raise
             # Signed URLs expire: reload the media playlist once and try its new URL.
             self._refreshed.add(part.rid)
             self._refresh(part)
-            stats = self._download(part, store.first_missing(part.rid))
+            stats = self._download(index, part, store.first_missing(part.rid))
         if part.key is not None:
             self.learn_pad(part)
         self._learn_head(part)
@@ -227,24 +237,32 @@ class TaskRunner:
             bus.publish(ev.SegmentComplete(part.variant, part.segment, stats.bytes, part.duration))
         self._progress(stats.bytes)
 
-    def _download(self, part: Part, start: int) -> FetchStats:
+    def _download(self, index: int, part: Part, start: int) -> FetchStats:
         writer = self._store.writer(part.rid, start)
+        meter = self._meter
+        download = None if meter is None else meter.begin(part.rid, index, part.variant)
+        sink: Sink = writer if meter is None or download is None else _Metered(writer, meter, download)
         limit = self._net.max_init_bytes if part.is_init else self._net.max_segment_bytes
         with self._lock:
             self._writers[part.rid] = writer
+            if download is not None:
+                self._metered[part.rid] = download
             url = self._urls.get(part.rid, part.url)
         try:
             # Another worker starts once this request is out, not while it is being made.
             stats = self._client.fetch(
-                url, writer, start=start, base=part.base, max_bytes=limit, on_sent=self._blocking
+                url, sink, start=start, base=part.base, max_bytes=limit, on_sent=self._blocking
             )
             writer.finish()
         except BaseException:
             writer.abandon()
             raise
         finally:
+            if meter is not None and download is not None:
+                meter.end(download)
             with self._lock:
                 self._writers.pop(part.rid, None)
+                self._metered.pop(part.rid, None)
         if stats.bytes:
             self._response_wait(stats.ttfb)
         return stats
@@ -263,3 +281,22 @@ class TaskRunner:
         with self._lock:
             self._urls.update(urls)
         log.debug("refreshed the playlist of variant %d: %d new URLs", part.variant, len(urls))
+
+
+class _Metered:
+    """A download's sink that also tells the link meter of each arrival."""
+
+    __slots__ = ("_download", "_meter", "_writer")
+
+    def __init__(self, writer: Writer, meter: LinkMeter, download: Download) -> None:
+        self._writer = writer
+        self._meter = meter
+        self._download = download
+
+    def on_size(self, size: int) -> None:
+        self._writer.on_size(size)
+        self._meter.sized(self._download, size)
+
+    def on_data(self, offset: int, data: memoryview) -> None:
+        self._writer.on_data(offset, data)
+        self._meter.arrived(self._download, len(data))

@@ -8,7 +8,6 @@ import math
 import pytest
 
 from kithara_hls.abr.controller import (
-    BUFFER_SPEND_S,
     DECISIONS_KEPT,
     DOWN_LAG_S,
     UP_LAG_S,
@@ -262,8 +261,8 @@ def test_interval_blocks_a_second_normal_switch() -> None:
 
 # Under OPTS the buffer rule maps 10 s of buffer to 0.5 Mbit/s and 40 s to 8 Mbit/s,
 # 0.25 Mbit/s per second of buffer, with UP_LAG_S = 3 and DOWN_LAG_S = 4 s of lag,
-# and pays up to E × (1 + (buffer - 10) / BUFFER_SPEND_S) with BUFFER_SPEND_S = 8.
-assert (UP_LAG_S, DOWN_LAG_S, BUFFER_SPEND_S) == (3.0, 4.0, 8.0)
+# and never above the estimate E.
+assert (UP_LAG_S, DOWN_LAG_S) == (3.0, 4.0)
 
 
 def test_buffer_rule_takes_over_at_buffer_rule_secs() -> None:
@@ -271,17 +270,19 @@ def test_buffer_rule_takes_over_at_buffer_rule_secs() -> None:
     est = 1.6 * MBIT  # under up_threshold(1): the throughput rules stay on the lowest
     assert not ctl.decide(now=0.0, buffer_s=19.9, estimate_bps=est).changed
     d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=est)
-    # The map at 20 - 3 s asks 2.25 Mbit/s; the buffer pays 1.6 × (1 + 10 / 8) = 3.6 Mbit/s.
-    assert (d.reason, d.to_variant) == (AbrReason.UP, 2)
+    # The map at 20 - 3 s asks 2.25 Mbit/s; the estimate pays for 1 Mbit/s.
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
     assert "maps up" in d.note
 
 
-def test_buffer_rule_is_bounded_by_what_the_buffer_pays_for() -> None:
+def test_buffer_rule_never_chooses_what_the_estimate_cannot_pay_for() -> None:
     ctl = AbrController(LADDER, OPTS)
-    # The map at 25 - 3 s asks 3.5 Mbit/s, but 0.6 Mbit/s × (1 + 15 / 8) pays 1.7 only.
-    d = ctl.decide(now=0.0, buffer_s=25.0, estimate_bps=600_000)
+    # The map at 25 - 3 s asks 3.5 Mbit/s, but 1.2 Mbit/s pays for 1 Mbit/s only.
+    d = ctl.decide(now=0.0, buffer_s=25.0, estimate_bps=1_200_000)
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
-    assert "payable 1.7 Mbit/s" in d.note
+    # A full buffer maps to the top, and still gets no more than the estimate.
+    d = ctl.decide(now=100.0, buffer_s=40.0, estimate_bps=2_500_000)
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 2)
 
 
 def test_buffer_rule_never_chooses_less_than_the_throughput_rules() -> None:
@@ -292,18 +293,18 @@ def test_buffer_rule_never_chooses_less_than_the_throughput_rules() -> None:
 
 def test_buffer_rule_spends_the_buffer_then_steps_down() -> None:
     ctl = AbrController(LADDER, OPTS)
-    est = 3 * MBIT
+    est = 8.5 * MBIT
     assert ctl.decide(now=0.0, buffer_s=40.0, estimate_bps=est).to_variant == 4  # full: the top
     # Draining: the map at 30 + 4 s still asks 6.5 Mbit/s, above the 4 Mbit/s below: keep.
     assert not ctl.decide(now=100.0, buffer_s=30.0, estimate_bps=est).changed
-    # At 20 + 4 s it asks 4 Mbit/s: one step down, though the throughput rules would drop to 1.
+    # At 20 + 4 s it asks 4 Mbit/s: one step down.
     d = ctl.decide(now=200.0, buffer_s=20.0, estimate_bps=est)
     assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 3)
     assert "maps down" in d.note
 
 
 def test_buffer_rule_holds_until_the_buffer_falls_below_min_buffer_for_up() -> None:
-    est = 3 * MBIT
+    est = 4.2 * MBIT
     rising = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT)
     fresh = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT)
     assert rising.current == fresh.current == 3
@@ -315,15 +316,15 @@ def test_buffer_rule_holds_until_the_buffer_falls_below_min_buffer_for_up() -> N
     assert not fresh.decide(now=100.0, buffer_s=10.5, estimate_bps=est).changed
     # Below 10 s the throughput rules are back (the buffer rule would pay 1 Mbit/s only) ...
     assert not rising.decide(now=200.0, buffer_s=9.9, estimate_bps=1.6 * MBIT).changed
-    # ... until the buffer reaches 20 s again (where it pays 0.6 × (1 + 10 / 8) = 1.35 Mbit/s).
+    # ... until the buffer reaches 20 s again (where 0.6 Mbit/s pays for the lowest only).
     assert not rising.decide(now=300.0, buffer_s=19.9, estimate_bps=600_000).changed
     d = rising.decide(now=300.0, buffer_s=20.0, estimate_bps=600_000)
-    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 1)
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 0)
 
 
 def test_buffer_rule_switches_wait_for_the_interval() -> None:
     ctl = AbrController(LADDER, OPTS)
-    assert ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=1.6 * MBIT).to_variant == 2
+    assert ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=2.2 * MBIT).to_variant == 2
     d = ctl.decide(now=29.9, buffer_s=40.0, estimate_bps=20 * MBIT)
     assert not d.changed and "held" in d.note
     assert ctl.decide(now=30.0, buffer_s=40.0, estimate_bps=20 * MBIT).to_variant == 4

@@ -28,8 +28,11 @@ throughput rules while the buffer is low, the buffer rule once it is high.
   widely between switches: filled on the lower variant, spent on the higher one.
   Throughput bounds it both ways: never below the variant the up margin allows,
   nor below the current one while the down margin holds; never above what the
-  buffer can pay for, ``E × (1 + (B - min_buffer_for_up_switch_secs) /
-  BUFFER_SPEND_S)``.
+  link pays for, ``bitrate ≤ max(E, S)``, S the estimate's averages without
+  its recent-rate cap (E when not given).
+- Abandon (`force`, from the driver's abandon rule, `abr.abandon`): a download
+  that cannot finish before the buffer runs dry moves the choice down at once,
+  as an urgent switch does.
 - At most one up or down switch per ``min_switch_interval`` seconds; urgent and
   manual switches ignore the interval (an urgent one restarts it, a manual one
   does not count).
@@ -57,10 +60,6 @@ URGENT_BUFFER_FRACTION = 0.5
 UP_LAG_S = 3.0
 #: ... and on the way down.
 DOWN_LAG_S = 4.0
-#: Media seconds over which the buffer rule may spend the buffer above
-#: min_buffer_for_up_switch_secs on a bitrate above the estimate: a segment of up to
-#: this length, fetched at the estimate, still leaves that much buffered.
-BUFFER_SPEND_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +122,7 @@ class AbrController:
         self._last_switch_at = -math.inf
         self._buffer_mode = False
         self._decisions: collections.deque[AbrDecision] = collections.deque(maxlen=DECISIONS_KEPT)
+        self._steady = 0.0  # the buffer rule's bound, set by each decide()
         #: The variant in use now.
         self.current = 0 if initial_estimate_bps is None else self._fit(initial_estimate_bps)
         #: Variants ABR never switches to (another switch set than the stream's).
@@ -142,6 +142,11 @@ class AbrController:
     def cap_index(self) -> int:
         """The highest variant ABR may choose under max_bandwidth."""
         return self._cap_index
+
+    def affordable(self, estimate_bps: float, *, up: bool = False) -> int:
+        """The highest variant (under the cap) that fits `estimate_bps` (`up`: with the up margin, as
+        an up-switch asks); reads no state that changes, so any thread may ask."""
+        return self._fit(estimate_bps, self._opts.up_hysteresis_ratio if up else 1.0)
 
     def _fit(self, estimate_bps: float, margin: float = 1.0) -> int:
         """The highest variant ≤ the cap with bitrate × safety × margin ≤ estimate, else 0."""
@@ -165,12 +170,17 @@ class AbrController:
             self.current = to
         return decision
 
-    def decide(self, *, now: float, buffer_s: float, estimate_bps: float) -> AbrDecision:
+    def decide(
+        self, *, now: float, buffer_s: float, estimate_bps: float, steady_bps: float | None = None
+    ) -> AbrDecision:
         """Apply the decision flow at time `now` and update `current`.
 
         buffer_s: media seconds buffered ahead of the read position.
         estimate_bps: the throughput estimate (`ThroughputEstimator.estimate()`).
+        steady_bps: the estimate without its recent-rate cap (`estimate(recent=False)`),
+        which bounds the buffer rule instead, if larger; None: the estimate.
         """
+        self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
         if self._manual is not None:
             return self._make(
                 now, self.current, None, buffer_s, estimate_bps, f"manual pin on {self.current}"
@@ -281,8 +291,9 @@ class AbrController:
         floor = self._fit(est, opts.up_hysteresis_ratio)
         if floor < cur and est >= self._bitrates[cur] * safety * opts.down_hysteresis_ratio:
             floor = cur
-        spend = max(buffer_s - opts.min_buffer_for_up_switch_secs, 0.0) / BUFFER_SPEND_S
-        payable = self._below(est * (1.0 + spend))
+        # Never above what the link pays for (its averages; a high buffer absorbs a dip
+        # of the last seconds, not a deficit).
+        payable = self._below(self._steady)
         to = max(floor, min(self._mapped(buffer_s), payable))
         if to == cur:
             return None
@@ -290,9 +301,17 @@ class AbrController:
             note = f"buffer {buffer_s:.1f}s maps up to {_rate(self._bitrates[to])}"
         else:
             note = f"buffer {buffer_s:.1f}s maps down to {_rate(self._bitrates[to])}"
-        note += f" ({_rate(est)}, payable {_rate(est * (1.0 + spend))})"
+        note += f" ({_rate(est)})"
         reason = AbrReason.UP if to > cur else AbrReason.DOWN
         return self._switch(now, to, reason, buffer_s, est, note)
+
+    def force(
+        self, variant: int, *, now: float, buffer_s: float, estimate_bps: float, note: str
+    ) -> AbrDecision:
+        """Move down to `variant` at once, as an urgent switch (the abandon rule); restarts the interval."""
+        to = self._allowed(min(max(variant, 0), self._cap_index))  # within the switch set
+        self._last_switch_at = now
+        return self._make(now, to, AbrReason.URGENT, buffer_s, estimate_bps, note)
 
     def set_manual(self, variant: int | None, now: float) -> AbrDecision | None:
         """Pin `variant` (ABR off), or give control back to ABR with None.

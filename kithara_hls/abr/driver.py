@@ -1,7 +1,9 @@
 """The ABR thread: feeds the estimator, asks the controller, hands switches over.
 
-It is woken by new throughput samples and by the reader (advancing, or
-blocking on missing data); it never polls and owns no network I/O. Switches
+It is woken by the reader (advancing, or blocking on missing data) and by
+downloads ending; while downloads are in flight it also looks at the link
+every `SAMPLE_INTERVAL_S` (a stalled link brings no bytes to wake it); with
+none in flight it waits for a change alone. It owns no network I/O. Switches
 are applied by the caller's `apply`, which changes only parts the reader has
 not reached. An unexpected exception ends the thread and goes to `on_crash`,
 which delivers it to the reader.
@@ -17,8 +19,9 @@ from collections.abc import Callable
 
 from ..events import AbrReason, BufferLevel, EventBus, ThroughputSample
 from ..options import AbrOptions
+from .abandon import Pending, abandon_to
 from .controller import AbrController, AbrDecision
-from .estimator import ThroughputEstimator
+from .meter import SAMPLE_INTERVAL_S, LinkMeter
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +34,13 @@ JOIN_TIMEOUT_S = 5.0
 class AbrDriver:
     """Runs `AbrController` on its own named thread.
 
-    buffer_level(): media seconds buffered ahead of the reader. apply(decision):
-    carries out a switch. on_crash(exc): told, on the thread, of an unexpected
-    exception that ended it.
+    meter: the link meter, whose estimate the controller is given.
+    buffer_level(): media seconds buffered ahead of the reader. frontier(buffer_s):
+    the download in flight of the first part not stored ahead of the reader, if
+    any, for the abandon rule. apply(decision): carries out a switch (an urgent
+    one abandons downloads in flight). on_crash(exc): told, on the thread, of an
+    unexpected exception that ended it. initial_estimate_bps: start at the
+    highest variant that fits it (the lowest when None).
     """
 
     def __init__(
@@ -41,28 +48,32 @@ class AbrDriver:
         bitrates: list[int],
         options: AbrOptions,
         *,
+        meter: LinkMeter,
         buffer_level: Callable[[], float],
         apply: Callable[[AbrDecision], None],
         bus: EventBus,
+        frontier: Callable[[float], Pending | None] | None = None,
         manual: int | None = None,
         on_crash: Callable[[BaseException], None] | None = None,
+        initial_estimate_bps: float | None = None,
         name: str = "kithara-abr",
     ) -> None:
-        self.estimator = ThroughputEstimator(
-            fast_half_life=options.fast_half_life, slow_half_life=options.slow_half_life
-        )
-        self.controller = AbrController(bitrates, options)
+        self.meter = meter
+        self.controller = AbrController(bitrates, options, initial_estimate_bps=initial_estimate_bps)
+        self._bitrates = list(bitrates)
         self._buffer_level = buffer_level
+        self._frontier = frontier
         self._apply = apply
         self._bus = bus
         self._on_crash = on_crash
         self._lock = threading.Lock()
-        # Notified by sample(), poke() and close().
+        # Notified by sample(), poke(), the meter's first download, and close().
         self._wake = threading.Condition(self._lock)
         self._dirty = False
         self._closed = False
         if manual is not None:
             self.controller.set_manual(manual, time.monotonic())
+        meter.on_busy = self.poke
         self._thread = threading.Thread(target=_run, args=(weakref.ref(self),), name=name, daemon=True)
         self._thread.start()
 
@@ -72,14 +83,10 @@ class AbrDriver:
         return self.controller.current
 
     def sample(self, nbytes: int, transfer_s: float, ttfb_s: float) -> None:
-        """A network download finished (never called for cache hits)."""
-        now = time.monotonic()
-        with self._lock:
-            counted = self.estimator.add(nbytes, transfer_s, now)
-            self.estimator.add_ttfb(ttfb_s)
-            self._dirty = True
-            self._wake.notify()
-        if counted and transfer_s > 0:
+        """A network download finished (never called for cache hits): an event, and a decision."""
+        self.meter.add_ttfb(ttfb_s)
+        self.poke()
+        if transfer_s > 0 and nbytes > 0:
             self._bus.publish(ThroughputSample(nbytes / transfer_s))
 
     def poke(self) -> None:
@@ -111,25 +118,58 @@ class AbrDriver:
         with self._lock:
             return list(self.controller.decisions)
 
-    def _step(self) -> bool:
+    def _wait(self) -> bool:
+        """Wait for a change, or while downloads are in flight for the next look at the link
+        (a stall brings no bytes to wake on). False once closed."""
         with self._lock:
             while not self._dirty and not self._closed:
-                self._wake.wait(IDLE_WAIT_S)
-            if self._closed:
-                return False
+                if self.meter.busy:
+                    if not self._wake.wait(SAMPLE_INTERVAL_S):
+                        break
+                else:
+                    self._wake.wait(IDLE_WAIT_S)
             self._dirty = False
+            return not self._closed
+
+    def _step(self) -> bool:
+        if not self._wait():
+            return False
         level = self._buffer_level()
         self._bus.publish(BufferLevel(level))
+        estimate = self.meter.estimate()
+        smoothed = self.meter.estimate(recent=False)
+        now = time.monotonic()
         with self._lock:
             if self.controller.manual is not None:
                 return True
             decision = self.controller.decide(
-                now=time.monotonic(), buffer_s=level, estimate_bps=self.estimator.estimate()
+                now=now, buffer_s=level, estimate_bps=estimate, steady_bps=smoothed
             )
-        if decision.changed:
-            log.debug("abr: %s", decision.note)
-            self._apply(decision)
+        chosen = decision if decision.changed else self._abandon(now, level, estimate)
+        if chosen is not None and chosen.changed:
+            log.debug("abr: %s", chosen.note)
+            self._apply(chosen)
         return True
+
+    def _abandon(self, now: float, level: float, estimate: float) -> AbrDecision | None:
+        """The abandon rule on the download the reader needs next (see `abr.abandon`)."""
+        pending = None if self._frontier is None else self._frontier(level)
+        if pending is None:
+            return None
+        fresh = self.meter.estimate(recent=False)
+        to = abandon_to(pending, self._bitrates, estimate, fresh_bps=fresh, ttfb_s=self.meter.ttfb() or 0.0)
+        if to is None:
+            return None
+        note = (
+            f"abandon a v{pending.variant} download ({pending.loaded} of {pending.size} bytes in "
+            f"{pending.elapsed:.1f}s, due in {pending.due_s:.1f}s): v{to} at {estimate / 1e3:.0f} kbit/s"
+        )
+        with self._lock:
+            to = min(to, self.controller.current)
+            decision = self.controller.force(to, now=now, buffer_s=level, estimate_bps=estimate, note=note)
+            to = self.controller.current  # within the switch set
+        # Unchanged when the choice was lower already: the re-plan still drops the download.
+        return AbrDecision(now, pending.variant, to, AbrReason.URGENT, level, estimate, decision.note)
 
     def close(self) -> None:
         """Stop the thread and join it (outside the lock). Idempotent."""

@@ -1,9 +1,15 @@
-"""Throughput estimation: two time-weighted EWMAs, the more pessimistic one wins.
+"""Throughput estimation: time-weighted EWMAs and a recent rate, the most pessimistic wins.
 
-The estimator is pure: the caller feeds it one sample per network body transfer
-(`add(nbytes, seconds, now)`) and asks for `estimate()`; it owns no thread and
-reads no clock. Only network transfers are fed: a segment served from the cache
-says nothing about the network and must never reach it.
+The estimator is pure: the caller feeds it samples and asks for `estimate()`; it
+owns no thread and reads no clock. The library feeds it intervals of the whole
+link (`add_interval`, from `abr.meter.LinkMeter`: bytes of all downloads over the
+time at least one was in flight, partial downloads and stalls included); `add`
+takes one body transfer, for callers that measure downloads one by one. Only
+network transfers are fed: a segment served from the cache says nothing about
+the network and must never reach it. Interval samples also make the recent rate
+(the last two seconds of link time), which caps the estimate so that a stall
+shows at once; `estimate(recent=False)` leaves it out (the buffer rule's bound,
+and what a fresh request may expect when only the downloads in flight stalled).
 
 Each sample weighs its transfer time, but at least `min_weight_s`: after a weight
 `w` an EWMA keeps ``0.5 ** (w / half_life)`` of its old value, as in Shaka Player
@@ -20,6 +26,8 @@ start at zero and are divided by ``1 - 0.5 ** (total_weight / half_life)``
 
 from __future__ import annotations
 
+import collections
+
 from kithara_hls.options import DEFAULT_FAST_HALF_LIFE_S, DEFAULT_SLOW_HALF_LIFE_S
 
 #: Estimate before enough bytes were measured, bits per second (conservative, as hls.js).
@@ -32,6 +40,10 @@ DEFAULT_MIN_TOTAL_BYTES = 128_000
 DEFAULT_TTFB_HALF_LIFE_SAMPLES = 4.0
 #: Least weight of one sample, in seconds of transfer (see the module docstring).
 DEFAULT_MIN_WEIGHT_S = 3.0
+#: Most seconds of link time over which the recent rate is measured (interval samples
+#: only; the fast half-life if shorter): a link that stalls or collapses shows in the
+#: estimate within this long. It counts once half its window is measured.
+RECENT_WINDOW_S = 2.0
 
 
 class _Ewma:
@@ -94,6 +106,46 @@ class ThroughputEstimator:
         self._samples = 0
         self._ttfb_samples = 0
         self._last_sample_at: float | None = None
+        # (seconds, bytes, now) of the last interval samples: RECENT_WINDOW_S of link time at
+        # most, none older than that on the caller's clock (when link time is scarce, a slow
+        # sample would otherwise hold the estimate down for many downloads after a rise).
+        self._recent: collections.deque[tuple[float, int, float]] = collections.deque()
+        self._recent_s = 0.0
+        self._recent_bytes = 0
+        self._window_s = min(RECENT_WINDOW_S, fast_half_life)
+
+    def add_interval(self, nbytes: int, seconds: float, now: float, *, min_weight: float = 0.0) -> bool:
+        """Feed one interval of the link: `nbytes` arrived over all downloads in `seconds`
+        during which at least one was in flight (so a stall feeds zero bytes).
+
+        Weighed by its seconds, or `min_weight` if more (the meter gives an interval
+        that ends a download some weight, as `add` does: on a link much faster than
+        the media, link time is scarce and the averages would rise for minutes).
+        Intervals also make the recent rate, the bytes over the last RECENT_WINDOW_S
+        of link time (or the fast half-life), which caps the estimate once half of
+        that is measured: a collapse shows within a second or two, a rise only
+        through the EWMAs. Returns False for a non-positive duration.
+        """
+        if not seconds > 0 or nbytes < 0:
+            return False
+        bps = nbytes * 8.0 / seconds
+        weight = max(seconds, min_weight)
+        self._fast.add(weight, bps)
+        self._slow.add(weight, bps)
+        self._total_bytes += nbytes
+        self._samples += 1
+        self._last_sample_at = now
+        self._recent.append((seconds, nbytes, now))
+        self._recent_s += seconds
+        self._recent_bytes += nbytes
+        while self._recent and (
+            self._recent_s - self._recent[0][0] >= self._window_s
+            or now - self._recent[0][2] > RECENT_WINDOW_S + self._recent[0][0]
+        ):
+            old_s, old_bytes, _ = self._recent.popleft()
+            self._recent_s -= old_s
+            self._recent_bytes -= old_bytes
+        return True
 
     def add(self, nbytes: int, seconds: float, now: float) -> bool:
         """Feed one body transfer: `nbytes` from first to last body byte in `seconds`.
@@ -123,11 +175,15 @@ class ThroughputEstimator:
         self._ttfb.add(1.0, seconds)
         self._ttfb_samples += 1
 
-    def estimate(self) -> float:
-        """The throughput estimate, bits per second: min(fast EWMA, slow EWMA)."""
+    def estimate(self, *, recent: bool = True) -> float:
+        """The throughput estimate, bits per second: min(fast EWMA, slow EWMA), and the recent
+        rate of interval samples (unless `recent` is False: what a fresh connection may expect
+        when only the ones in flight stalled)."""
         if self._samples == 0:
             return self._initial_bps
         measured = min(self._fast.get(), self._slow.get())
+        if recent and self._recent_s >= self._window_s / 2:
+            measured = min(measured, self._recent_bytes * 8.0 / self._recent_s)
         if self._total_bytes < self._min_total_bytes:
             return min(self._initial_bps, measured)
         return measured

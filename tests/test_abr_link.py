@@ -1,0 +1,377 @@
+"""ABR on the link: the link meter, the fetch schedule near the reader, the abandon rule, and the
+start estimate kept per origin. Scores are benchmarks (benchmarks/abr_real.py), never asserted here."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import kithara_hls
+from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, source
+from kithara_hls import events as ev
+from kithara_hls.abr.abandon import Pending, abandon_to
+from kithara_hls.abr.controller import AbrController
+from kithara_hls.abr.estimator import ThroughputEstimator
+from kithara_hls.abr.meter import LinkMeter
+from kithara_hls.abr.schedule import parallel_limit
+from kithara_hls.cache import Cache
+from kithara_hls.catalog import load_link_estimate, origin_of, save_link_estimate
+from kithara_hls.session import Session
+from kithara_hls.testing import Origin, StreamFixture, build_ts_variants
+from kithara_hls.testing.oracle import parse_media
+
+WAIT_S = 30.0
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory: pytest.TempPathFactory) -> StreamFixture:
+    pytest.importorskip("av")
+    root = tmp_path_factory.mktemp("abr_link")
+    return build_ts_variants(root, name="link_ts", seconds=12.0, segment_seconds=2.0)
+
+
+@pytest.fixture
+def link_origin(fx: StreamFixture) -> Iterator[Origin]:
+    with Origin(fx.root) as served:
+        yield served
+
+
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> list[Session]:
+    """The sessions behind the sources a test opens (their layout says which variant each part is on)."""
+    made: list[Session] = []
+
+    class Recorded(Session):
+        def __init__(self, url: str, options: HlsOptions) -> None:
+            super().__init__(url, options)
+            made.append(self)
+
+    monkeypatch.setattr(source, "Session", Recorded)
+    return made
+
+
+def options(
+    tmp_path: Path, abr: AbrOptions | None = None, variant: int | None = None, **net: object
+) -> HlsOptions:
+    network = NetworkOptions(backoff=0.01, read_deadline=60.0, **net)  # type: ignore[arg-type]
+    return HlsOptions(
+        variant=variant, cache=CacheOptions(dir=tmp_path), network=network, abr=abr or AbrOptions()
+    )
+
+
+def expected_for(session: Session, fx: StreamFixture) -> bytes:
+    """The stream the reader should have seen: each part's bytes, by the variant it was planned on."""
+    return b"".join(fx.segment_bytes(p.variant)[p.segment] for p in session.layout.parts())
+
+
+def segment_path(fx: StreamFixture, variant: int, segment: int) -> str:
+    media = fx.root / fx.media[variant]
+    return (Path(fx.media[variant]).parent / parse_media(media).segments[segment].uri).as_posix()
+
+
+def decoded_seconds(data: bytes) -> float:
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return float(samples / stream.rate)
+
+
+class Waiter:
+    """Collects events on the publishing thread and wakes a test waiting for one that matches."""
+
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: ev.Event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def wait_for(self, match: object) -> ev.Event:
+        with self._cond:
+            found: list[ev.Event] = []
+
+            def seen() -> bool:
+                found[:] = [e for e in self.events if match(e)]  # type: ignore[operator]
+                return bool(found)
+
+            assert self._cond.wait_for(seen, WAIT_S), "the event never came"
+            return found[0]
+
+
+# -- the link meter ---------------------------------------------------------------------------
+
+
+def test_concurrent_downloads_count_together() -> None:
+    clock = Clock()
+    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
+    meter = LinkMeter(est, clock=clock)
+    a = meter.begin("a", 0, 0)
+    b = meter.begin("b", 1, 0)
+    meter.sized(a, 1_000_000)
+    clock.now += 1.0
+    meter.arrived(a, 100_000)
+    meter.arrived(b, 100_000)
+    assert meter.sample()
+    # 200 kB over one second of link time: the link, not one connection's 100 kB/s.
+    assert meter.estimate() == pytest.approx(1_600_000)
+    progress = {p.rid: p for p in meter.downloads()}
+    assert (progress["a"].loaded, progress["a"].size, progress["a"].elapsed) == (100_000, 1_000_000, 1.0)
+
+
+def test_idle_time_is_not_link_time() -> None:
+    clock = Clock()
+    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
+    meter = LinkMeter(est, clock=clock)
+    d = meter.begin("a", 0, 0)
+    clock.now += 0.25
+    meter.arrived(d, 50_000)
+    meter.end(d)
+    clock.now += 60.0  # nothing in flight: no link time passes
+    assert not meter.busy
+    assert meter.sample(force=True)
+    assert meter.estimate() == pytest.approx(1_600_000)
+
+
+def test_a_stalled_link_is_seen_within_two_seconds_without_a_byte() -> None:
+    clock = Clock()
+    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
+    meter = LinkMeter(est, clock=clock)
+    d = meter.begin("a", 0, 0)
+    for _ in range(20):  # 10 s at 8 Mbit/s
+        clock.now += 0.5
+        meter.arrived(d, 500_000)
+        meter.sample()
+    assert meter.estimate() == pytest.approx(8_000_000)
+    for _ in range(4):  # 2 s, and not one byte
+        clock.now += 0.5
+        assert meter.sample()
+    assert meter.estimate() < 1_000_000
+
+
+def test_a_slow_sample_is_forgotten_by_the_clock_when_link_time_is_scarce() -> None:
+    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0, fast_half_life=3.0, slow_half_life=6.0)
+    est.add_interval(40_000, 2.0, now=0.0)  # 160 kbit/s over 2 s of link time
+    for k in range(1, 4):  # then a short fast download every 4 s: little link time each
+        est.add_interval(60_000, 0.3, now=4.0 * k, min_weight=3.0)
+    # The 2-s slow sample left the recent window with time, not only with link time.
+    assert est.estimate() == pytest.approx(min(est.estimate(recent=False), 1_600_000))
+    assert est.estimate() > 800_000
+
+
+def test_the_buffer_rule_is_bounded_by_the_averages_not_each_dip() -> None:
+    ladder = [64_000, 128_000, 256_000, 512_000, 1_024_000]
+    opts = AbrOptions(min_switch_interval=0.0)
+    ctl = AbrController(ladder, opts, initial_estimate_bps=1_000_000)
+    assert ctl.current == 3
+    # A dip of the recent rate with a full buffer: the averages still pay for the top.
+    d = ctl.decide(now=0.0, buffer_s=30.0, estimate_bps=900_000, steady_bps=1_200_000)
+    assert d.to_variant == 4
+    # Without it, the estimate bounds the buffer rule.
+    ctl = AbrController(ladder, opts, initial_estimate_bps=1_000_000)
+    assert ctl.decide(now=0.0, buffer_s=30.0, estimate_bps=900_000).to_variant == 3
+
+
+# -- the schedule and the abandon rule, pure ----------------------------------------------------
+
+
+def test_parallel_limit_follows_the_link_and_the_buffer() -> None:
+    def slow(buffer_s: float) -> int:
+        return parallel_limit(
+            buffer_s=buffer_s, duration_s=4.0, link_bps=300_000, media_bps=256_000, workers=12
+        )
+
+    assert slow(0.0) == 1  # the next segment gets the link
+    assert slow(4.0) == 1
+    assert slow(20.0) == 3  # a healthy buffer pays for some look-ahead
+    fast = parallel_limit(buffer_s=0.0, duration_s=4.0, link_bps=160_000_000, media_bps=4_000_000, workers=12)
+    assert fast == 12  # a fast link: every worker at once
+    assert parallel_limit(buffer_s=0.0, duration_s=4.0, link_bps=1.0, media_bps=0.0, workers=12) == 12
+
+
+LADDER = (64_000, 128_000, 256_000, 512_000, 1_024_000)
+
+
+def test_abandon_a_download_that_cannot_finish_before_the_buffer_runs_dry() -> None:
+    # 4 s of the 1 Mbit/s rung (512 kB), 50 kB in after 2 s: 18 s to go, 6 s of buffer left.
+    late = Pending(variant=4, duration=4.0, due_s=6.0, loaded=50_000, size=512_000, elapsed=2.0)
+    # At 0.3 Mbit/s the 256 kbit/s rung arrives in 3.4 s, the 512 kbit/s one in 6.8 s.
+    assert abandon_to(late, LADDER, 300_000) == 2
+    # A stalled download is abandoned too, for the lowest rung if nothing else arrives in time.
+    stalled = Pending(variant=4, duration=4.0, due_s=1.0, loaded=0, size=None, elapsed=2.0)
+    assert abandon_to(stalled, LADDER, 100_000) == 0
+
+
+def test_keep_a_download_that_finishes_in_time_or_is_nearly_whole_or_young() -> None:
+    on_time = Pending(variant=4, duration=4.0, due_s=20.0, loaded=100_000, size=512_000, elapsed=2.0)
+    assert abandon_to(on_time, LADDER, 300_000) is None
+    nearly = Pending(variant=4, duration=4.0, due_s=0.5, loaded=450_000, size=512_000, elapsed=20.0)
+    assert abandon_to(nearly, LADDER, 300_000) is None
+    young = Pending(variant=4, duration=4.0, due_s=0.5, loaded=0, size=512_000, elapsed=1.9)
+    assert abandon_to(young, LADDER, 300_000) is None
+    lowest = Pending(variant=0, duration=4.0, due_s=0.0, loaded=0, size=32_000, elapsed=5.0)
+    assert abandon_to(lowest, LADDER, 300_000) is None
+
+
+# -- through the reader ------------------------------------------------------------------------
+
+
+def test_an_abandoned_download_is_fetched_again_lower_and_the_bytes_stay_exact(
+    fx: StreamFixture, link_origin: Origin, tmp_path: Path, sessions: list[Session]
+) -> None:
+    top = len(fx.media) - 1
+    # Segment 3 of the top variant stalls after its first bytes: it cannot arrive before the
+    # three segments ahead of it are played.
+    release = link_origin.stall(segment_path(fx, top, 3), after_bytes=1000)
+    waiter = Waiter()
+    abr = AbrOptions(initial_bandwidth=100_000_000)  # start on the top variant
+    with kithara_hls.open(link_origin.url(fx.entry), options(tmp_path, abr, read_timeout=30.0)) as f:
+        f.on_event(waiter)
+        head = f.read(len(fx.segment_bytes(top)[0]))  # playing: the first segment read
+        first = waiter.wait_for(lambda e: isinstance(e, ev.SegmentStart) and e.segment_index == 3)
+        assert isinstance(first, ev.SegmentStart) and first.variant == top
+        # The reader waits for no byte of it: the download is dropped on its own.
+        lower = waiter.wait_for(
+            lambda e: isinstance(e, ev.SegmentStart) and e.segment_index == 3 and e.variant < top
+        )
+        data = head + f.read()
+        release.set()
+    assert data == expected_for(sessions[0], fx)
+    assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
+    parts = sessions[0].layout.parts()
+    assert [p.variant for p in parts[:3]] == [top] * 3  # what was stored stays
+    assert isinstance(lower, ev.SegmentStart) and parts[3].variant == lower.variant
+    applied = [e for e in waiter.events if isinstance(e, ev.VariantApplied)]
+    assert applied[0] == ev.VariantApplied(None, top, AbrReason.INITIAL)
+    assert applied[1] == ev.VariantApplied(top, parts[3].variant, AbrReason.URGENT)
+
+
+def test_a_link_cut_steps_down_before_the_buffer_runs_dry(
+    fx: StreamFixture, link_origin: Origin, tmp_path: Path, sessions: list[Session]
+) -> None:
+    top = len(fx.media) - 1
+    sizes = [len(b) for b in fx.segment_bytes(top)]
+    link_origin.bandwidth = 2 * sum(sizes) / fx.duration  # twice the top rate
+    waiter = Waiter()
+    abr = AbrOptions(initial_bandwidth=2 * sum(sizes) * 8 / fx.duration)  # the link, known
+    with kithara_hls.open(link_origin.url(fx.entry), options(tmp_path, abr)) as f:
+        f.on_event(waiter)
+        head = f.read(sizes[0] + sizes[1])  # two segments played; the next ones are on their way
+        # The link falls to a third of the top rate: no top segment completes for seconds.
+        link_origin.bandwidth = sum(sizes) / fx.duration / 3
+        lower = waiter.wait_for(lambda e: isinstance(e, ev.SegmentStart) and e.variant < top)
+        link_origin.bandwidth = None
+        data = head + f.read()
+        decisions = f.abr_decisions()
+    assert isinstance(lower, ev.SegmentStart)
+    assert data == expected_for(sessions[0], fx)
+    down = next(d for d in decisions if d.to_variant < d.from_variant)
+    assert down.reason in (AbrReason.DOWN, AbrReason.URGENT)
+    assert down.buffer_s > 0  # decided while the reader still had media ahead
+    applied = [e for e in waiter.events if isinstance(e, ev.VariantApplied)]
+    assert applied[0] == ev.VariantApplied(None, top, AbrReason.INITIAL)
+    assert applied[1].reason in (AbrReason.DOWN, AbrReason.URGENT)
+
+
+def test_near_the_reader_downloads_go_one_at_a_time_on_a_slow_link(
+    fx: StreamFixture, link_origin: Origin, tmp_path: Path
+) -> None:
+    top = len(fx.media) - 1
+    with kithara_hls.open(link_origin.url(fx.entry), options(tmp_path / "probe")) as f:
+        rate = f.variants[top].bitrate
+    # The link carries the pinned variant 1.25 times over: two downloads at once would each
+    # arrive slower than real time, so the next segment must have the link to itself.
+    link_origin.bandwidth = rate * 1.25 / 8
+    waiter = Waiter()
+    abr = AbrOptions(initial_bandwidth=rate * 1.25)
+    with kithara_hls.open(link_origin.url(fx.entry), options(tmp_path, abr, variant=top)) as f:
+        f.on_event(waiter)
+        waiter.wait_for(lambda e: isinstance(e, ev.SegmentComplete) and e.segment_index == 2)
+    flow = [
+        (type(e).__name__, e.segment_index)
+        for e in waiter.events
+        if isinstance(e, ev.SegmentStart | ev.SegmentComplete)
+    ]
+    expected = [("SegmentStart", 0), ("SegmentComplete", 0), ("SegmentStart", 1), ("SegmentComplete", 1)]
+    assert flow[:6] == [*expected, ("SegmentStart", 2), ("SegmentComplete", 2)]
+
+
+def test_a_fast_link_fetches_in_parallel(fx: StreamFixture, link_origin: Origin, tmp_path: Path) -> None:
+    top = len(fx.media) - 1
+    link_origin.latency = 0.05  # a WAN's round trip: parallel requests hide it
+    waiter = Waiter()
+    abr = AbrOptions(initial_bandwidth=100_000_000)  # a link known to be fast
+    with kithara_hls.open(link_origin.url(fx.entry), options(tmp_path, abr, variant=top)) as f:
+        f.on_event(waiter)
+        assert f.read() == fx.expected(top)
+    starts = [i for i, e in enumerate(waiter.events) if isinstance(e, ev.SegmentStart)]
+    first_done = next(i for i, e in enumerate(waiter.events) if isinstance(e, ev.SegmentComplete))
+    assert sum(1 for i in starts if i < first_done) > 1
+
+
+# -- the start estimate ------------------------------------------------------------------------
+
+
+def test_origin_of_names_scheme_host_and_port() -> None:
+    assert origin_of("https://CDN.example.com/a/master.m3u8?t=1") == "https://cdn.example.com:443"
+    assert origin_of("http://127.0.0.1:8080/x.m3u8") == "http://127.0.0.1:8080"
+    assert origin_of("file:///tmp/x.m3u8") is None
+
+
+def test_a_stored_estimate_picks_the_start_variant(
+    fx: StreamFixture, link_origin: Origin, tmp_path: Path
+) -> None:
+    url = link_origin.url(fx.entry)
+    with kithara_hls.open(url, options(tmp_path / "fresh")) as f:
+        rates = [v.bitrate for v in f.variants]
+        first = f.events()
+        f.read(1)
+    assert next(e for e in first if isinstance(e, ev.VariantApplied)).to_variant == 0  # nothing known
+
+    def start_variant(abr: AbrOptions | None = None) -> int:
+        with kithara_hls.open(url, options(tmp_path, abr)) as f:
+            sub = f.events()
+            f.read(1)
+            return next(e for e in sub if isinstance(e, ev.VariantApplied)).to_variant
+
+    cache = Cache(CacheOptions(dir=tmp_path))
+    try:
+        # Between the middle and the top rung, with the safety factor: the middle one.
+        save_link_estimate(cache, url, rates[1] * 1.2)
+        assert load_link_estimate(cache, url) == pytest.approx(rates[1] * 1.2, abs=1)
+    finally:
+        cache.close()
+    assert start_variant() == 1
+    # The option wins over what is stored.
+    assert start_variant(AbrOptions(initial_bandwidth=rates[2] * 2)) == 2
+
+
+def test_a_read_keeps_the_estimate_for_its_origin(
+    fx: StreamFixture, link_origin: Origin, tmp_path: Path
+) -> None:
+    url = link_origin.url(fx.entry)
+    with kithara_hls.open(url, options(tmp_path, variant=len(fx.media) - 1)) as f:
+        assert f.read()
+    cache = Cache(CacheOptions(dir=tmp_path))
+    try:
+        kept = load_link_estimate(cache, url)
+    finally:
+        cache.close()
+    assert kept is not None and kept > 0
