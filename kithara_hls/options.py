@@ -52,7 +52,7 @@ DEFAULT_MAX_SEGMENT_BYTES = 1 * 2**30  # 1 GiB
 TRACKS = ("auto", "audio", "muxed")
 #: Size cap of the on-disk cache.
 DEFAULT_CACHE_BYTES = 2**30  # 1 GiB
-#: ABR defaults (see `AbrOptions`), tuned with ``python -m benchmarks.abr``.
+#: ABR defaults (see `AbrOptions`), tuned with ``python -m benchmarks.abr_real``.
 DEFAULT_MIN_BUFFER_FOR_UP_SWITCH_S = 4.0
 DEFAULT_DOWN_SWITCH_BUFFER_S = 10.0
 DEFAULT_THROUGHPUT_SAFETY_FACTOR = 1.15
