@@ -318,13 +318,7 @@ class Session:
             # variant chosen then, and a long buffer of a low variant outlasts a better link.
             if buffer_s >= self.options.abr.buffer_target_secs:
                 return 0
-        return parallel_limit(
-            buffer_s=buffer_s,
-            duration_s=part.duration,
-            link_bps=link,
-            media_bps=rate,
-            workers=self.options.network.workers,
-        )
+        return parallel_limit(link_bps=link, media_bps=rate, workers=self.options.network.workers)
 
     def _sample(self, nbytes: int, transfer_s: float, ttfb_s: float) -> None:
         if self._meter is not None:
