@@ -26,6 +26,10 @@ from .writer import Writer as Writer
 _CLOSED_MSG = "I/O operation on closed file."
 
 
+class Superseded(HlsError):
+    """A re-plan dropped the resource its reader waits on: read the plan again (never surfaced)."""
+
+
 @dataclass(frozen=True)
 class SizeInfo:
     """What is known of a resource's size: raw bytes, AES padding and the leading ID3 tag, if learnt.
@@ -233,6 +237,15 @@ class Store:
             res = self._get(rid)
             res.error = error
             res.writing = False
+            self._changed.notify_all()
+
+    def supersede(self, rid: str) -> None:
+        """A re-plan dropped `rid` under the reader: its wait ends with `Superseded` (until
+        `clear_error`, or a new download of it)."""
+        with self._lock:
+            res = self._get(rid)
+            if res.error is None:
+                res.error = Superseded("the plan replaced this resource", url=None)
             self._changed.notify_all()
 
     def fail_all(self, error: BaseException) -> None:
