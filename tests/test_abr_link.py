@@ -22,7 +22,7 @@ from kithara_hls.cache import Cache
 from kithara_hls.catalog import load_link_estimate, origin_of, save_link_estimate
 from kithara_hls.layout import Layout, build_parts
 from kithara_hls.session import Session
-from kithara_hls.testing import Origin, StreamFixture, build_ts_variants
+from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
 from kithara_hls.testing.oracle import parse_media
 
 WAIT_S = 30.0
@@ -286,6 +286,37 @@ def test_the_segment_the_reader_waits_on_with_no_byte_is_fetched_again_lower(
     applied = [e for e in waiter.events if isinstance(e, ev.VariantApplied)]
     assert applied[0] == ev.VariantApplied(None, top, AbrReason.INITIAL)
     assert applied[1] == ev.VariantApplied(top, parts[3].variant, AbrReason.URGENT)
+
+
+def test_in_fmp4_the_re_planned_segment_the_reader_waits_on_gets_its_init_section(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, sessions: list[Session]
+) -> None:
+    fmp4 = build_fmp4(tmp_path_factory.mktemp("abr_link_fmp4"), name="link_fmp4", bitrates=(64_000, 256_000))
+    top = len(fmp4.media) - 1
+    init = fmp4.init_bytes(top)
+    assert init is not None
+    head_size = len(init) + sum(len(b) for b in fmp4.segment_bytes(top)[:3])
+    with Origin(fmp4.root) as origin:
+        release = origin.stall(segment_path(fmp4, top, 3), after_bytes=0)
+        abr = AbrOptions(initial_bandwidth=100_000_000)
+        with kithara_hls.open(origin.url(fmp4.entry), options(tmp_path, abr, read_timeout=30.0)) as f:
+            head = f.read(head_size)  # the init section and three segments: the next read waits
+            data = head + f.read()
+            release.set()
+    parts = sessions[0].layout.parts()
+    # The new plan starts where segment 3 of the top variant was: the lower variant's init
+    # section, then its segment 3.
+    assert [(p.is_init, p.variant) for p in parts[:6]] == [(True, top)] + [(False, top)] * 3 + [
+        (True, parts[5].variant),
+        (False, parts[5].variant),
+    ]
+    assert parts[5].variant < top and parts[5].segment == 3
+    expected = b"".join(
+        (fmp4.init_bytes(p.variant) or b"") if p.is_init else fmp4.segment_bytes(p.variant)[p.segment]
+        for p in parts
+    )
+    assert data == expected
+    assert decoded_seconds(data) == pytest.approx(fmp4.duration, abs=0.3)
 
 
 def test_a_part_the_reader_was_returned_bytes_of_is_never_replaced(fx: StreamFixture) -> None:
