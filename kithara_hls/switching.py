@@ -84,6 +84,8 @@ class Switcher:
         self.home = layout.part(0).variant if len(layout) else 0
         self.has_read: Callable[[], bool] = lambda: False
         self._pinned: int | None = None  # the variant set_variant pinned (and checked)
+        #: A switch waits for its variant's playlist (the pool holds back a demand it replaces).
+        self.replanning = False
 
     def start_abr(
         self,
@@ -205,6 +207,7 @@ class Switcher:
             if reason == ev.AbrReason.URGENT:
                 # The link is too slow for what is in flight: free it for the playlist load.
                 self._drop_above(variant)
+            self.replanning = True
             self._pool.submit(lambda: self._load_and_switch(variant, reason))
 
     def _drop_above(self, variant: int) -> None:
@@ -232,11 +235,15 @@ class Switcher:
             self._books.record_variant(media, variant)
 
     def _load_and_switch(self, variant: int, reason: ev.AbrReason) -> None:
-        self._add_variant(variant)
-        self._learn(self.home)
-        self._learn(variant)
-        if self._admit(variant) and self.driver is not None and self.driver.current == variant:
-            self._switch(variant, reason)
+        try:
+            self._add_variant(variant)
+            self._learn(self.home)
+            self._learn(variant)
+            if self._admit(variant) and self.driver is not None and self.driver.current == variant:
+                self._switch(variant, reason)
+        finally:
+            self.replanning = False
+            self._pool.invalidate()  # a demand held for this re-plan goes on
 
     def _learn(self, variant: int) -> None:
         """Look at `variant`'s first bytes, from its part in the plan if it has one (no request)."""
