@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: A worker with nothing to do re-checks the pool this often (it is woken on every change anyway).
 IDLE_WAIT_S = 30.0
+#: A part the reader is blocked on that a re-plan is about to replace (`held`) waits at most
+#: this long for it (a playlist load on a slow link) before it is downloaded as planned.
+DEMAND_HOLD_S = 10.0
 #: Parts probed ahead when a read lands beyond the known offsets.
 PROBE_BATCH = 64
 #: Download workers that start whatever the network: enough to keep a near, fast link busy.
@@ -105,6 +108,12 @@ class FetchPool:
         #: how many downloads may be in flight then (`abr.schedule`); None: `workers`.
         #: Parts the reader is blocked on are never held back.
         self.limit: Callable[[float, Part], int] | None = None
+        #: Called under the pool's lock: held(part) tells whether a re-plan of `part` is on
+        #: its way (ABR moved below its variant), so a reader blocked on it, with no byte of it
+        #: yet, waits for the new part rather than starting this download (for `DEMAND_HOLD_S`).
+        self.held: Callable[[Part], bool] | None = None
+        self._demanded: dict[int, float] = {}  # demanded part index -> when
+        self._hold_until: float | None = None  # when the earliest hold of a demand ends
         #: Called on each worker as it exits (to close its per-thread cache connection).
         self.on_exit: Callable[[], None] | None = None
         #: Called on a worker, outside the lock, when the runner raised instead of
@@ -170,6 +179,7 @@ class FetchPool:
             self._done.discard(part.rid)  # a demanded part is not (or no longer) in the store
             if index not in self._demand:
                 self._demand.appendleft(index)
+                self._demanded[index] = time.monotonic()
             self._work.notify()
             # Every worker is in another download (look-ahead, maybe a slow one): one more takes this now.
             stuck = part.rid not in self._inflight and len(self._inflight) >= self._started
@@ -256,24 +266,34 @@ class FetchPool:
                         (self._probing if task.probe else self._inflight).add(task.part.rid)
                     wake.notify()  # the baton: there may be more
                     return task
-                wake.wait(IDLE_WAIT_S)
+                until = self._hold_until
+                wake.wait(IDLE_WAIT_S if until is None else max(0.0, until - time.monotonic()))
             return None
 
     def _pick(self) -> Task | None:
         layout = self._layout
+        self._hold_until = None
         while self._demand:
             index = self._demand[-1]
             part = layout.part(index) if index < len(layout) else None
             if part is None or part.rid in self._done:
-                self._demand.pop()
+                self._demanded.pop(self._demand.pop(), None)
                 continue
             if part.rid in self._inflight:
                 break
-            self._demand.pop()
+            until = self._demanded.get(index, 0.0) + DEMAND_HOLD_S
+            # Replaceable (not frozen), and its re-plan on its way: other work meanwhile.
+            if index >= layout.committed and until > time.monotonic() and self._held(part):
+                self._hold_until = until
+                break
+            self._demanded.pop(self._demand.pop(), None)
             return Task(index, part, urgent=True)
         if self._jobs:
             return Task(-1, None, job=self._jobs.popleft())
         return self._pick_probe() or self._next_ahead()
+
+    def _held(self, part: Part) -> bool:
+        return self.held is not None and self.held(part)
 
     def _pick_probe(self) -> Task | None:
         layout = self._layout
@@ -360,6 +380,7 @@ class FetchPool:
         with self._lock:
             self._closed = True
             self._demand.clear()
+            self._demanded.clear()
             self._probes.clear()
             self._queued.clear()
             self._jobs.clear()

@@ -6,8 +6,10 @@ size is its plaintext size; it becomes known from BYTERANGE, headers, a probe
 or the cache. Offsets are prefix sums over the leading parts whose sizes are
 known, so they are exact, never estimates.
 
-Parts before `committed` are frozen (the reader has reached them); an ABR
-switch replaces only parts after it.
+Parts before `committed` are frozen; an ABR switch replaces only parts from
+it on. The parts before the reader's are frozen, and the reader's own once it
+was returned bytes of it (or read from past its start): a part the reader waits
+on with nothing returned may still be re-planned, at the same start offset.
 
 Packed audio: a media part after the stream's first that begins with an ID3
 tag is presented without it (see `id3.py`), so its size counts only once the
@@ -176,6 +178,8 @@ class Layout:
         self._index_times()
         self._resources: int | None = None
         self.committed = 0
+        #: The part the reader is in (-1 before its first read).
+        self.reader = -1
 
     def _index_times(self) -> None:
         """The media times `window` and `index_at_time` bisect. Call under the lock (or in __init__)."""
@@ -326,6 +330,24 @@ class Layout:
         """Freeze parts up to and including `index`."""
         with self._lock:
             self.committed = max(self.committed, min(index + 1, len(self._parts)))
+
+    def enter(self, index: int) -> None:
+        """The reader is at part `index`: freeze the parts before it (not `index` itself yet)."""
+        with self._lock:
+            self.reader = index
+            self.committed = max(self.committed, min(index, len(self._parts)))
+
+    def hold(self, index: int, part: Part) -> bool:
+        """Freeze parts up to and including `index` if it is still `part` (the reader is about to
+        return bytes of it); False, and no change, if a re-plan replaced it first.
+
+        Under the lock `replace_from` takes: of the two, exactly one wins.
+        """
+        with self._lock:
+            if index >= len(self._parts) or self._parts[index] != part:
+                return False
+            self.committed = max(self.committed, index + 1)
+            return True
 
     def replace_from(self, index: int, parts: list[Part]) -> bool:
         """Replace parts from `index` on; False (and no change) if the reader already reached it."""

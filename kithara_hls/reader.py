@@ -25,7 +25,7 @@ from .fetch import PROBE_BATCH, FetchPool
 from .heads import Heads
 from .keys import KeyManager
 from .layout import Layout, Part
-from .store import Store
+from .store import Store, Superseded
 from .switching import Switcher
 
 
@@ -65,7 +65,8 @@ class Reader:
         self._part = -1
         self._ended = False
         self._eos_sent = False
-        #: The variant the reader is in (None before the first read).
+        self._shown: Part | None = None  # the part whose bytes were last returned
+        #: The variant the reader was last returned bytes of (None before the first read).
         self.variant: int | None = None
 
     @property
@@ -94,12 +95,17 @@ class Reader:
             if filled and layout.part(index).gap:
                 break  # the bytes before the gap now; the next read raises
             part = self._enter(index)
+            # Past its start, the part's size placed `pos`: it is frozen before the read.
+            if off > 0 and not layout.hold(index, part):
+                continue  # re-planned meanwhile: locate again
             # A part still in its download task will tell its size: from its headers, or
             # (AES-128 padding) just after its body is stored.
             if off > 0 and layout.size_of(index) is None and not pool.in_flight(part.rid):
                 self.resolve_sizes(index, index + 1, deadline, ahead=PROBE_BATCH)
                 continue
-            n = self._read_part(index, part, off, out[filled:], deadline, len(out))
+            n = self._read_held(index, part, off, out[filled:], deadline, len(out))
+            if n is None:
+                continue
             if n == 0:
                 self._settle_size(index, part, off)
                 continue
@@ -125,7 +131,11 @@ class Reader:
             if filled and self._layout.part(index).gap:
                 break
             part = self._enter(index)
-            n = self._read_part(index, part, inner, out[filled:], deadline, len(out))
+            if inner > 0 and not self._layout.hold(index, part):
+                continue  # re-planned meanwhile: read the new part from `inner` (never reached)
+            n = self._read_held(index, part, inner, out[filled:], deadline, len(out))
+            if n is None:
+                continue
             if n == 0:
                 self._settle_size(index, part, inner)
                 index, inner = index + 1, 0
@@ -135,10 +145,10 @@ class Reader:
         return filled, index, inner
 
     def land(self, index: int) -> None:
-        """A seek lands at the start of part `index`: freeze the parts up to it (an ABR switch
-        then re-plans only after it), download it now, and look ahead from there."""
+        """A seek lands at the start of part `index`: freeze the parts before it (an ABR switch
+        may re-plan from it until its first bytes are read), download it now, and look ahead."""
         if index < len(self._layout):
-            self._layout.commit(index)
+            self._layout.commit(index - 1)
             if not self._layout.part(index).gap:  # a gap is never requested
                 self._pool.demand(index)
             self._pool.set_reader(index)
@@ -185,12 +195,10 @@ class Reader:
         self._bus.publish(ev.EndOfStream())
 
     def _enter(self, index: int) -> Part:
-        """Part `index`, frozen now that the reader is in it; events, look-ahead and ABR follow.
-
-        A gap raises `SegmentGap`.
-        """
+        """Part `index`, where the reader is now (the parts before it are frozen; it is, once
+        bytes of it are returned); look-ahead and ABR follow. A gap raises `SegmentGap`."""
         part = self._layout.part(index)
-        self._layout.commit(index)
+        self._layout.enter(index)
         if index != self._part:
             self._entered(index, part)
         if part.gap:
@@ -201,13 +209,29 @@ class Reader:
         """The reader moved into part `index`: events, look-ahead and ABR follow."""
         self._part = index
         self._pool.set_reader(index)
-        if part.variant != self.variant:
-            previous, self.variant = self.variant, part.variant
-            self._bus.publish(ev.VariantApplied(previous, part.variant, self._switcher.reason_at(index)))
         if self._duration > 0:
             percent = min(100.0, 100.0 * part.start / self._duration)
             self._bus.publish(ev.PlaybackProgress(part.start, percent))
         self._switcher.poke()
+
+    def _read_held(
+        self, index: int, part: Part, off: int, out: memoryview, deadline: float, asked: int
+    ) -> int | None:
+        """`_read_part`, whose bytes count only if part `index` is still `part` once they are
+        here (it is then frozen); None if a re-plan replaced it first: read the plan again."""
+        try:
+            n = self._read_part(index, part, off, out, deadline, asked)
+        except Superseded:
+            return None  # (its mark was cleared on the way out)
+        if n and not self._layout.hold(index, part):
+            self._store.clear_error(part.rid)  # a mark the re-plan left for this read
+            return None
+        if n and part is not self._shown:
+            self._shown = part
+            if part.variant != self.variant:
+                previous, self.variant = self.variant, part.variant
+                self._bus.publish(ev.VariantApplied(previous, part.variant, self._switcher.reason_at(index)))
+        return n
 
     def _read_part(
         self, index: int, part: Part, off: int, out: memoryview, deadline: float, asked: int

@@ -209,6 +209,7 @@ class Session:
         )
         pool.on_finished = self._on_finished
         pool.limit = self._limit
+        pool.held = self._held
         pool.on_exit = self.cache.close
         pool.on_crash = self._task_crashed
         switcher = self.switcher = self._switcher = Switcher(
@@ -286,6 +287,14 @@ class Session:
     def _response_wait(self, seconds: float) -> None:
         if self._pool is not None:
             self._pool.response_wait(seconds)
+
+    def _held(self, part: Part) -> bool:
+        """Whether a switch below `part`'s variant waits for its playlist, so a re-plan of it is
+        on its way (under the pool's lock)."""
+        switcher = self._switcher
+        driver = switcher.driver if switcher is not None and switcher.replanning else None
+        ctl = None if driver is None else driver.controller
+        return ctl is not None and ctl.manual is None and part.variant > ctl.current
 
     def _limit(self, buffer_s: float, part: Part) -> int:
         """Downloads allowed in flight before `part` starts (`abr.schedule`; under the pool's lock)."""

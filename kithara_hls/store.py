@@ -26,6 +26,10 @@ from .writer import Writer as Writer
 _CLOSED_MSG = "I/O operation on closed file."
 
 
+class Superseded(HlsError):
+    """A re-plan dropped the resource its reader waits on: read the plan again (never surfaced)."""
+
+
 @dataclass(frozen=True)
 class SizeInfo:
     """What is known of a resource's size: raw bytes, AES padding and the leading ID3 tag, if learnt.
@@ -235,6 +239,15 @@ class Store:
             res.writing = False
             self._changed.notify_all()
 
+    def supersede(self, rid: str) -> None:
+        """A re-plan dropped `rid` under the reader: its wait for bytes ends with `Superseded`
+        (once; or never, after `clear_error` or a new download of it)."""
+        with self._lock:
+            res = self._get(rid)
+            if res.error is None:
+                res.error = Superseded("the plan replaced this resource", url=None)
+            self._changed.notify_all()
+
     def fail_all(self, error: BaseException) -> None:
         """Make every reader raise `error` from now on: the machinery behind the store broke."""
         with self._lock:
@@ -242,14 +255,21 @@ class Store:
                 self._broken = error
             self._changed.notify_all()
 
-    def _check(self, res: _Res) -> None:
-        """Raise what a reader of `res` meets: a closed store, a broken one, its failure."""
+    def _check(self, res: _Res, *, superseded: bool = True) -> None:
+        """Raise what a reader of `res` meets: a closed store, a broken one, its failure; and,
+        if `superseded`, a re-plan's mark, once (a reader that moved on before it was set
+        meets it at most in one read, which it then repeats)."""
         if self._closed:
             raise ValueError(_CLOSED_MSG)
         if self._broken is not None:
             raise self._broken
-        if res.error is not None:
-            raise res.error
+        error = res.error
+        if isinstance(error, Superseded):
+            if superseded:
+                res.error = None
+                raise error
+        elif error is not None:
+            raise error
 
     def clear_error(self, rid: str) -> None:
         """Forget a failure so the next read fetches again."""
@@ -274,7 +294,8 @@ class Store:
         with self._lock:
             res = self._get(rid)
             while res.size is None or (need_pad and res.pad is None) or (need_head and res.head is None):
-                self._check(res)
+                # A re-plan's mark does not end a wait for a size: the poke that follows it does.
+                self._check(res, superseded=False)
                 if generation is not None and generation != self._generation:
                     return None
                 remaining = deadline - time.monotonic()

@@ -1,6 +1,7 @@
 """Variant switching: ABR's decisions and `set_variant` re-plan the parts the reader has not reached.
 
-A switch replaces the layout's parts from the first one neither read nor being
+A switch replaces the layout's parts from the first one neither frozen (see
+`layout`: the reader's own is not while it was returned no byte of it) nor being
 downloaded (an urgent switch also abandons downloads in flight) with the same
 media time on the new variant; the reason is kept by the part where the new
 plan starts, so the reader can tell why when it gets there. Offline, ABR plays
@@ -83,6 +84,8 @@ class Switcher:
         self.home = layout.part(0).variant if len(layout) else 0
         self.has_read: Callable[[], bool] = lambda: False
         self._pinned: int | None = None  # the variant set_variant pinned (and checked)
+        #: A switch waits for its variant's playlist (the pool holds back a demand it replaces).
+        self.replanning = False
 
     def start_abr(
         self,
@@ -130,16 +133,17 @@ class Switcher:
             self._bus.publish(ev.ThroughputSample(nbytes / transfer_s))
 
     def frontier(self, buffer_s: float) -> Pending | None:
-        """The download in flight of the first part not stored after those the reader reached
-        (which the abandon rule may drop), if the reader started; due when the reader gets there
-        (`buffer_s`, or the media time from the start of the reader's part if longer)."""
+        """The download in flight of the first part not stored from the first one a re-plan may
+        replace (the reader's own, while it was returned no byte of it), which the abandon rule
+        may drop, if the reader started; due when the reader gets there (`buffer_s`, or the media
+        time from the start of the reader's part if longer)."""
         layout = self._layout
-        reached = layout.committed
-        if not reached or self.driver is None:
+        reader = layout.reader
+        if reader < 0 or self.driver is None:
             return None  # not playing yet: nothing runs dry
-        index = self._pool.first_unstarted(reached, started_counts=False)
-        found = layout.parts(reached - 1, index + 1)
-        if len(found) < index - reached + 2:
+        index = self._pool.first_unstarted(max(reader, layout.committed), started_counts=False)
+        found = layout.parts(reader, index + 1)
+        if len(found) < index - reader + 1:
             return None
         here, part = found[0], found[-1]
         due = max(buffer_s, part.start - here.start)
@@ -203,6 +207,7 @@ class Switcher:
             if reason == ev.AbrReason.URGENT:
                 # The link is too slow for what is in flight: free it for the playlist load.
                 self._drop_above(variant)
+            self.replanning = True
             self._pool.submit(lambda: self._load_and_switch(variant, reason))
 
     def _drop_above(self, variant: int) -> None:
@@ -230,11 +235,15 @@ class Switcher:
             self._books.record_variant(media, variant)
 
     def _load_and_switch(self, variant: int, reason: ev.AbrReason) -> None:
-        self._add_variant(variant)
-        self._learn(self.home)
-        self._learn(variant)
-        if self._admit(variant) and self.driver is not None and self.driver.current == variant:
-            self._switch(variant, reason)
+        try:
+            self._add_variant(variant)
+            self._learn(self.home)
+            self._learn(variant)
+            if self._admit(variant) and self.driver is not None and self.driver.current == variant:
+                self._switch(variant, reason)
+        finally:
+            self.replanning = False
+            self._pool.invalidate()  # a demand held for this re-plan goes on
 
     def _learn(self, variant: int) -> None:
         """Look at `variant`'s first bytes, from its part in the plan if it has one (no request)."""
@@ -300,9 +309,13 @@ class Switcher:
                     None if before is None else loaded[before.variant].segments[before.segment].init
                 )
                 parts = gaps.plan(media, variant, loaded, first, current_init, compatible=self.same_set)
-                dropped = {p.rid for p in layout.parts(index)} - {p.rid for p in parts}
+                olds = layout.parts(index)
+                dropped = {p.rid for p in olds} - {p.rid for p in parts}
                 if layout.replace_from(index, parts):
                     self._abandon(dropped)
+                    if layout.reader == index and olds[0].rid in dropped:
+                        # The reader waits on the part it replaced (it had no byte of it).
+                        self._store.supersede(olds[0].rid)
                     self._store.poke()
                     for start in [k for k in self._reasons if k >= index]:
                         del self._reasons[start]

@@ -25,7 +25,7 @@ from .options import HlsOptions
 from .playlist import MediaPlaylist
 from .ranged import FetchStats, Sink
 from .retry import Cancelled
-from .store import Store, Writer
+from .store import Store, Superseded, Writer
 from .transport import HttpClient
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class TaskRunner:
             else:
                 self._fetch(task.index, part)
             return True
-        except Cancelled:
+        except (Cancelled, Superseded):  # Superseded: a re-plan dropped the part under the reader
             return None
         except ValueError:
             if self._store.closed:  # the source closed under this task

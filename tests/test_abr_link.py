@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import kithara_hls
-from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, source
+from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, playlist, source
 from kithara_hls import events as ev
 from kithara_hls.abr.abandon import Pending, abandon_to
 from kithara_hls.abr.controller import AbrController
@@ -20,8 +20,9 @@ from kithara_hls.abr.meter import LinkMeter
 from kithara_hls.abr.schedule import parallel_limit
 from kithara_hls.cache import Cache
 from kithara_hls.catalog import load_link_estimate, origin_of, save_link_estimate
+from kithara_hls.layout import Layout, build_parts
 from kithara_hls.session import Session
-from kithara_hls.testing import Origin, StreamFixture, build_ts_variants
+from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
 from kithara_hls.testing.oracle import parse_media
 
 WAIT_S = 30.0
@@ -257,6 +258,76 @@ def test_an_abandoned_download_is_fetched_again_lower_and_the_bytes_stay_exact(
     applied = [e for e in waiter.events if isinstance(e, ev.VariantApplied)]
     assert applied[0] == ev.VariantApplied(None, top, AbrReason.INITIAL)
     assert applied[1] == ev.VariantApplied(top, parts[3].variant, AbrReason.URGENT)
+
+
+def test_the_segment_the_reader_waits_on_with_no_byte_is_fetched_again_lower(
+    fx: StreamFixture, link_origin: Origin, tmp_path: Path, sessions: list[Session]
+) -> None:
+    top = len(fx.media) - 1
+    # Segment 3 of the top variant sends its headers, then nothing.
+    release = link_origin.stall(segment_path(fx, top, 3), after_bytes=0)
+    waiter = Waiter()
+    abr = AbrOptions(initial_bandwidth=100_000_000)  # start on the top variant
+    head_size = sum(len(b) for b in fx.segment_bytes(top)[:3])
+    with kithara_hls.open(link_origin.url(fx.entry), options(tmp_path, abr, read_timeout=30.0)) as f:
+        f.on_event(waiter)
+        head = f.read(head_size)  # up to the start of segment 3: the next read waits on it
+        data = head + f.read()  # woken when segment 3 is re-planned lower under it
+        release.set()
+    parts = sessions[0].layout.parts()
+    assert [p.variant for p in parts[:3]] == [top] * 3  # what was read stays
+    assert parts[3].variant < top
+    assert data == expected_for(sessions[0], fx)
+    assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
+    applied = [e for e in waiter.events if isinstance(e, ev.VariantApplied)]
+    assert applied[0] == ev.VariantApplied(None, top, AbrReason.INITIAL)
+    assert applied[1] == ev.VariantApplied(top, parts[3].variant, AbrReason.URGENT)
+
+
+def test_in_fmp4_the_re_planned_segment_the_reader_waits_on_gets_its_init_section(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, sessions: list[Session]
+) -> None:
+    fmp4 = build_fmp4(tmp_path_factory.mktemp("abr_link_fmp4"), name="link_fmp4", bitrates=(64_000, 256_000))
+    top = len(fmp4.media) - 1
+    init = fmp4.init_bytes(top)
+    assert init is not None
+    head_size = len(init) + sum(len(b) for b in fmp4.segment_bytes(top)[:3])
+    with Origin(fmp4.root) as origin:
+        release = origin.stall(segment_path(fmp4, top, 3), after_bytes=0)
+        abr = AbrOptions(initial_bandwidth=100_000_000)
+        with kithara_hls.open(origin.url(fmp4.entry), options(tmp_path, abr, read_timeout=30.0)) as f:
+            head = f.read(head_size)  # the init section and three segments: the next read waits
+            data = head + f.read()
+            release.set()
+    parts = sessions[0].layout.parts()
+    # The new plan starts where segment 3 of the top variant was: the lower variant's init
+    # section, then its segment 3.
+    assert [(p.is_init, p.variant) for p in parts[:6]] == [(True, top)] + [(False, top)] * 3 + [
+        (True, parts[5].variant),
+        (False, parts[5].variant),
+    ]
+    assert parts[5].variant < top and parts[5].segment == 3
+    expected = b"".join(
+        (fmp4.init_bytes(p.variant) or b"") if p.is_init else fmp4.segment_bytes(p.variant)[p.segment]
+        for p in parts
+    )
+    assert data == expected
+    assert decoded_seconds(data) == pytest.approx(fmp4.duration, abs=0.3)
+
+
+def test_a_part_the_reader_was_returned_bytes_of_is_never_replaced(fx: StreamFixture) -> None:
+    top = len(fx.media) - 1
+    media = playlist.parse_media((fx.root / fx.media[top]).read_bytes(), "http://origin/top.m3u8")
+    low = playlist.parse_media((fx.root / fx.media[0]).read_bytes(), "http://origin/low.m3u8")
+    layout = Layout(build_parts(media, top))
+    layout.enter(3)
+    assert layout.committed == 3  # the parts before the reader's are frozen, not its own
+    assert layout.replace_from(3, build_parts(low, 0, 3))  # no byte of it returned: re-planned
+    assert layout.part(3).variant == 0
+    assert not layout.hold(3, build_parts(media, top)[3])  # the old part's bytes do not count
+    assert layout.hold(3, layout.part(3))  # bytes of it returned: frozen
+    assert not layout.replace_from(3, build_parts(media, top, 3))
+    assert layout.part(3).variant == 0
 
 
 def test_a_link_cut_steps_down_before_the_buffer_runs_dry(
