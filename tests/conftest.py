@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from kithara_hls import HlsOptions, source
+from kithara_hls.session import Session
 from kithara_hls.testing import Origin, StreamFixture, build_all
 from kithara_hls.testing.realworld import RealWorldFixture
 from kithara_hls.testing.realworld_audio import build_realworld
@@ -39,3 +41,18 @@ def realworld_origin(realworld: dict[str, RealWorldFixture]) -> Iterator[Origin]
     root = next(iter(realworld.values())).root
     with Origin(root) as served:
         yield served
+
+
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> list[Session]:
+    """The sessions behind the sources a test opens: their layout tells which variant each part
+    was planned on, which no public API says."""
+    made: list[Session] = []
+
+    class Recorded(Session):
+        def __init__(self, url: str, options: HlsOptions) -> None:
+            super().__init__(url, options)
+            made.append(self)
+
+    monkeypatch.setattr(source, "Session", Recorded)
+    return made

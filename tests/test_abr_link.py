@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import kithara_hls
-from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, playlist, source
+from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, playlist
 from kithara_hls import events as ev
 from kithara_hls.abr.abandon import Pending, abandon_to
 from kithara_hls.abr.controller import AbrController
@@ -49,20 +49,6 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> StreamFixture:
 def link_origin(fx: StreamFixture) -> Iterator[Origin]:
     with Origin(fx.root) as served:
         yield served
-
-
-@pytest.fixture
-def sessions(monkeypatch: pytest.MonkeyPatch) -> list[Session]:
-    """The sessions behind the sources a test opens (their layout says which variant each part is on)."""
-    made: list[Session] = []
-
-    class Recorded(Session):
-        def __init__(self, url: str, options: HlsOptions) -> None:
-            super().__init__(url, options)
-            made.append(self)
-
-    monkeypatch.setattr(source, "Session", Recorded)
-    return made
 
 
 def options(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import kithara_hls
-from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, source
+from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions
 from kithara_hls import events as ev
 from kithara_hls.session import Session
 from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
@@ -33,21 +33,6 @@ def streams(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StreamFixture
 def abr_origin(streams: dict[str, StreamFixture]) -> Origin:
     with Origin(streams["ts"].root) as served:
         yield served
-
-
-@pytest.fixture
-def sessions(monkeypatch: pytest.MonkeyPatch) -> list[Session]:
-    """The sessions behind the sources a test opens: their layout tells which variant each part
-    was planned on, which no public API says."""
-    made: list[Session] = []
-
-    class Recorded(Session):
-        def __init__(self, url: str, options: HlsOptions) -> None:
-            super().__init__(url, options)
-            made.append(self)
-
-    monkeypatch.setattr(source, "Session", Recorded)
-    return made
 
 
 def expected_for(session: Session, fx: StreamFixture) -> bytes:

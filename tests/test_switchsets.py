@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import kithara_hls
-from kithara_hls import AbrOptions, CacheOptions, HlsOptions, NetworkOptions, cli, source
+from kithara_hls import AbrOptions, CacheOptions, HlsOptions, NetworkOptions, cli
 from kithara_hls import events as ev
 from kithara_hls.abr.controller import AbrController
 from kithara_hls.errors import IncompatibleVariant, VariantNotFound
@@ -121,20 +121,6 @@ def ladders(realworld: dict[str, rw.RealWorldFixture]) -> dict[str, rw.RealWorld
 @pytest.fixture
 def served(realworld_origin: Origin) -> Origin:
     return realworld_origin
-
-
-@pytest.fixture
-def sessions(monkeypatch: pytest.MonkeyPatch) -> list[Session]:
-    """The sessions behind the sources a test opens: their layout says which variant each part is on."""
-    made: list[Session] = []
-
-    class Recorded(Session):
-        def __init__(self, url: str, options: HlsOptions) -> None:
-            super().__init__(url, options)
-            made.append(self)
-
-    monkeypatch.setattr(source, "Session", Recorded)
-    return made
 
 
 def _options(tmp_path: Path, abr: AbrOptions = EAGER) -> HlsOptions:
