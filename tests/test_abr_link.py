@@ -3,7 +3,6 @@ start estimate kept per origin. Scores are benchmarks (benchmarks/abr_real.py), 
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from kithara_hls.catalog import load_link_estimate, origin_of, save_link_estimat
 from kithara_hls.layout import Layout, build_parts
 from kithara_hls.session import Session
 from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
+from kithara_hls.testing.decoding import decoded_seconds
 from kithara_hls.testing.oracle import parse_media
 
 WAIT_S = 30.0
@@ -68,15 +68,6 @@ def expected_for(session: Session, fx: StreamFixture) -> bytes:
 def segment_path(fx: StreamFixture, variant: int, segment: int) -> str:
     media = fx.root / fx.media[variant]
     return (Path(fx.media[variant]).parent / parse_media(media).segments[segment].uri).as_posix()
-
-
-def decoded_seconds(data: bytes) -> float:
-    import av
-
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.audio[0]
-        samples = sum(frame.samples for frame in container.decode(stream))
-        return float(samples / stream.rate)
 
 
 class Waiter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import threading
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, Network
 from kithara_hls import events as ev
 from kithara_hls.session import Session
 from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
+from kithara_hls.testing.decoding import decoded_seconds
 
 #: Link speeds for the bandwidth test, bytes per second: all variants fit, then only the lowest.
 FAST = 400_000
@@ -46,15 +46,6 @@ def expected_for(session: Session, fx: StreamFixture) -> bytes:
         else:
             out.append(fx.segment_bytes(part.variant)[part.segment])
     return b"".join(out)
-
-
-def decoded_seconds(data: bytes) -> float:
-    import av
-
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.audio[0]
-        samples = sum(frame.samples for frame in container.decode(stream))
-        return samples / stream.rate
 
 
 def options(tmp_path: Path, abr: AbrOptions | None = None, **net: object) -> HlsOptions:

@@ -3,18 +3,17 @@ each playlist, and tones, sample rates and channels are the documented ones."""
 
 from __future__ import annotations
 
-import io
 import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kithara_hls.testing import Origin, oracle
 from kithara_hls.testing import realworld as rw
 from kithara_hls.testing import realworld_audio as rwa
+from kithara_hls.testing.decoding import decode_audio, peak_hz
 from kithara_hls.testing.realworld_media import PACKED_START_TICKS, tone_hz
 
 av = pytest.importorskip("av")
@@ -29,48 +28,19 @@ def root(realworld: dict[str, rw.RealWorldFixture]) -> Path:
     return next(iter(realworld.values())).root
 
 
-def _decode(source: Path | bytes) -> tuple[Any, int, int]:
-    """All audio of the first audio stream of a playlist path or of presented bytes:
-    (samples (channels, n), sample rate, packets the decoder refused)."""
-    chunks: list[Any] = []
-    errors = 0
-    with av.open(str(source) if isinstance(source, Path) else io.BytesIO(source)) as container:
-        stream = container.streams.audio[0]
-        for packet in container.demux(stream):
-            errors += _decode_packet(packet, chunks)
-        rate = stream.sample_rate
-    return np.concatenate(chunks, axis=1), rate, errors
-
-
-def _decode_packet(packet: Any, chunks: list[Any]) -> int:
-    """Append `packet`'s decoded samples to `chunks`; 1 if the decoder refused it, else 0."""
-    try:
-        chunks.extend(frame.to_ndarray() for frame in packet.decode())
-    except av.error.InvalidDataError:
-        return 1
-    return 0
-
-
-def _peak_hz(samples: Any, rate: int, second: int) -> float:
-    """The strongest frequency in the middle half of `second` of channel 0."""
-    window = samples[0, int((second + 0.25) * rate) : int((second + 0.75) * rate)]
-    spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window))))
-    return float(np.argmax(spectrum) * rate / len(window))
-
-
 def _check_audio(fx: rw.RealWorldFixture, track: rw.Track, *, playlist: bool = True) -> None:
     """The track's tones, rate and channels: decoded by ffmpeg's hls demuxer from its playlist
     (`playlist`), and always from the bytes a client must present."""
     sources: list[Path | bytes] = [fx.root / track.playlist] if playlist else []
     for source in [*sources, track.expected]:
-        samples, rate, errors = _decode(source)
+        samples, rate, errors = decode_audio(source)
         assert errors == 0
         assert rate == track.sample_rate
         assert samples.shape[0] == track.channels
         frame = 1152 if track.codec == "mp3" else 1024
         assert abs(samples.shape[1] / rate - track.expected_duration) <= 2 * frame / rate
         for second in range(int(track.expected_duration)):
-            assert abs(_peak_hz(samples, rate, second) - _tone(track, second)) <= FREQ_TOLERANCE * _tone(
+            assert abs(peak_hz(samples, rate, second) - _tone(track, second)) <= FREQ_TOLERANCE * _tone(
                 track, second
             )
 

@@ -16,6 +16,7 @@ from kithara_hls.errors import UnsupportedEncryption
 from kithara_hls.playlist import MasterPlaylist, Rendition, Variant
 from kithara_hls.testing import Origin
 from kithara_hls.testing import realworld as rw
+from kithara_hls.testing.decoding import decode_audio, peak_hz
 from kithara_hls.testing.realworld_audio import build_apple_style
 from kithara_hls.testing.realworld_media import tone_hz
 from kithara_hls.tracks import choose, ladder_bitrates, match_rank, pick_rendition
@@ -280,37 +281,9 @@ def requested(origin: Origin) -> set[str]:
     return {r.path for r in origin.requests}
 
 
-def decode(f: HlsSource) -> tuple[Any, int, int]:
-    """All audio of the first audio stream PyAV finds in `f`: (samples (channels, n), rate, errors)."""
-    chunks: list[Any] = []
-    errors = 0
-    with av.open(f, mode="r") as container:
-        stream = container.streams.audio[0]
-        for packet in container.demux(stream):
-            errors += decode_packet(packet, chunks)
-        rate = stream.sample_rate
-    return np.concatenate(chunks, axis=1), rate, errors
-
-
-def decode_packet(packet: Any, chunks: list[Any]) -> int:
-    """Append `packet`'s decoded samples to `chunks`; 1 if the decoder refused it, else 0."""
-    try:
-        chunks.extend(frame.to_ndarray() for frame in packet.decode())
-    except av.error.InvalidDataError:
-        return 1
-    return 0
-
-
-def peak_hz(samples: Any, rate: int, second: int) -> float:
-    """The strongest frequency in the middle half of `second` of channel 0."""
-    window = samples[0, int((second + 0.25) * rate) : int((second + 0.75) * rate)]
-    spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window))))
-    return float(np.argmax(spectrum) * rate / len(window))
-
-
 def check_tone(f: HlsSource, track: rw.Track) -> None:
     """`f` decodes with no error over the track's whole duration, at its rate, with its tone."""
-    samples, rate, errors = decode(f)
+    samples, rate, errors = decode_audio(f)
     assert errors == 0
     assert rate == track.sample_rate and samples.shape[0] == track.channels
     assert abs(samples.shape[1] / rate - track.duration) <= 2 * 1024 / rate

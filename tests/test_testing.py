@@ -22,6 +22,7 @@ from kithara_hls.testing import (
     build_all,
     build_large,
 )
+from kithara_hls.testing.decoding import decoded_seconds
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 BIG = bytes(i * 7 % 251 for i in range(200_000))  # several body chunks
@@ -253,14 +254,6 @@ def test_cli_serves_until_stdin_closes(files: Path) -> None:
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-def decoded_seconds(data: bytes) -> float:
-    import av
-
-    with av.open(io.BytesIO(data)) as container:
-        frames = [(frame.samples, frame.sample_rate) for frame in container.decode(audio=0)]
-    return float(sum(samples for samples, _ in frames) / frames[0][1])
 
 
 def all_variants() -> list[tuple[str, int]]:
