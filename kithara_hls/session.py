@@ -20,7 +20,7 @@ from . import gaps
 from .abr.controller import AbrController
 from .abr.estimator import DEFAULT_INITIAL_BPS, ThroughputEstimator
 from .abr.meter import LinkMeter
-from .abr.schedule import parallel_limit
+from .abr.schedule import FetchSchedule
 from .bookkeeping import Bookkeeping
 from .cache import Cache
 from .catalog import load_link_estimate, save_link_estimate
@@ -114,7 +114,6 @@ class Session:
         self._meter: LinkMeter | None = None
         self._start_bps: float | None = None
         self._keep = True  # the link estimate is still to be kept (at close)
-        self._media_bps = 0.0  # the last segment's bitrate from its size, for a ladder without BANDWIDTH
         try:
             self._open(url)
         except BaseException:
@@ -208,7 +207,15 @@ class Session:
             probe_workers=net.probe_workers,
         )
         pool.on_finished = self._on_finished
-        pool.limit = self._limit
+        pool.limit = FetchSchedule(
+            meter=meter,
+            variants=lambda: loader.variants,
+            size_info=layout.info,
+            controller=self._controller,
+            abr=options.abr,
+            workers=net.workers,
+            start_known=self._start_bps is not None,
+        ).limit
         pool.held = self._held
         pool.on_exit = self.cache.close
         pool.on_crash = self._task_crashed
@@ -291,43 +298,13 @@ class Session:
     def _held(self, part: Part) -> bool:
         """Whether a switch below `part`'s variant waits for its playlist, so a re-plan of it is
         on its way (under the pool's lock)."""
-        switcher = self._switcher
-        driver = switcher.driver if switcher is not None and switcher.replanning else None
-        ctl = None if driver is None else driver.controller
+        ctl = self._controller() if self._switcher is not None and self._switcher.replanning else None
         return ctl is not None and ctl.manual is None and part.variant > ctl.current
 
-    def _limit(self, buffer_s: float, part: Part) -> int:
-        """Downloads allowed in flight before `part` starts (`abr.schedule`; under the pool's lock)."""
-        assert self._meter is not None
-        variants = self.loader.variants
-        rate = float(variants[part.variant].bitrate) if part.variant < len(variants) else 0.0
-        if rate <= 0:
-            # No BANDWIDTH: the bitrate of the segments whose sizes are known.
-            info = self.layout.info(part.rid) if part.duration > 0 else None
-            if info is not None:
-                self._media_bps = info.size * 8 / part.duration
-            rate = self._media_bps
-        meter = self._meter
-        # A link neither measured nor known: one download, until the first one measures it.
-        known = self._start_bps is not None or meter.measured_bytes() > 0
-        link = meter.estimate() if known else 0.0
-        driver = self._switcher.driver if self._switcher is not None else None
-        if driver is not None and driver.controller.manual is None and link > 0:
-            # ABR may move up to what the link affords: look ahead as if it had ...
-            ctl = driver.controller
-            if part.variant > ctl.current:
-                return 0  # ABR moved down: the re-plan of this part is on its way
-            rate = max(rate, float(variants[ctl.affordable(link)].bitrate))
-            # ... and hold the look-ahead once ABR may move up, or the buffer fills with the
-            # low variant while the switch waits for its interval.
-            hold = self.options.abr.min_buffer_for_up_switch_secs + part.duration
-            if buffer_s >= hold and part.variant < ctl.affordable(link, up=True):
-                return 0
-            # With ABR the buffer stops at its target: what lies beyond is fetched at the
-            # variant chosen then, and a long buffer of a low variant outlasts a better link.
-            if buffer_s >= self.options.abr.buffer_target_secs:
-                return 0
-        return parallel_limit(link_bps=link, media_bps=rate, workers=self.options.network.workers)
+    def _controller(self) -> AbrController | None:
+        """ABR's controller, None while ABR does not run."""
+        driver = None if self._switcher is None else self._switcher.driver
+        return None if driver is None else driver.controller
 
     def _sample(self, nbytes: int, transfer_s: float, ttfb_s: float) -> None:
         if self._meter is not None:
