@@ -9,7 +9,6 @@ raises after a read and works before it.
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 import threading
 from pathlib import Path
@@ -28,6 +27,7 @@ from kithara_hls.sniff import MediaFormat
 from kithara_hls.switchsets import codec_family, codecs_format, group
 from kithara_hls.testing import Origin
 from kithara_hls.testing import realworld as rw
+from kithara_hls.testing.decoding import summarize_frames
 
 #: Link speeds, bytes per second: every variant fits, then only the lowest.
 FAST = 400_000
@@ -134,23 +134,10 @@ def _expected(session: Session, origin: Origin) -> bytes:
     return b"".join((origin.root / p.url.removeprefix(origin.base_url)).read_bytes() for p in parts)
 
 
-def _decode(data: bytes) -> tuple[float, set[int], int]:
+def _decode(data: bytes) -> tuple[float, frozenset[int], int]:
     """(seconds decoded, the sample rates of the frames, decoder errors) of the first audio stream."""
-    import av
-
-    seconds, rates, errors = 0.0, set(), 0
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.audio[0]
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                errors += 1
-                continue
-            for frame in frames:
-                rates.add(frame.sample_rate)
-                seconds += frame.samples / frame.sample_rate
-    return seconds, rates, errors
+    got = summarize_frames(data)
+    return got.seconds, got.rates, got.errors
 
 
 def _play_with_link_change(f: kithara_hls.HlsSource, origin: Origin) -> tuple[bytes, list[ev.VariantApplied]]:

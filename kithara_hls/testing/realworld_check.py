@@ -9,7 +9,6 @@ first half second) and whether the origin saw a request for video or for a gap.
 from __future__ import annotations
 
 import dataclasses
-import io
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import kithara_hls
 from kithara_hls import CacheOptions, HlsError, HlsOptions, HlsSource
 
+from .decoding import summarize_frames
 from .origin import Origin
 from .realworld import RealWorldFixture
 from .realworld_audio import build_realworld
@@ -27,29 +27,10 @@ Reader = Callable[[HlsSource, list[str]], bytes]
 
 def _decode(data: bytes) -> str:
     """What PyAV makes of `data`: seconds, rates, channels, decoder errors, first tone."""
-    import av
-    import numpy as np
-
-    errors, samples, rates, channels, pcm = 0, 0, set(), set(), []
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.audio[0]
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                errors += 1
-                continue
-            for frame in frames:
-                rates.add(frame.sample_rate)
-                channels.add(len(frame.layout.channels))
-                pcm.append(np.atleast_2d(frame.to_ndarray())[0].astype(np.float64))
-                samples += frame.samples
-    rate = max(rates, default=1)
-    head = np.concatenate(pcm)[: rate // 2] if pcm else np.zeros(2)
-    tone = float(np.argmax(np.abs(np.fft.rfft(head * np.hanning(len(head)))))) * rate / len(head)
+    got = summarize_frames(data)
     return (
-        f"decoded {samples / rate:.3f} s, rates {sorted(rates)}, channels {sorted(channels)}, "
-        f"decoder errors {errors}, first tone {tone:.0f} Hz"
+        f"decoded {got.seconds:.3f} s, rates {sorted(got.rates)}, channels {sorted(got.channels)}, "
+        f"decoder errors {got.errors}, first tone {got.first_tone_hz:.0f} Hz"
     )
 
 
