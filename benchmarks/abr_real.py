@@ -153,10 +153,15 @@ def _consume(f: Any, segments: int, t0: float, stop: threading.Event) -> dict[st
 
 
 def session(
-    root: str, trace: Trace, pinned: bool, segments: int, network: dict[str, Any] | None = None
+    root: str,
+    trace: Trace,
+    pinned: bool,
+    segments: int,
+    network: dict[str, Any] | None = None,
+    abr: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One real-time session of `kithara_hls.open` on a link following `trace`; `network` holds
-    `NetworkOptions` fields to change (none by default)."""
+    """One real-time session of `kithara_hls.open` on a link following `trace`; `network` and
+    `abr` hold `NetworkOptions` and `AbrOptions` fields to change (none by default)."""
     import kithara_hls
     from kithara_hls.testing import Origin
 
@@ -169,6 +174,7 @@ def session(
             variant=0 if pinned else None,
             cache=kithara_hls.CacheOptions(dir=cache),
             network=kithara_hls.NetworkOptions(**(network or {})),
+            abr=kithara_hls.AbrOptions(**(abr or {})),
         )
         t0 = time.monotonic()
         follower = threading.Thread(
@@ -187,10 +193,16 @@ def session(
 
 
 def _child(
-    out: Any, key: tuple[str, bool], root: str, trace: Trace, segments: int, network: dict[str, Any]
+    out: Any,
+    key: tuple[str, bool],
+    root: str,
+    trace: Trace,
+    segments: int,
+    network: dict[str, Any],
+    abr: dict[str, Any],
 ) -> None:
     try:
-        out.put((key, session(root, trace, key[1], segments, network)))
+        out.put((key, session(root, trace, key[1], segments, network, abr)))
     except BaseException as exc:  # reported to the parent, which prints it under the table
         out.put((key, {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}))
 
@@ -210,6 +222,7 @@ def run(
     pinned: bool,
     verbose: bool = False,
     network: dict[str, Any] | None = None,
+    abr: dict[str, Any] | None = None,
 ) -> list[TraceResult]:
     """Run the traces side by side in real time; simulate the baselines meanwhile."""
     traces = all_traces()
@@ -223,7 +236,15 @@ def run(
             for pin in (False, True) if pinned else (False,):
                 p = ctx.Process(
                     target=_child,
-                    args=(out, (name, pin), str(workdir / "stream"), traces[name], segments, network or {}),
+                    args=(
+                        out,
+                        (name, pin),
+                        str(workdir / "stream"),
+                        traces[name],
+                        segments,
+                        network or {},
+                        abr or {},
+                    ),
                     name=f"abr-{name}-{'pinned' if pin else 'abr'}",
                     daemon=True,  # ended with the parent, should it be interrupted
                 )
@@ -286,20 +307,18 @@ def parse_traces(arg: str) -> list[str]:
     return names
 
 
-def parse_network(arg: str) -> dict[str, Any]:
-    """``name=value,...`` into `NetworkOptions` fields, each value of its default's type."""
+def parse_fields(cls: type, arg: str) -> dict[str, Any]:
+    """``name=value,...`` into fields of the options dataclass `cls`, each value of its default's type."""
     import dataclasses
 
-    from kithara_hls import NetworkOptions
-
-    defaults = {f.name: getattr(NetworkOptions(), f.name) for f in dataclasses.fields(NetworkOptions)}
+    defaults = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
     out: dict[str, Any] = {}
     for item in filter(None, (x.strip() for x in arg.split(","))):
         name, _, value = item.partition("=")
         default = defaults.get(name)
         if isinstance(default, bool) or not isinstance(default, int | float) or not value:
-            raise ValueError(f"--network {item!r}: not a numeric NetworkOptions field=value")
-        out[name] = type(defaults[name])(value)
+            raise ValueError(f"{item!r}: not a numeric {cls.__name__} field=value")
+        out[name] = type(default)(value)
     return out
 
 
@@ -316,18 +335,25 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="NetworkOptions fields to change, to experiment (e.g. workers=1,lookahead=30); default none",
     )
+    parser.add_argument(
+        "--abr", default="", help="AbrOptions fields to change, to experiment (e.g. min_switch_interval=2)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every session's report")
     args = parser.parse_args(argv)
     try:
         names = parse_traces(args.traces)
-        network = parse_network(args.network)
+        from kithara_hls import AbrOptions, NetworkOptions
+
+        network = parse_fields(NetworkOptions, args.network)
+        abr = parse_fields(AbrOptions, args.abr)
     except ValueError as exc:
         parser.error(str(exc))
     load0 = os.getloadavg()[0]
     started = time.monotonic()
-    results = run(names, args.segments, not args.no_pinned, args.verbose, network)
-    if network:
-        print(f"\nNetworkOptions changed from the defaults: {network}")
+    results = run(names, args.segments, not args.no_pinned, args.verbose, network, abr)
+    for label, changed in (("NetworkOptions", network), ("AbrOptions", abr)):
+        if changed:
+            print(f"\n{label} changed from the defaults: {changed}")
     print(report(results, time.monotonic() - started, (load0, os.getloadavg()[0])))
     failed = any(isinstance(o, str) for r in results for o in r.real.values())
     return 1 if failed else 0

@@ -54,11 +54,11 @@ TRACKS = ("auto", "audio", "muxed")
 DEFAULT_CACHE_BYTES = 2**30  # 1 GiB
 #: ABR defaults (see `AbrOptions`), tuned with ``python -m benchmarks.abr_real``.
 DEFAULT_MIN_BUFFER_FOR_UP_SWITCH_S = 4.0
-DEFAULT_DOWN_SWITCH_BUFFER_S = 10.0
-DEFAULT_THROUGHPUT_SAFETY_FACTOR = 1.15
-DEFAULT_UP_HYSTERESIS_RATIO = 1.1
+DEFAULT_DOWN_SWITCH_BUFFER_S = 6.0
+DEFAULT_THROUGHPUT_SAFETY_FACTOR = 1.1
+DEFAULT_UP_HYSTERESIS_RATIO = 1.05
 DEFAULT_DOWN_HYSTERESIS_RATIO = 0.9
-DEFAULT_MIN_SWITCH_INTERVAL_S = 4.0
+DEFAULT_MIN_SWITCH_INTERVAL_S = 2.0
 DEFAULT_FAST_HALF_LIFE_S = 3.0
 DEFAULT_SLOW_HALF_LIFE_S = 6.0
 DEFAULT_BUFFER_RULE_S = 16.0
@@ -177,16 +177,19 @@ class KeyOptions:
 class AbrOptions:
     """Adaptive bitrate.
 
-    min_buffer_for_up_switch_secs: buffer needed before switching up.
-    down_switch_buffer_secs: below this buffer, switching down is considered.
+    min_buffer_for_up_switch_secs: buffer needed before switching up (below it, only
+    to a variant whose segments arrive at twice real time).
+    down_switch_buffer_secs: a variant the estimate no longer pays for is kept while
+    fetching one more segment of it leaves at least this buffer; below half of it,
+    a variant that does not fit is dropped at once.
     throughput_safety_factor: a variant fits when bitrate × factor ≤ estimate.
     up_hysteresis_ratio / down_hysteresis_ratio: margins against flapping.
     min_switch_interval: seconds between two non-urgent switches.
     fast_half_life / slow_half_life: the throughput EWMAs' half-lives, seconds.
-    buffer_rule_secs: from this buffer on, the buffer level chooses the variant
-    (until the buffer falls below min_buffer_for_up_switch_secs again).
+    buffer_rule_secs: from this buffer on, an up-switch needs no hysteresis margin:
+    the buffer is the margin.
     buffer_target_secs: the buffer ABR fills up to (at most the look-ahead, which a
-    pinned variant fills); the buffer rule reaches the top variant there.
+    pinned variant fills).
     max_bandwidth: optional cap in bits per second.
     initial_bandwidth: the link estimate to start from, bits per second; None: the
     estimate last measured for the stream's origin (kept in the cache), or, for an

@@ -109,6 +109,7 @@ class Switcher:
             buffer_level=buffer_level,
             frontier=self.frontier,
             initial_estimate_bps=initial_estimate_bps,
+            segment_s=self._loader.loaded()[self.home].target_duration,
             apply=self.apply,
             bus=self._bus,
             manual=manual,

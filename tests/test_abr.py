@@ -9,8 +9,7 @@ import pytest
 
 from kithara_hls.abr.controller import (
     DECISIONS_KEPT,
-    DOWN_LAG_S,
-    UP_LAG_S,
+    STARTUP_SPEED,
     AbrController,
     AbrDecision,
 )
@@ -183,10 +182,10 @@ def test_starts_higher_only_when_the_initial_estimate_clearly_fits() -> None:
 
 
 def test_up_needs_the_buffer_threshold() -> None:
+    est = up_threshold(4)  # 14.4 Mbit/s: the top with the margin, not at twice real time
+    assert AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=9.9, estimate_bps=est).to_variant == 3
     ctl = AbrController(LADDER, OPTS)
-    d = ctl.decide(now=0.0, buffer_s=9.9, estimate_bps=100 * MBIT)
-    assert not d.changed and d.reason is None
-    d = ctl.decide(now=0.0, buffer_s=10.0, estimate_bps=100 * MBIT)
+    d = ctl.decide(now=0.0, buffer_s=10.0, estimate_bps=est)
     assert (d.changed, d.reason, d.from_variant, d.to_variant) == (True, AbrReason.UP, 0, 4)
     assert ctl.current == 4
 
@@ -208,14 +207,33 @@ def test_up_goes_to_the_highest_variant_meeting_the_margin() -> None:
     assert d.to_variant == 3
 
 
-def test_down_only_below_the_buffer_threshold() -> None:
-    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT)
+def test_down_keeps_a_variant_while_the_buffer_carries_it() -> None:
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT, segment_s=4.0)
     assert ctl.current == 4
     low = 2.5 * MBIT  # fits variant 1 only (1 Mbit/s × 1.5)
-    assert not ctl.decide(now=100.0, buffer_s=6.0, estimate_bps=low).changed
-    d = ctl.decide(now=100.0, buffer_s=5.9, estimate_bps=low)
-    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 1)
-    assert "<" in d.note
+    # One more 4 s segment of 8 Mbit/s takes 12.8 s at 2.5 Mbit/s: 18.8 s of buffer leaves
+    # the 6 s of down_switch_buffer_secs, so the variant is kept.
+    assert not ctl.decide(now=100.0, buffer_s=18.8, estimate_bps=low).changed
+    # Below that the buffer no longer carries it: down to the highest variant it carries
+    # (4 Mbit/s takes 6.4 s: 18.7 - 6.4 >= 6), not all the way to what fits.
+    d = ctl.decide(now=100.0, buffer_s=18.7, estimate_bps=low)
+    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 3)
+    assert "does not carry" in d.note
+
+
+def test_down_goes_to_what_fits_when_the_buffer_carries_nothing() -> None:
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT, segment_s=4.0)
+    d = ctl.decide(now=100.0, buffer_s=6.5, estimate_bps=2.5 * MBIT)
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 1)
+
+
+def test_down_reckons_the_fetch_at_the_averages_when_only_the_recent_rate_dipped() -> None:
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT, segment_s=4.0)
+    # 2.5 Mbit/s of late, 8 Mbit/s on average: one segment of the top takes 4 s, carried.
+    d = ctl.decide(now=100.0, buffer_s=12.0, estimate_bps=2.5 * MBIT, steady_bps=8 * MBIT)
+    assert not d.changed
+    d = ctl.decide(now=100.0, buffer_s=12.0, estimate_bps=2.5 * MBIT)
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)  # 3.2 s at 2.5 Mbit/s: carried
 
 
 def test_down_keeps_the_current_variant_inside_the_hysteresis_band() -> None:
@@ -259,75 +277,25 @@ def test_interval_blocks_a_second_normal_switch() -> None:
     assert (d.reason, d.to_variant) == (AbrReason.UP, 4)
 
 
-# Under OPTS the buffer rule maps 10 s of buffer to 0.5 Mbit/s and 40 s to 8 Mbit/s,
-# 0.25 Mbit/s per second of buffer, with UP_LAG_S = 3 and DOWN_LAG_S = 4 s of lag,
-# and never above the estimate E.
-assert (UP_LAG_S, DOWN_LAG_S) == (3.0, 4.0)
-
-
-def test_buffer_rule_takes_over_at_buffer_rule_secs() -> None:
+def test_below_the_up_buffer_only_a_variant_that_arrives_fast_enough() -> None:
     ctl = AbrController(LADDER, OPTS)
-    est = 1.6 * MBIT  # under up_threshold(1): the throughput rules stay on the lowest
-    assert not ctl.decide(now=0.0, buffer_s=19.9, estimate_bps=est).changed
-    d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=est)
-    # The map at 20 - 3 s asks 2.25 Mbit/s; the estimate pays for 1 Mbit/s.
+    # No buffer: 4 Mbit/s arrives at twice real time on 8 Mbit/s, 8 Mbit/s would not.
+    d = ctl.decide(now=0.0, buffer_s=0.0, estimate_bps=8 * MBIT)
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 3)
+    assert LADDER[3] * STARTUP_SPEED == 8 * MBIT
+
+
+def test_a_deep_buffer_needs_no_up_margin() -> None:
+    fits = LADDER[1] * OPTS.throughput_safety_factor  # fits, under the up margin
+    assert not AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=19.9, estimate_bps=fits).changed
+    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=20.0, estimate_bps=fits)
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
-    assert "maps up" in d.note
 
 
-def test_buffer_rule_never_chooses_what_the_estimate_cannot_pay_for() -> None:
+def test_up_never_chooses_what_the_estimate_cannot_pay_for() -> None:
     ctl = AbrController(LADDER, OPTS)
-    # The map at 25 - 3 s asks 3.5 Mbit/s, but 1.2 Mbit/s pays for 1 Mbit/s only.
-    d = ctl.decide(now=0.0, buffer_s=25.0, estimate_bps=1_200_000)
-    assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
-    # A full buffer maps to the top, and still gets no more than the estimate.
-    d = ctl.decide(now=100.0, buffer_s=40.0, estimate_bps=2_500_000)
-    assert (d.reason, d.to_variant) == (AbrReason.UP, 2)
-
-
-def test_buffer_rule_never_chooses_less_than_the_throughput_rules() -> None:
-    ctl = AbrController(LADDER, OPTS)
-    d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=up_threshold(4))  # the map alone: 2
-    assert (d.reason, d.to_variant) == (AbrReason.UP, 4)
-
-
-def test_buffer_rule_spends_the_buffer_then_steps_down() -> None:
-    ctl = AbrController(LADDER, OPTS)
-    est = 8.5 * MBIT
-    assert ctl.decide(now=0.0, buffer_s=40.0, estimate_bps=est).to_variant == 4  # full: the top
-    # Draining: the map at 30 + 4 s still asks 6.5 Mbit/s, above the 4 Mbit/s below: keep.
-    assert not ctl.decide(now=100.0, buffer_s=30.0, estimate_bps=est).changed
-    # At 20 + 4 s it asks 4 Mbit/s: one step down.
-    d = ctl.decide(now=200.0, buffer_s=20.0, estimate_bps=est)
-    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 3)
-    assert "maps down" in d.note
-
-
-def test_buffer_rule_holds_until_the_buffer_falls_below_min_buffer_for_up() -> None:
-    est = 4.2 * MBIT
-    rising = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT)
-    fresh = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT)
-    assert rising.current == fresh.current == 3
-    assert not rising.decide(now=0.0, buffer_s=24.0, estimate_bps=est).changed  # buffer rule now
-    # 10.5 s: still the buffer rule for the one that went above 20 s; it maps down to 2.
-    d = rising.decide(now=100.0, buffer_s=10.5, estimate_bps=est)
-    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)
-    # The throughput rules keep the variant above down_switch_buffer_secs (6 s).
-    assert not fresh.decide(now=100.0, buffer_s=10.5, estimate_bps=est).changed
-    # Below 10 s the throughput rules are back (the buffer rule would pay 1 Mbit/s only) ...
-    assert not rising.decide(now=200.0, buffer_s=9.9, estimate_bps=1.6 * MBIT).changed
-    # ... until the buffer reaches 20 s again (where 0.6 Mbit/s pays for the lowest only).
-    assert not rising.decide(now=300.0, buffer_s=19.9, estimate_bps=600_000).changed
-    d = rising.decide(now=300.0, buffer_s=20.0, estimate_bps=600_000)
-    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 0)
-
-
-def test_buffer_rule_switches_wait_for_the_interval() -> None:
-    ctl = AbrController(LADDER, OPTS)
-    assert ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=2.2 * MBIT).to_variant == 2
-    d = ctl.decide(now=29.9, buffer_s=40.0, estimate_bps=20 * MBIT)
-    assert not d.changed and "held" in d.note
-    assert ctl.decide(now=30.0, buffer_s=40.0, estimate_bps=20 * MBIT).to_variant == 4
+    d = ctl.decide(now=0.0, buffer_s=40.0, estimate_bps=2.5 * MBIT)  # a full buffer
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 1)  # 2 Mbit/s × 1.5 > 2.5
 
 
 def test_manual_pin_and_back_to_auto() -> None:

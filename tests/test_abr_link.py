@@ -13,7 +13,6 @@ import kithara_hls
 from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, playlist
 from kithara_hls import events as ev
 from kithara_hls.abr.abandon import Pending, abandon_to
-from kithara_hls.abr.controller import AbrController
 from kithara_hls.abr.estimator import ThroughputEstimator
 from kithara_hls.abr.meter import LinkMeter
 from kithara_hls.abr.schedule import parallel_limit
@@ -154,19 +153,6 @@ def test_a_slow_sample_is_forgotten_by_the_clock_when_link_time_is_scarce() -> N
     assert est.estimate() > 800_000
 
 
-def test_the_buffer_rule_is_bounded_by_the_averages_not_each_dip() -> None:
-    ladder = [64_000, 128_000, 256_000, 512_000, 1_024_000]
-    opts = AbrOptions(min_switch_interval=0.0)
-    ctl = AbrController(ladder, opts, initial_estimate_bps=1_000_000)
-    assert ctl.current == 3
-    # A dip of the recent rate with a full buffer: the averages still pay for the top.
-    d = ctl.decide(now=0.0, buffer_s=30.0, estimate_bps=900_000, steady_bps=1_200_000)
-    assert d.to_variant == 4
-    # Without it, the estimate bounds the buffer rule.
-    ctl = AbrController(ladder, opts, initial_estimate_bps=1_000_000)
-    assert ctl.decide(now=0.0, buffer_s=30.0, estimate_bps=900_000).to_variant == 3
-
-
 # -- the schedule and the abandon rule, pure ----------------------------------------------------
 
 
@@ -231,7 +217,9 @@ def test_an_abandoned_download_is_fetched_again_lower_and_the_bytes_stay_exact(
     assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
     parts = sessions[0].layout.parts()
     assert [p.variant for p in parts[:3]] == [top] * 3  # what was stored stays
-    assert isinstance(lower, ev.SegmentStart) and parts[3].variant == lower.variant
+    # Fetched again lower (and again, should the re-fetch itself miss its time).
+    starts = [e for e in waiter.events if isinstance(e, ev.SegmentStart) and e.segment_index == 3]
+    assert isinstance(lower, ev.SegmentStart) and parts[3].variant == starts[-1].variant < top
     applied = [e for e in waiter.events if isinstance(e, ev.VariantApplied)]
     assert applied[0] == ev.VariantApplied(None, top, AbrReason.INITIAL)
     assert applied[1] == ev.VariantApplied(top, parts[3].variant, AbrReason.URGENT)

@@ -1,35 +1,29 @@
 """The ABR decision flow: a pure state machine over (time, buffer, estimate).
 
-Reading of `AbrOptions` (bitrates in bits/s, E the throughput estimate, B the
-buffer). Two rule sets share the flow, as in dash.js's "dynamic" strategy: the
-throughput rules while the buffer is low, the buffer rule once it is high.
+Reading of `AbrOptions` (bitrates in bits/s, E the throughput estimate, S the
+estimate's averages without its recent-rate cap, B the buffer, T the segment
+duration). Throughput chooses how high to go; the buffer decides how long a
+variant the link no longer pays for is kept, as ExoPlayer keeps its selection
+while the buffer is long and dash.js lets BOLA ride a dip.
 
 - A variant *fits* when ``bitrate × throughput_safety_factor ≤ E``.
-- Urgent, in either mode: when B is nearly empty (below `URGENT_BUFFER_FRACTION`
-  of ``down_switch_buffer_secs``) and the current variant does not fit, drop at
+- Up: when the next variant fits with the up margin, ``E ≥ next_bitrate × safety
+  × up_hysteresis_ratio``, switch to the highest variant that meets that margin,
+  if B is at least ``min_buffer_for_up_switch_secs``. Below that (the start, after
+  a seek) only to a variant whose segment arrives in half its playing time
+  (``STARTUP_SPEED``); from ``buffer_rule_secs`` on, the buffer is the margin and
+  a variant that fits is enough.
+- Down: when the current variant misses the fit by the down margin, ``E <
+  bitrate × safety × down_hysteresis_ratio``, it is kept while the buffer
+  *carries* it: while fetching one more segment of it at max(E, S), ``T ×
+  bitrate / max(E, S)`` seconds, leaves at least ``down_switch_buffer_secs`` of
+  buffer. Once it does not, switch to the highest lower variant that fits or
+  that the buffer still carries. A long buffer rides a dip of the link; a drop
+  that lasts spends the buffer, one step at a time, down to what the link pays for.
+- Urgent: when B is nearly empty (below `URGENT_BUFFER_FRACTION` of
+  ``down_switch_buffer_secs``) and the current variant does not fit, drop at
   once to the highest variant that fits (the lowest if none), whatever the
   interval.
-- Throughput rules, until B first reaches ``buffer_rule_secs`` and again once it
-  falls below ``min_buffer_for_up_switch_secs``:
-  Down: when B is below ``down_switch_buffer_secs`` and the current variant
-  misses the fit by the down margin, ``E < bitrate × safety ×
-  down_hysteresis_ratio``, switch to the highest variant that fits.
-  Up: when B is at least ``min_buffer_for_up_switch_secs`` and the next variant
-  fits with the up margin, ``E ≥ next_bitrate × safety × up_hysteresis_ratio``,
-  switch to the highest variant that meets that margin. Between those two
-  margins the current variant is kept: the hysteresis band.
-- Buffer rule, from B ≥ ``buffer_rule_secs`` until B falls below
-  ``min_buffer_for_up_switch_secs``: a BBA-0 rate map (Huang et al., 2014) turns
-  B into a bitrate, linear from the lowest variant at
-  ``min_buffer_for_up_switch_secs`` to the top one (under the cap) at
-  ``buffer_target_secs``. It moves up once the map of ``B - UP_LAG_S`` reaches
-  the next variant (a full buffer asks for the top at once), and down once the
-  map of ``B + DOWN_LAG_S`` falls to the previous one, so the buffer swings
-  widely between switches: filled on the lower variant, spent on the higher one.
-  Throughput bounds it both ways: never below the variant the up margin allows,
-  nor below the current one while the down margin holds; never above what the
-  link pays for, ``bitrate ≤ max(E, S)``, S the estimate's averages without
-  its recent-rate cap (E when not given).
 - Abandon (`force`, from the driver's abandon rule, `abr.abandon`): a download
   that cannot finish before the buffer runs dry moves the choice down at once,
   as an urgent switch does.
@@ -56,10 +50,9 @@ from kithara_hls.options import AbrOptions
 DECISIONS_KEPT = 256
 #: The buffer is "nearly empty" below this fraction of down_switch_buffer_secs.
 URGENT_BUFFER_FRACTION = 0.5
-#: Buffer seconds the rate map lags behind on the way up ...
-UP_LAG_S = 3.0
-#: ... and on the way down.
-DOWN_LAG_S = 4.0
+#: Below min_buffer_for_up_switch_secs, an up-switch needs a segment to arrive this many
+#: times faster than it plays.
+STARTUP_SPEED = 2.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +90,9 @@ class AbrController:
     bitrates: the ladder in bits/s, sorted ascending (variant i = bitrates[i]).
     options: the thresholds (see the module docstring for how they are read).
     initial_estimate_bps: when given, start at the highest variant that fits it
-    (bitrate × safety ≤ estimate) instead of the lowest. Pure: no thread, no clock.
+    (bitrate × safety ≤ estimate) instead of the lowest. segment_s: the segments'
+    duration (the target duration), for how long one takes to fetch. Pure: no
+    thread, no clock.
     """
 
     def __init__(
@@ -106,6 +101,7 @@ class AbrController:
         options: AbrOptions = AbrOptions(),  # noqa: B008 - frozen, immutable
         *,
         initial_estimate_bps: float | None = None,
+        segment_s: float = 4.0,
     ) -> None:
         if not bitrates:
             raise ValueError("bitrates must not be empty")
@@ -115,14 +111,14 @@ class AbrController:
             raise ValueError("throughput_safety_factor must be positive")
         self._bitrates = tuple(bitrates)
         self._opts = options
+        self._segment_s = segment_s
+        self._steady = 0.0  # the estimate without its recent-rate cap, set by each decide()
         cap = options.max_bandwidth
         within = [i for i, b in enumerate(self._bitrates) if cap is None or b <= cap]
         self._cap_index = within[-1] if within else 0
         self._manual: int | None = None
         self._last_switch_at = -math.inf
-        self._buffer_mode = False
         self._decisions: collections.deque[AbrDecision] = collections.deque(maxlen=DECISIONS_KEPT)
-        self._steady = 0.0  # the buffer rule's bound, set by each decide()
         #: The variant in use now.
         self.current = 0 if initial_estimate_bps is None else self._fit(initial_estimate_bps)
         #: Variants ABR never switches to (another switch set than the stream's).
@@ -178,19 +174,14 @@ class AbrController:
         buffer_s: media seconds buffered ahead of the read position.
         estimate_bps: the throughput estimate (`ThroughputEstimator.estimate()`).
         steady_bps: the estimate without its recent-rate cap (`estimate(recent=False)`),
-        which bounds the buffer rule instead, if larger; None: the estimate.
+        at which the down rule reckons a segment's fetch, if larger; None: the estimate.
         """
         self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
         if self._manual is not None:
             return self._make(
                 now, self.current, None, buffer_s, estimate_bps, f"manual pin on {self.current}"
             )
-        if buffer_s >= self._opts.buffer_rule_secs:
-            self._buffer_mode = True
-        elif buffer_s < self._opts.min_buffer_for_up_switch_secs:
-            self._buffer_mode = False
-        rules = (self._urgent, self._by_buffer) if self._buffer_mode else (self._urgent, self._down, self._up)
-        for rule in rules:
+        for rule in (self._urgent, self._down, self._up):
             decision = rule(now, buffer_s, estimate_bps)
             if decision is not None:
                 return decision
@@ -236,26 +227,40 @@ class AbrController:
         )
         return self._switch(now, min(self._fit(est), cur - 1), AbrReason.URGENT, buffer_s, est, note)
 
+    def _carried(self, variant: int, buffer_s: float, est: float) -> bool:
+        """Whether the buffer left after fetching one more segment of `variant` at `est` stays at
+        least down_switch_buffer_secs."""
+        fetch_s = self._segment_s * self._bitrates[variant] / max(est, self._steady, 1.0)
+        return buffer_s - fetch_s >= self._opts.down_switch_buffer_secs
+
     def _down(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
-        """Low buffer and the current variant misses the fit by the down margin."""
+        """The current variant misses the fit by the down margin and the buffer no longer carries it."""
         opts, cur = self._opts, self.current
         margin, safety = opts.down_hysteresis_ratio, opts.throughput_safety_factor
-        if cur == 0 or buffer_s >= opts.down_switch_buffer_secs:
+        if cur == 0 or est >= self._bitrates[cur] * safety * margin:
             return None
-        if est >= self._bitrates[cur] * safety * margin:
+        if self._carried(cur, buffer_s, est):
             return None
+        carried = max((v for v in range(cur) if self._carried(v, buffer_s, est)), default=0)
         note = (
-            f"buffer {buffer_s:.1f}s < {opts.down_switch_buffer_secs:.1f}s and "
-            f"{_rate(est)} < {margin:g}×{safety:g}×{_rate(self._bitrates[cur])}"
+            f"{_rate(est)} < {margin:g}×{safety:g}×{_rate(self._bitrates[cur])} and "
+            f"buffer {buffer_s:.1f}s does not carry it"
         )
-        return self._switch(now, min(self._fit(est), cur - 1), AbrReason.DOWN, buffer_s, est, note)
+        return self._switch(
+            now, min(max(self._fit(est), carried), cur - 1), AbrReason.DOWN, buffer_s, est, note
+        )
 
     def _up(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
         """Enough buffer and the next variant fits with the up margin: go as high as that margin allows."""
         opts, nxt = self._opts, self.current + 1
         margin, safety = opts.up_hysteresis_ratio, opts.throughput_safety_factor
-        if nxt > self._cap_index or buffer_s < opts.min_buffer_for_up_switch_secs:
+        if nxt > self._cap_index:
             return None
+        if buffer_s < opts.min_buffer_for_up_switch_secs:
+            # Little buffer: only as high as a segment that arrives in half its playing time.
+            margin = max(margin, STARTUP_SPEED / safety)
+        elif buffer_s >= opts.buffer_rule_secs:
+            margin = 1.0  # a deep buffer is the margin: the down rule keeps what it carries
         if est < self._bitrates[nxt] * safety * margin:
             return None
         note = (
@@ -263,47 +268,6 @@ class AbrController:
             f"{_rate(est)} ≥ {margin:g}×{safety:g}×{_rate(self._bitrates[nxt])}"
         )
         return self._switch(now, max(self._fit(est, margin), nxt), AbrReason.UP, buffer_s, est, note)
-
-    def _mapped_rate(self, buffer_s: float) -> float:
-        """The BBA-0 rate map: bits/s for a buffer level."""
-        low, high = self._opts.min_buffer_for_up_switch_secs, self._opts.buffer_target_secs
-        share = min(max((buffer_s - low) / max(high - low, 1e-9), 0.0), 1.0)
-        bottom, top = self._bitrates[0], self._bitrates[self._cap_index]
-        return bottom + (top - bottom) * share
-
-    def _mapped(self, buffer_s: float) -> int:
-        """The variant the rate map asks for, the current one inside its stay band."""
-        cur, top = self.current, self._cap_index
-        if buffer_s >= self._opts.buffer_target_secs:
-            return top
-        up = self._mapped_rate(buffer_s - UP_LAG_S)
-        if cur < top and up >= self._bitrates[cur + 1]:
-            return self._below(up)
-        down = self._mapped_rate(buffer_s + DOWN_LAG_S)
-        if cur > 0 and down <= self._bitrates[cur - 1]:
-            return min(i for i in range(top + 1) if self._bitrates[i] >= down)
-        return min(cur, top)
-
-    def _by_buffer(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
-        """High buffer: the rate map, bounded by what the throughput rules and the buffer allow."""
-        opts, cur = self._opts, self.current
-        safety = opts.throughput_safety_factor
-        floor = self._fit(est, opts.up_hysteresis_ratio)
-        if floor < cur and est >= self._bitrates[cur] * safety * opts.down_hysteresis_ratio:
-            floor = cur
-        # Never above what the link pays for (its averages; a high buffer absorbs a dip
-        # of the last seconds, not a deficit).
-        payable = self._below(self._steady)
-        to = max(floor, min(self._mapped(buffer_s), payable))
-        if to == cur:
-            return None
-        if to > cur:
-            note = f"buffer {buffer_s:.1f}s maps up to {_rate(self._bitrates[to])}"
-        else:
-            note = f"buffer {buffer_s:.1f}s maps down to {_rate(self._bitrates[to])}"
-        note += f" ({_rate(est)})"
-        reason = AbrReason.UP if to > cur else AbrReason.DOWN
-        return self._switch(now, to, reason, buffer_s, est, note)
 
     def force(
         self, variant: int, *, now: float, buffer_s: float, estimate_bps: float, note: str

@@ -56,10 +56,13 @@ class AbrDriver:
         manual: int | None = None,
         on_crash: Callable[[BaseException], None] | None = None,
         initial_estimate_bps: float | None = None,
+        segment_s: float = 4.0,
         name: str = "kithara-abr",
     ) -> None:
         self.meter = meter
-        self.controller = AbrController(bitrates, options, initial_estimate_bps=initial_estimate_bps)
+        self.controller = AbrController(
+            bitrates, options, initial_estimate_bps=initial_estimate_bps, segment_s=segment_s
+        )
         self._bitrates = list(bitrates)
         self._buffer_level = buffer_level
         self._frontier = frontier
@@ -136,6 +139,8 @@ class AbrDriver:
             return False
         level = self._buffer_level()
         self._bus.publish(BufferLevel(level))
+        if self.meter.measured_bytes() == 0:
+            return True  # nothing measured yet: the start variant stands
         estimate = self.meter.estimate()
         smoothed = self.meter.estimate(recent=False)
         now = time.monotonic()

@@ -8,7 +8,7 @@ takes one body transfer, for callers that measure downloads one by one. Only
 network transfers are fed: a segment served from the cache says nothing about
 the network and must never reach it. Interval samples also make the recent rate
 (the last two seconds of link time), which caps the estimate so that a stall
-shows at once; `estimate(recent=False)` leaves it out (the buffer rule's bound,
+shows at once; `estimate(recent=False)` leaves it out (what the down rule reckons a fetch at,
 and what a fresh request may expect when only the downloads in flight stalled).
 
 Each sample weighs its transfer time, but at least `min_weight_s`: after a weight
