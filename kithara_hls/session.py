@@ -215,6 +215,7 @@ class Session:
             abr=options.abr,
             workers=net.workers,
             start_known=self._start_bps is not None,
+            settling=lambda: self._switcher is not None and self._switcher.settling,
         ).limit
         pool.held = self._held
         pool.on_exit = self.cache.close

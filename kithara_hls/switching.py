@@ -86,6 +86,8 @@ class Switcher:
         self._pinned: int | None = None  # the variant set_variant pinned (and checked)
         #: A switch waits for its variant's playlist (the pool holds back a demand it replaces).
         self.replanning = False
+        #: ABR's first choice on the measured link is not in the plan yet.
+        self.settling = True
 
     def start_abr(
         self,
@@ -110,6 +112,7 @@ class Switcher:
             frontier=self.frontier,
             initial_estimate_bps=initial_estimate_bps,
             segment_s=self._loader.loaded()[self.home].target_duration,
+            on_first=self._settled,
             apply=self.apply,
             bus=self._bus,
             manual=manual,
@@ -211,6 +214,13 @@ class Switcher:
             self.replanning = True
             self._pool.submit(lambda: self._load_and_switch(variant, reason))
 
+    def _settled(self) -> None:
+        """ABR made its first choice on the measured link (its playlist load ends the wait, if one
+        is on its way): the look-ahead goes on."""
+        if not self.replanning:
+            self.settling = False
+            self._pool.invalidate()
+
     def _drop_above(self, variant: int) -> None:
         """Abandon downloads in flight of parts not reached yet, planned above `variant` (the pool
         holds them back until the re-plan replaces them)."""
@@ -243,7 +253,7 @@ class Switcher:
             if self._admit(variant) and self.driver is not None and self.driver.current == variant:
                 self._switch(variant, reason)
         finally:
-            self.replanning = False
+            self.replanning = self.settling = False
             self._pool.invalidate()  # a demand held for this re-plan goes on
 
     def _learn(self, variant: int) -> None:

@@ -358,6 +358,24 @@ def test_a_fast_link_fetches_in_parallel(fx: StreamFixture, link_origin: Origin,
     assert sum(1 for i in starts if i < first_done) > 1
 
 
+def test_after_the_first_segment_the_look_ahead_waits_for_abr_to_choose(
+    fx: StreamFixture, link_origin: Origin, tmp_path: Path
+) -> None:
+    last = len(parse_media(fx.root / fx.media[0]).segments) - 1
+    waiter = Waiter()
+    # Nothing known of the link: the first segment alone, on the lowest variant, measures it.
+    with kithara_hls.open(link_origin.url(fx.entry), options(tmp_path)) as f:
+        f.on_event(waiter)
+        f.read(1)  # the reader stays in the first segment: all that follows is look-ahead
+        waiter.wait_for(lambda e: isinstance(e, ev.SegmentComplete) and e.segment_index == last)
+    lowest = Path(fx.media[0]).parent.as_posix() + "/"
+    fetched_low = [
+        r.path for r in link_origin.requests if r.path.startswith(lowest) and r.path.endswith(".ts")
+    ]
+    # The loopback link pays for more than the lowest: no look-ahead part was fetched there.
+    assert fetched_low == [segment_path(fx, 0, 0)]
+
+
 # -- the start estimate ------------------------------------------------------------------------
 
 

@@ -40,7 +40,9 @@ class AbrDriver:
     any, for the abandon rule. apply(decision): carries out a switch (an urgent
     one abandons downloads in flight). on_crash(exc): told, on the thread, of an
     unexpected exception that ended it. initial_estimate_bps: start at the
-    highest variant that fits it (the lowest when None).
+    highest variant that fits it (the lowest when None). segment_s: the segments'
+    duration. on_first(): told after the first decision on a measured link (after
+    its switch is applied, if any), which the look-ahead waits for.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class AbrDriver:
         on_crash: Callable[[BaseException], None] | None = None,
         initial_estimate_bps: float | None = None,
         segment_s: float = 4.0,
+        on_first: Callable[[], None] | None = None,
         name: str = "kithara-abr",
     ) -> None:
         self.meter = meter
@@ -69,6 +72,7 @@ class AbrDriver:
         self._apply = apply
         self._bus = bus
         self._on_crash = on_crash
+        self._on_first = on_first  # None once told
         self._lock = threading.Lock()
         # Notified by sample(), poke(), the meter's first download, and close().
         self._wake = threading.Condition(self._lock)
@@ -154,6 +158,9 @@ class AbrDriver:
         if chosen is not None and chosen.changed:
             log.debug("abr: %s", chosen.note)
             self._apply(chosen)
+        if self._on_first is not None:
+            told, self._on_first = self._on_first, None
+            told()
         return True
 
     def _abandon(self, now: float, level: float, estimate: float) -> AbrDecision | None:

@@ -45,7 +45,9 @@ class FetchSchedule:
     variants(): the ladder. size_info(rid): a resource's size, where known (for a ladder
     without BANDWIDTH). controller(): ABR's controller, None while ABR does not run.
     start_known: the link's rate was known at open (the option or the origin's stored
-    estimate), so the first download need not measure it alone.
+    estimate), so the first download need not measure it alone. settling(): ABR's first
+    choice on the measured link is not in the plan yet (without `start_known`, the
+    look-ahead waits for it: the parts after the first are fetched where the link is).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class FetchSchedule:
         abr: AbrOptions,
         workers: int,
         start_known: bool,
+        settling: Callable[[], bool] = lambda: False,
     ) -> None:
         self._meter = meter
         self._variants = variants
@@ -66,6 +69,7 @@ class FetchSchedule:
         self._abr = abr
         self._workers = workers
         self._start_known = start_known
+        self._settling = settling
         self._media_bps = 0.0  # the last segment's bitrate from its size, for a ladder without BANDWIDTH
 
     def limit(self, buffer_s: float, part: Part) -> int:
@@ -84,6 +88,8 @@ class FetchSchedule:
         link = meter.estimate() if known else 0.0
         ctl = self._controller()
         if ctl is not None and ctl.manual is None and link > 0:
+            if not self._start_known and self._settling():
+                return 0  # the link was just measured: the look-ahead waits for ABR's first choice
             # ABR may move up to what the link affords: look ahead as if it had ...
             if part.variant > ctl.current:
                 return 0  # ABR moved down: the re-plan of this part is on its way
