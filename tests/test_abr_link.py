@@ -179,6 +179,16 @@ def test_abandon_a_download_that_cannot_finish_before_the_buffer_runs_dry() -> N
     assert abandon_to(stalled, LADDER, 100_000) == 0
 
 
+def test_a_download_alone_on_a_link_that_collapsed_is_judged_at_the_link_now() -> None:
+    # 200 kB of 512 kB in 2 s: at its average (0.8 Mbit/s) the rest comes in 3.1 s, before the
+    # 4 s of buffer run dry; but the link now carries 0.1 Mbit/s, and it would take 25 s.
+    fast_then_slow = Pending(variant=4, duration=4.0, due_s=4.0, loaded=200_000, size=512_000, elapsed=2.0)
+    assert abandon_to(fast_then_slow, LADDER, 100_000) == 0
+    # Beside another download, its own rate still counts (the other one may end first).
+    shared = Pending(4, 4.0, 4.0, 200_000, 512_000, 2.0, sharing=2)
+    assert abandon_to(shared, LADDER, 100_000) is None
+
+
 def test_keep_a_download_that_finishes_in_time_or_is_nearly_whole_or_young() -> None:
     on_time = Pending(variant=4, duration=4.0, due_s=20.0, loaded=100_000, size=512_000, elapsed=2.0)
     assert abandon_to(on_time, LADDER, 300_000) is None

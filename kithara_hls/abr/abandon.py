@@ -3,9 +3,11 @@ is dropped and its segment fetched again at a variant that can. Pure.
 
 A download in flight is judged once it has run half its segment's duration (and
 `MIN_ELAPSED_S`), as hls.js waits, so a download that started beside others is
-not judged by its first moments. It goes on at its own rate so far (zero when
-stalled) or at its share of the link estimate, whichever is faster (downloads
-in flight beside it end and leave it the link); the rest of it needs
+not judged by its first moments. Alone on the link it goes on at the link
+estimate, whose recent rate shows a collapse its own average hides; beside
+others, at its own rate so far (zero when stalled) or at its share of the link
+estimate, whichever is faster (downloads in flight beside it end and leave it
+the link); the rest of it needs
 ``(size - loaded) / rate`` seconds; the reader needs its first byte
 in `due_s` seconds (the buffer before it). If it finishes in time, or is nearly
 whole, it stays. Otherwise the highest lower variant whose whole segment, at the
@@ -73,7 +75,9 @@ def abandon_to(
     if size <= 0 or pending.loaded >= NEARLY_WHOLE * size:
         return None
     link = max(estimate_bps, 1.0) / 8.0  # bytes/s
-    rate = max(pending.loaded / pending.elapsed, link / max(pending.sharing, 1))
+    # Alone on the link, the link's recent rate: its own average lags a collapse.
+    own = pending.loaded / pending.elapsed if pending.sharing > 1 else 0.0
+    rate = max(own, link / max(pending.sharing, 1))
     left_s = math.inf if rate <= 0 else (size - pending.loaded) / rate
     if left_s <= pending.due_s:
         return None
