@@ -76,6 +76,12 @@ def group(formats: Sequence[MediaFormat]) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(members) for members in sets)
 
 
+def _further(fmt: MediaFormat) -> bool:
+    """Whether more of a segment's head may tell its audio: a container was recognised, its
+    audio not yet (bytes nothing recognises tell no more further on, and a switch waits)."""
+    return fmt.container is not None and fmt.sample_rate is None
+
+
 class _Head:
     """A `ranged.Sink` keeping the first bytes of a resource."""
 
@@ -115,6 +121,7 @@ class SwitchSets:
         self._codecs = [codecs_format(v) for v in loader.variants]
         self._offline = offline
         self._learnt: dict[int, MediaFormat] = {}
+        self._looking: dict[int, threading.Lock] = {}
         self.in_flight: Callable[[str], bool] = lambda rid: False
 
     def known(self, variant: int) -> bool:
@@ -147,16 +154,23 @@ class SwitchSets:
         stream already has one. Failures leave it unknown."""
         with self._lock:
             found = self._learnt.get(variant)
+            # One look per variant: a second asker waits for the first one's answer.
+            looking = self._looking.setdefault(variant, threading.Lock())
         if found is not None:
             return found
-        try:
-            fmt = self._read(parts[0] if parts else self._first_part(variant))
-        except HlsError as exc:
-            log.debug("variant %d: its first bytes could not be read (%s)", variant, exc)
-            fmt = MediaFormat()
-        log.debug("variant %d is %s", variant, fmt)
-        with self._lock:
-            return self._learnt.setdefault(variant, fmt)
+        with looking:
+            with self._lock:
+                found = self._learnt.get(variant)
+            if found is not None:
+                return found
+            try:
+                fmt = self._read(parts[0] if parts else self._first_part(variant))
+            except HlsError as exc:
+                log.debug("variant %d: its first bytes could not be read (%s)", variant, exc)
+                fmt = MediaFormat()
+            log.debug("variant %d is %s", variant, fmt)
+            with self._lock:
+                return self._learnt.setdefault(variant, fmt)
 
     def _first_part(self, variant: int) -> Part:
         parts = build_parts(self._loader.media(variant), variant)
@@ -177,7 +191,7 @@ class SwitchSets:
             # Waits for the first bytes only (what is here beyond them comes along), then more if need be.
             got = self._store.read_at_least(part.rid, 0, head, min(size, FIRST_BYTES), deadline)
             fmt = sniff(bytes(head[:got]))
-            if got < size and fmt.sample_rate is None:
+            if got < size and _further(fmt):
                 got += self._store.read_at_least(part.rid, got, head[got:], size - got, deadline)
                 fmt = sniff(bytes(head[:got]))
             return fmt
@@ -187,7 +201,7 @@ class SwitchSets:
         first = limit if part.is_init else FIRST_BYTES
         self._client.fetch(part.url, sink, start=0, end=first, base=part.base, max_bytes=None)
         fmt = sniff(bytes(sink.data))
-        if len(sink.data) >= first < limit and fmt.sample_rate is None:
+        if len(sink.data) >= first < limit and _further(fmt):
             # The audio's first frame is further on (after video, or a long ID3 tag).
             self._client.fetch(part.url, sink, start=first, end=limit, base=part.base, max_bytes=None)
             fmt = sniff(bytes(sink.data))

@@ -300,3 +300,24 @@ def test_offline_abr_plays_the_start_set_from_the_cache(
         data = f.read()
     assert {p.variant for p in sessions[-1].layout.parts()} == {0}
     assert data == fx.tracks["a22k"].expected
+
+
+def test_bytes_nothing_recognises_cost_one_small_request(tmp_path: Path) -> None:
+    # A format the sniffer does not know: more of its head would tell no more, and an ABR
+    # switch waits for the look (on a link that just collapsed, a 64 KiB head took seconds).
+    root = tmp_path / "stream"
+    master = ["#EXTM3U"]
+    for v in range(2):
+        (root / f"v{v}").mkdir(parents=True)
+        (root / f"v{v}" / "seg0.bin").write_bytes(bytes([v + 1]) * 100_000)
+        media = ["#EXTM3U", "#EXT-X-TARGETDURATION:4", "#EXTINF:4.0,", "seg0.bin", "#EXT-X-ENDLIST"]
+        (root / f"v{v}" / "index.m3u8").write_text("\n".join(media) + "\n")
+        master += [f"#EXT-X-STREAM-INF:BANDWIDTH={(v + 1) * 100_000}", f"v{v}/index.m3u8"]
+    (root / "master.m3u8").write_text("\n".join(master) + "\n")
+    with Origin(root) as origin:
+        options = dataclasses.replace(_options(tmp_path / "cache"), variant=0)
+        with kithara_hls.open(origin.url("master.m3u8"), options) as f:
+            assert f.read(1) == b"\x01"
+            assert f.switch_sets == ((0, 1),)  # nothing known separates them
+        other = [r.range_header for r in origin.requests if r.path == "v1/seg0.bin"]
+    assert other == ["bytes=0-4095"]
