@@ -23,13 +23,19 @@ DEFAULT_QUEUE_LEN = 1024
 
 
 class AbrReason(str, enum.Enum):
-    """Why a variant was chosen."""
+    """Why a variant was chosen.
+
+    INITIAL: where the stream starts. UP / DOWN / URGENT: ABR's switches. MANUAL: a pin
+    (`HlsOptions.variant`, `set_variant`). CACHED: offline, the best variant the cache
+    holds whole for that segment.
+    """
 
     INITIAL = "initial"
     UP = "up"
     DOWN = "down"
     URGENT = "urgent"
     MANUAL = "manual"
+    CACHED = "cached"
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,8 @@ class Session:
         self.store.on_size = layout.learn
         learn_byteranges(layout, layout.parts())
         reason = ev.AbrReason.MANUAL if choice is not None else ev.AbrReason.INITIAL
+        if offline_abr:
+            reason = ev.AbrReason.CACHED  # each segment on what the cache holds
         self._wire(layout, reason)
         self._start(media, first, choice)
 

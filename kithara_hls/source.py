@@ -16,6 +16,8 @@ from .playlist import Rendition, Variant
 from .session import Session, StreamInfo
 
 _CLOSED_MSG = "I/O operation on closed file."
+#: Tries of `size()` whose resolved sizes an ABR switch replaced before they were added up.
+SIZE_TRIES = 8
 
 
 @dataclass(frozen=True)
@@ -183,11 +185,14 @@ class HlsSource(io.RawIOBase):
         """The stream's exact size in bytes (probes segment sizes not yet known)."""
         self._check_open()
         reader, layout = self._session.reader, self._session.layout
-        reader.resolve_sizes(0, len(layout), reader.deadline())
-        total = layout.total()
-        if total is None:
-            raise HlsError("stream size unknown")
-        return total
+        deadline = reader.deadline()
+        for _ in range(SIZE_TRIES):
+            reader.resolve_sizes(0, len(layout), deadline)
+            total = layout.total()
+            if total is not None:
+                return total
+            # An ABR switch re-planned parts after their sizes were resolved: resolve the new plan.
+        raise HlsError("stream size unknown")
 
     def seek_time(self, seconds: float) -> float:
         """Move to the start of the segment holding `seconds` (clamped); returns that segment's

@@ -22,6 +22,7 @@ import pytest
 
 import kithara_hls
 from kithara_hls import CacheOptions, HlsOptions, NetworkOptions
+from kithara_hls import events as ev
 from kithara_hls.cache import BLOBS_FOLDER, LEGACY_BLOBS_FOLDERS, PART_SUFFIX, Cache
 from kithara_hls.catalog import Catalog, stream_id
 from kithara_hls.store import BLOCK_SIZE
@@ -508,6 +509,12 @@ def test_download_then_offline(fixtures: dict[str, StreamFixture], origin: Origi
     assert [r for r in origin.requests if not r.path.endswith(".m3u8")] == []
     for variant in range(3):
         assert read_all(url, opts(tmp_path, variant=variant, offline=True)) == fx.expected(variant)
+    # Offline with ABR: the best variant the cache holds, and the event says why.
+    with kithara_hls.open(url, opts(tmp_path, offline=True)) as f:
+        sub = f.events()
+        assert f.read() == fx.expected(2)
+    applied = [e for e in sub if isinstance(e, ev.VariantApplied)]
+    assert applied == [ev.VariantApplied(None, 2, ev.AbrReason.CACHED)]
 
 
 def test_cache_folder_is_private_and_keys_hide_urls(

@@ -263,9 +263,11 @@ class AbrController:
             margin = 1.0  # a deep buffer is the margin: the down rule keeps what it carries
         if est < self._bitrates[nxt] * safety * margin:
             return None
+        low = buffer_s < opts.min_buffer_for_up_switch_secs
         note = (
-            f"buffer {buffer_s:.1f}s ≥ {opts.min_buffer_for_up_switch_secs:.1f}s and "
-            f"{_rate(est)} ≥ {margin:g}×{safety:g}×{_rate(self._bitrates[nxt])}"
+            f"buffer {buffer_s:.1f}s {'<' if low else '≥'} {opts.min_buffer_for_up_switch_secs:.1f}s and "
+            f"{_rate(est)} ≥ {margin * safety:.3g}×{_rate(self._bitrates[nxt])}"
+            + (f" (arrives at {STARTUP_SPEED:g}× real time)" if low else "")
         )
         return self._switch(now, max(self._fit(est, margin), nxt), AbrReason.UP, buffer_s, est, note)
 
