@@ -228,8 +228,9 @@ class AbrController:
         return self._switch(now, min(self._fit(est), cur - 1), AbrReason.URGENT, buffer_s, est, note)
 
     def _carried(self, variant: int, buffer_s: float, est: float) -> bool:
-        """Whether the buffer left after fetching one more segment of `variant` at `est` stays at
-        least down_switch_buffer_secs."""
+        """Whether the buffer left after fetching one more segment of `variant` stays at least
+        down_switch_buffer_secs, the fetch reckoned at `est` or the averages, whichever is higher
+        (the recent rate shows a dip; how long the dip lasts, the averages tell better)."""
         fetch_s = self._segment_s * self._bitrates[variant] / max(est, self._steady, 1.0)
         return buffer_s - fetch_s >= self._opts.down_switch_buffer_secs
 
