@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 import kithara_hls
 from kithara_hls import CacheOptions, HlsError, HlsOptions, NetworkOptions
 from kithara_hls.cache import Cache
-from kithara_hls.layout import Layout, build_parts
+from kithara_hls.layout import Layout, Part, build_parts
 from kithara_hls.playlist import MasterPlaylist, MediaPlaylist, parse
 from kithara_hls.retry import Cancelled
 from kithara_hls.store import BLOCK_SIZE, SizeInfo, Store
@@ -176,12 +176,15 @@ def check_layout(media: MediaPlaylist, sizes: list[int], times: list[float]) -> 
         layout.learn(rid, size)
     total = layout.total()
     first_media = next(i for i, p in enumerate(parts) if not p.is_init)
-    plain = [
-        info[p.rid].size
-        - (info[p.rid].pad or 0 if p.key is not None else 0)
-        - (info[p.rid].head or 0 if i != first_media and not p.is_init else 0)
-        for i, p in enumerate(parts)
-    ]
+
+    def presented(i: int, p: Part) -> int:
+        if p.gap:  # an EXT-X-GAP segment no variant fills presents no byte
+            return 0
+        size = info[p.rid].size - (info[p.rid].pad or 0 if p.key is not None else 0)
+        head = info[p.rid].head or 0 if i != first_media and not p.is_init else 0
+        return size - min(head, size)  # a tag said to run past the part's end strips it whole
+
+    plain = [presented(i, p) for i, p in enumerate(parts)]
     assert total == sum(plain)
     starts = list(itertools.accumulate(plain, initial=0))
     assert [layout.start_of(i) for i in range(len(parts) + 1)] == starts
