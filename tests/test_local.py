@@ -140,8 +140,10 @@ def test_seek_time_lands_on_segment_start(name: str, fixtures: dict[str, StreamF
 def test_pyav_decodes_a_local_playlist(name: str, fixtures: dict[str, StreamFixture], tmp_path: Path):
     av = pytest.importorskip("av")
     fx = fixtures[name]
-    # No variant pinned: ABR runs on a local master as on a remote one.
-    with kithara_hls.open(fx.root / fx.entry, opts(tmp_path)) as f, av.open(f) as container:
+    # No variant pinned: ABR runs on a local master as on a remote one. Except in fMP4, whose
+    # PyAV demuxer reads no further than the size it saw at open (README, limitations).
+    variant = 0 if name.endswith("fmp4") else None
+    with kithara_hls.open(fx.root / fx.entry, opts(tmp_path, variant=variant)) as f, av.open(f) as container:
         stream = container.streams.audio[0]
         samples = sum(frame.samples for frame in container.decode(stream))
     assert samples / stream.rate == pytest.approx(fx.duration, abs=0.3)
