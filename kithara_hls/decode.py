@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from pathlib import Path
@@ -23,10 +24,11 @@ def decode_to_wav(f: HlsSource, output: str | Path, *, status: bool = False) -> 
     state = _Status(f) if status else None
     samples = 0
     rate = 0
-    # ffmpeg's TS demuxer reads the end of a seekable input to estimate the
-    # duration; that read would pin every variant before it and stop ABR.
+    # Forward only: under ABR the stream's size changes with each switch, and ffmpeg's MP4
+    # demuxer reads no further than the size it saw at open; its TS demuxer would read the
+    # end to estimate the duration, which pins every variant before it and stops ABR.
     with (
-        av.open(f, "r", options={"skip_estimate_duration_from_pts": "1"}) as src,
+        av.open(_Forward(f), "r") as src,
         av.open(str(output), "w", format="wav") as dst,
     ):
         audio = src.streams.audio[0]
@@ -47,6 +49,20 @@ def decode_to_wav(f: HlsSource, output: str | Path, *, status: bool = False) -> 
     if state is not None:
         state.done()
     return samples / rate if rate else 0.0
+
+
+class _Forward(io.RawIOBase):
+    """`f` read from where it stands to its end, not seekable: a demuxer then learns no size."""
+
+    def __init__(self, f: HlsSource) -> None:
+        super().__init__()
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        return self._f.readinto(buffer)
 
 
 class _Status:

@@ -149,6 +149,12 @@ class TaskRunner:
             log.debug("background job failed: %s", exc)
             self._bus.publish(ev.Error(exc, recoverable=True))
             return False
+        except ValueError:
+            if not self._store.closed:
+                raise
+            # The source closed under the job (an ABR switch's playlist load): not a crash.
+            log.debug("background job ended by close")
+            return False
 
     def _probe(self, index: int, part: Part) -> None:
         strips = self._layout.strips(index)
