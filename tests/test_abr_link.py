@@ -227,9 +227,8 @@ def test_an_abandoned_download_is_fetched_again_lower_and_the_bytes_stay_exact(
     assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
     parts = sessions[0].layout.parts()
     assert [p.variant for p in parts[:3]] == [top] * 3  # what was stored stays
-    # Fetched again lower (and again, should the re-fetch itself miss its time).
-    starts = [e for e in waiter.events if isinstance(e, ev.SegmentStart) and e.segment_index == 3]
-    assert isinstance(lower, ev.SegmentStart) and parts[3].variant == starts[-1].variant < top
+    # Fetched again lower (and again lower, should the re-fetch itself miss its time).
+    assert isinstance(lower, ev.SegmentStart) and lower.variant < top and parts[3].variant < top
     applied = [e for e in waiter.events if isinstance(e, ev.VariantApplied)]
     assert applied[0] == ev.VariantApplied(None, top, AbrReason.INITIAL)
     assert applied[1] == ev.VariantApplied(top, parts[3].variant, AbrReason.URGENT)
