@@ -153,11 +153,8 @@ class SwitchSets:
         arriving, else with a small ranged GET on this thread. `parts`: the variant's plan, if the
         stream already has one. Failures leave it unknown."""
         with self._lock:
-            found = self._learnt.get(variant)
             # One look per variant: a second asker waits for the first one's answer.
             looking = self._looking.setdefault(variant, threading.Lock())
-        if found is not None:
-            return found
         with looking:
             with self._lock:
                 found = self._learnt.get(variant)

@@ -257,14 +257,14 @@ class AbrController:
         margin, safety = opts.up_hysteresis_ratio, opts.throughput_safety_factor
         if nxt > self._cap_index:
             return None
-        if buffer_s < opts.min_buffer_for_up_switch_secs:
+        low = buffer_s < opts.min_buffer_for_up_switch_secs
+        if low:
             # Little buffer: only as high as a segment that arrives in half its playing time.
             margin = max(margin, STARTUP_SPEED / safety)
         elif buffer_s >= opts.buffer_rule_secs:
             margin = 1.0  # a deep buffer is the margin: the down rule keeps what it carries
         if est < self._bitrates[nxt] * safety * margin:
             return None
-        low = buffer_s < opts.min_buffer_for_up_switch_secs
         note = (
             f"buffer {buffer_s:.1f}s {'<' if low else '≥'} {opts.min_buffer_for_up_switch_secs:.1f}s and "
             f"{_rate(est)} ≥ {margin * safety:.3g}×{_rate(self._bitrates[nxt])}"
