@@ -28,7 +28,7 @@ def decode_to_wav(f: HlsSource, output: str | Path, *, status: bool = False) -> 
     # demuxer reads no further than the size it saw at open; its TS demuxer would read the
     # end to estimate the duration, which pins every variant before it and stops ABR.
     with (
-        av.open(_Forward(f), "r") as src,
+        av.open(Forward(f), "r") as src,
         av.open(str(output), "w", format="wav") as dst,
     ):
         audio = src.streams.audio[0]
@@ -51,17 +51,18 @@ def decode_to_wav(f: HlsSource, output: str | Path, *, status: bool = False) -> 
     return samples / rate if rate else 0.0
 
 
-class _Forward(io.RawIOBase):
-    """`f` read from where it stands to its end, not seekable: a demuxer then learns no size."""
+class Forward(io.RawIOBase):
+    """`f` read from where it stands to its end, not seekable: a demuxer then learns no size
+    (hand PyAV this rather than `f` to decode fMP4 under ABR, see the README's limitations)."""
 
-    def __init__(self, f: HlsSource) -> None:
+    def __init__(self, f: io.RawIOBase) -> None:
         super().__init__()
         self._f = f
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int | None:  # type: ignore[override]
         return self._f.readinto(buffer)
 
 

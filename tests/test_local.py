@@ -10,13 +10,13 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 import kithara_hls
 from kithara_hls import CacheOptions, HlsOptions, KeyOptions, NetworkOptions, localfile
+from kithara_hls.decode import Forward
 from kithara_hls.localfile import LocalFileAdapter, to_url, url_path
 from kithara_hls.playlist_checks import check_url, resolve_uri
 from kithara_hls.testing import Origin, StreamFixture
@@ -28,20 +28,6 @@ ENCRYPTED = ["aes", "aes_manual", "aes_fmp4"]
 def opts(tmp_path: Path, **options: object) -> HlsOptions:
     net = NetworkOptions(backoff=0.01, backoff_max=0.05, read_timeout=5.0, read_deadline=30.0)
     return HlsOptions(cache=CacheOptions(dir=tmp_path / "cache"), network=net, **options)
-
-
-class Forward(io.RawIOBase):
-    """A file read forward only: a demuxer learns no size."""
-
-    def __init__(self, f: io.RawIOBase) -> None:
-        super().__init__()
-        self.f = f
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        return self.f.readinto(buffer)
 
 
 def read_all(f: io.RawIOBase, size: int = 10_000) -> bytes:
