@@ -12,7 +12,7 @@ import kithara_hls
 from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions
 from kithara_hls import events as ev
 from kithara_hls.session import Session
-from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
+from kithara_hls.testing import EAGER_ABR, Origin, StreamFixture, build_fmp4, build_ts_variants
 from kithara_hls.testing.decoding import decoded_seconds
 
 #: Link speeds for the bandwidth test, bytes per second: all variants fit, then only the lowest.
@@ -83,17 +83,6 @@ def test_abr_follows_the_bandwidth(
     streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path, sessions: list[Session]
 ):
     fx = streams["ts"]
-    abr = AbrOptions(
-        min_buffer_for_up_switch_secs=0.0,
-        down_switch_buffer_secs=100.0,
-        min_switch_interval=0.0,
-        throughput_safety_factor=1.0,
-        up_hysteresis_ratio=1.0,
-        down_hysteresis_ratio=1.0,
-        # Loopback transfers take milliseconds: short half-lives let the estimate recover within the test.
-        fast_half_life=0.01,
-        slow_half_life=0.02,
-    )
     abr_origin.bandwidth = FAST
     seen: list[ev.VariantApplied] = []
     went_down = threading.Event()
@@ -109,7 +98,7 @@ def test_abr_follows_the_bandwidth(
             went_down.set()
             abr_origin.bandwidth = FAST
 
-    with kithara_hls.open(abr_origin.url(fx.entry), options(tmp_path, abr, lookahead=2.0)) as f:
+    with kithara_hls.open(abr_origin.url(fx.entry), options(tmp_path, EAGER_ABR, lookahead=2.0)) as f:
         f.on_event(on_event)
         data = f.read()
         assert data == expected_for(sessions[0], fx)

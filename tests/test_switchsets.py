@@ -25,25 +25,13 @@ from kithara_hls.playlist import Variant
 from kithara_hls.session import Session
 from kithara_hls.sniff import MediaFormat
 from kithara_hls.switchsets import codec_family, codecs_format, group
-from kithara_hls.testing import Origin
+from kithara_hls.testing import EAGER_ABR, Origin
 from kithara_hls.testing import realworld as rw
 from kithara_hls.testing.decoding import summarize_frames
 
 #: Link speeds, bytes per second: every variant fits, then only the lowest.
 FAST = 400_000
 SLOW = 6_000
-
-#: ABR that moves at the first chance, whichever way the link goes.
-EAGER = AbrOptions(
-    min_buffer_for_up_switch_secs=0.0,
-    down_switch_buffer_secs=100.0,
-    min_switch_interval=0.0,
-    throughput_safety_factor=1.0,
-    up_hysteresis_ratio=1.0,
-    down_hysteresis_ratio=1.0,
-    fast_half_life=0.01,
-    slow_half_life=0.02,
-)
 
 
 # -- rules ---------------------------------------------------------------------
@@ -95,7 +83,7 @@ def test_group_splits_on_known_differences_only() -> None:
 
 
 def test_controller_never_switches_to_an_excluded_variant() -> None:
-    controller = AbrController([100, 200, 300, 400], EAGER)
+    controller = AbrController([100, 200, 300, 400], EAGER_ABR)
     controller.excluded = frozenset({1, 3})
     up = controller.decide(now=0.0, buffer_s=0.0, estimate_bps=1e9)
     assert up.to_variant == 2
@@ -123,7 +111,7 @@ def served(realworld_origin: Origin) -> Origin:
     return realworld_origin
 
 
-def _options(tmp_path: Path, abr: AbrOptions = EAGER) -> HlsOptions:
+def _options(tmp_path: Path, abr: AbrOptions = EAGER_ABR) -> HlsOptions:
     network = NetworkOptions(backoff=0.01, read_deadline=60.0, lookahead=1.0)
     return HlsOptions(cache=CacheOptions(dir=tmp_path), network=network, abr=abr)
 

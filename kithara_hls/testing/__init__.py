@@ -12,6 +12,7 @@ process (the first stdout line is the base URL; it stops when stdin closes or on
 SIGTERM), and ``python -m kithara_hls.testing build ROOT`` to build every fixture.
 """
 
+from ..options import AbrOptions
 from .fixtures import (
     AES_FMP4_IV,
     AES_FMP4_KEY,
@@ -33,6 +34,19 @@ from .fixtures import (
 )
 from .origin import CONTENT_TYPES, FOREVER, Origin, RequestRecord, self_signed_tls
 
+#: ABR that moves at the first chance, whichever way the link goes: on a loopback link
+#: transfers take milliseconds, so the averages must forget within the test.
+EAGER_ABR = AbrOptions(
+    min_buffer_for_up_switch_secs=0.0,
+    down_switch_buffer_secs=100.0,
+    min_switch_interval=0.0,
+    throughput_safety_factor=1.0,
+    up_hysteresis_ratio=1.0,
+    down_hysteresis_ratio=1.0,
+    fast_half_life=0.01,
+    slow_half_life=0.02,
+)
+
 __all__ = [
     "AES_FMP4_IV",
     "AES_FMP4_KEY",
@@ -41,6 +55,7 @@ __all__ = [
     "AES_TS_IV",
     "AES_TS_KEY",
     "CONTENT_TYPES",
+    "EAGER_ABR",
     "FOREVER",
     "LARGE_SEGMENT_S",
     "Origin",
