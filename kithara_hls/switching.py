@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 DROP_WINDOW = 64
 #: Tries of a switch whose re-plan meets the reader moving past its first part.
 SWITCH_TRIES = 8
+#: An up-switch re-plans stored parts this many media seconds past the reader's part: the
+#: buffer beyond is fetched again on the better variant (dash.js's fast switching).
+REPLACE_LEAD_S = 8.0
+#: ... when the estimate brings the better variant at least this many times faster than it plays.
+REPLACE_SPEED = 1.2
 
 
 class Switcher:
@@ -200,19 +205,21 @@ class Switcher:
         """Carry out an ABR decision (on the ABR thread, or the caller's of `set_variant`)."""
         reason = decision.reason or ev.AbrReason.MANUAL
         variant = decision.to_variant
+        bitrate = self._loader.variants[variant].bitrate
+        replace = reason == ev.AbrReason.UP and 0 < bitrate * REPLACE_SPEED <= decision.estimate_bps
         # A pin was checked by set_variant; any other choice (ABR's, or where the controller
         # goes back to when unpinned) is looked at once, before its first switch.
         pinned = reason == ev.AbrReason.MANUAL and variant == self._pinned
         known = pinned or (self.sets.known(variant) and self.sets.known(self.home))
         if variant in self._loader.loaded() and known:
             if pinned or self._admit(variant):
-                self._switch(variant, reason)
+                self._switch(variant, reason, replace=replace)
         else:
             if reason == ev.AbrReason.URGENT:
                 # The link is too slow for what is in flight: free it for the playlist load.
                 self._drop_above(variant)
             self.replanning = True
-            self._pool.submit(lambda: self._load_and_switch(variant, reason))
+            self._pool.submit(lambda: self._load_and_switch(variant, reason, replace))
 
     def _settled(self) -> None:
         """ABR made its first choice on the measured link (its playlist load ends the wait, if one
@@ -245,13 +252,13 @@ class Switcher:
             self._keys.check(media)
             self._books.record_variant(media, variant)
 
-    def _load_and_switch(self, variant: int, reason: ev.AbrReason) -> None:
+    def _load_and_switch(self, variant: int, reason: ev.AbrReason, replace: bool) -> None:
         try:
             self._add_variant(variant)
             self._learn(self.home)
             self._learn(variant)
             if self._admit(variant) and self.driver is not None and self.driver.current == variant:
-                self._switch(variant, reason)
+                self._switch(variant, reason, replace=replace)
         finally:
             self.replanning = self.settling = False
             self._pool.invalidate()  # a demand held for this re-plan goes on
@@ -299,8 +306,9 @@ class Switcher:
         parts = self._layout.parts()
         self.driver.exclude(excluded, parts[-1].variant if parts else self.home)
 
-    def _switch(self, variant: int, reason: ev.AbrReason) -> None:
-        """Re-plan the parts the reader has not reached (nor the pool started) on `variant`."""
+    def _switch(self, variant: int, reason: ev.AbrReason, *, replace: bool = False) -> None:
+        """Re-plan the parts the reader has not reached (nor the pool started) on `variant`;
+        `replace`: also those stored beyond REPLACE_LEAD_S past the reader's part."""
         layout, loaded = self._layout, self._loader.loaded()
         media = loaded[variant]
         urgent = reason == ev.AbrReason.URGENT
@@ -310,6 +318,8 @@ class Switcher:
             for _ in range(SWITCH_TRIES):
                 # Urgent: also re-plan (and abandon) downloads in flight.
                 index = self._pool.first_unstarted(layout.committed, started_counts=not urgent)
+                if replace:
+                    index = min(index, _lead(layout, layout.committed, REPLACE_LEAD_S))
                 index = layout.committed if restart else index
                 if index >= len(layout) or layout.part(index).variant == variant:
                     return
@@ -335,6 +345,16 @@ class Switcher:
                     self._pool.invalidate()
                     log.debug("switch to variant %d (%s) from part %d", variant, reason.value, index)
                     return
+
+
+def _lead(layout: Layout, start: int, seconds: float) -> int:
+    """The first part index from `start` on with at least `seconds` of media before it."""
+    total = 0.0
+    for offset, part in enumerate(layout.parts(start)):
+        if total >= seconds:
+            return start + offset
+        total += part.duration
+    return len(layout)
 
 
 def learn_byteranges(layout: Layout, parts: list[Part]) -> None:

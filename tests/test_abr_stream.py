@@ -11,7 +11,9 @@ import pytest
 import kithara_hls
 from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions
 from kithara_hls import events as ev
+from kithara_hls.abr.controller import AbrDecision
 from kithara_hls.session import Session
+from kithara_hls.switching import REPLACE_LEAD_S
 from kithara_hls.testing import EAGER_ABR, Origin, StreamFixture, build_fmp4, build_ts_variants
 from kithara_hls.testing.decoding import decoded_seconds
 
@@ -109,4 +111,42 @@ def test_abr_follows_the_bandwidth(
     assert AbrReason.UP in reasons[:first_down]
     assert AbrReason.UP in reasons[first_down:]
     assert any(d.changed for d in decisions)
+    assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_up_switch_fetches_the_buffer_past_its_lead_again(
+    fast: bool, streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path, sessions: list[Session]
+):
+    fx = streams["ts"]
+    top = len(fx.media) - 1
+    segments = len(fx.segment_bytes(0))
+    stored = threading.Event()
+    done: set[int] = set()
+
+    def on_event(event: ev.Event) -> None:
+        if isinstance(event, ev.SegmentComplete) and event.variant == 0:
+            done.add(event.segment_index)
+            if len(done) == segments:
+                stored.set()
+
+    pinned = dataclasses.replace(options(tmp_path, lookahead=60.0), variant=top)
+    with kithara_hls.open(abr_origin.url(fx.entry), pinned) as f:
+        f.on_event(on_event)
+        f.set_variant(0)  # before the first read: the stream starts on 0, both playlists loaded
+        head = f.read(len(fx.segment_bytes(0)[0]))
+        assert stored.wait(30), "the look-ahead did not store the lowest variant"
+        session = sessions[0]
+        assert f.switch_sets == ((0, 1, 2),)  # looked at: an ABR switch needs no look of its own
+        # ABR's up-switch on a link that brings the top many times faster than it plays, or
+        # one that only fits it: then the buffer stays and nothing is left to re-plan.
+        estimate = 1e12 if fast else f.variants[top].bitrate * 1.1
+        session.switcher.apply(AbrDecision(0.0, 0, top, AbrReason.UP, float(segments), estimate, "up"))
+        data = head + f.read()
+    assert data == expected_for(session, fx)
+    parts = session.layout.parts()
+    # The reader's part and the lead stay on what was stored; after them the top is fetched again.
+    lead = next(k for k in range(len(parts)) if sum(p.duration for p in parts[1 : 1 + k]) >= REPLACE_LEAD_S)
+    kept = 1 + lead if fast else segments
+    assert [p.variant for p in session.layout.parts()] == [0] * kept + [top] * (segments - kept)
     assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
