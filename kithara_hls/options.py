@@ -195,6 +195,9 @@ class AbrOptions:
     estimate last measured for the stream's origin (kept in the cache), or, for an
     origin never measured, the lowest variant and a conservative guess. The stream
     starts on the highest variant that fits it.
+    fast_switching: an up-switch on a link well faster than the new variant also
+    fetches again, on it, what is stored beyond the next 8 s (False: only what is
+    not fetched yet moves to the new variant).
     """
 
     min_buffer_for_up_switch_secs: float = DEFAULT_MIN_BUFFER_FOR_UP_SWITCH_S
@@ -209,6 +212,7 @@ class AbrOptions:
     buffer_target_secs: float = DEFAULT_BUFFER_TARGET_S
     max_bandwidth: int | None = None
     initial_bandwidth: float | None = None
+    fast_switching: bool = True
 
     def __post_init__(self) -> None:
         if self.initial_bandwidth is not None and not self.initial_bandwidth > 0:

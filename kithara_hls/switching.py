@@ -89,6 +89,7 @@ class Switcher:
         self.home = layout.part(0).variant if len(layout) else 0
         self.has_read: Callable[[], bool] = lambda: False
         self._pinned: int | None = None  # the variant set_variant pinned (and checked)
+        self._fast_switching = False  # AbrOptions.fast_switching, once ABR runs
         #: A switch waits for its variant's playlist (the pool holds back a demand it replaces).
         self.replanning = False
         #: ABR's first choice on the measured link is not in the plan yet.
@@ -106,6 +107,7 @@ class Switcher:
         initial_estimate_bps: float | None = None,
     ) -> None:
         """Start the ABR thread over the variants' bitrates, on the link `meter` measures."""
+        self._fast_switching = options.fast_switching
         if options.buffer_target_secs > lookahead_s:
             # The buffer can never hold more than the look-ahead window.
             options = dataclasses.replace(options, buffer_target_secs=lookahead_s)
@@ -206,7 +208,11 @@ class Switcher:
         reason = decision.reason or ev.AbrReason.MANUAL
         variant = decision.to_variant
         bitrate = self._loader.variants[variant].bitrate
-        replace = reason == ev.AbrReason.UP and 0 < bitrate * REPLACE_SPEED <= decision.estimate_bps
+        replace = (
+            self._fast_switching
+            and reason == ev.AbrReason.UP
+            and 0 < bitrate * REPLACE_SPEED <= decision.estimate_bps
+        )
         # A pin was checked by set_variant; any other choice (ABR's, or where the controller
         # goes back to when unpinned) is looked at once, before its first switch.
         pinned = reason == ev.AbrReason.MANUAL and variant == self._pinned

@@ -114,9 +114,14 @@ def test_abr_follows_the_bandwidth(
     assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
 
 
-@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(("fast", "enabled"), [(True, True), (False, True), (True, False)])
 def test_an_up_switch_fetches_the_buffer_past_its_lead_again(
-    fast: bool, streams: dict[str, StreamFixture], abr_origin: Origin, tmp_path: Path, sessions: list[Session]
+    fast: bool,
+    enabled: bool,
+    streams: dict[str, StreamFixture],
+    abr_origin: Origin,
+    tmp_path: Path,
+    sessions: list[Session],
 ):
     fx = streams["ts"]
     top = len(fx.media) - 1
@@ -130,7 +135,8 @@ def test_an_up_switch_fetches_the_buffer_past_its_lead_again(
             if len(done) == segments:
                 stored.set()
 
-    pinned = dataclasses.replace(options(tmp_path, lookahead=60.0), variant=top)
+    abr = AbrOptions(fast_switching=enabled)
+    pinned = dataclasses.replace(options(tmp_path, abr, lookahead=60.0), variant=top)
     with kithara_hls.open(abr_origin.url(fx.entry), pinned) as f:
         f.on_event(on_event)
         f.set_variant(0)  # before the first read: the stream starts on 0, both playlists loaded
@@ -139,7 +145,8 @@ def test_an_up_switch_fetches_the_buffer_past_its_lead_again(
         session = sessions[0]
         assert f.switch_sets == ((0, 1, 2),)  # looked at: an ABR switch needs no look of its own
         # ABR's up-switch on a link that brings the top many times faster than it plays, or
-        # one that only fits it: then the buffer stays and nothing is left to re-plan.
+        # one that only fits it (or with fast switching off): then the buffer stays and
+        # nothing is left to re-plan.
         estimate = 1e12 if fast else f.variants[top].bitrate * 1.1
         session.switcher.apply(AbrDecision(0.0, 0, top, AbrReason.UP, float(segments), estimate, "up"))
         data = head + f.read()
@@ -147,6 +154,6 @@ def test_an_up_switch_fetches_the_buffer_past_its_lead_again(
     parts = session.layout.parts()
     # The reader's part and the lead stay on what was stored; after them the top is fetched again.
     lead = next(k for k in range(len(parts)) if sum(p.duration for p in parts[1 : 1 + k]) >= REPLACE_LEAD_S)
-    kept = 1 + lead if fast else segments
+    kept = 1 + lead if fast and enabled else segments
     assert [p.variant for p in session.layout.parts()] == [0] * kept + [top] * (segments - kept)
     assert decoded_seconds(data) == pytest.approx(fx.duration, abs=0.3)
