@@ -325,7 +325,9 @@ class Switcher:
                 # Urgent: also re-plan (and abandon) downloads in flight.
                 index = self._pool.first_unstarted(layout.committed, started_counts=not urgent)
                 if replace:
-                    index = min(index, _lead(layout, layout.committed, REPLACE_LEAD_S))
+                    # The parts beginning within the lead stay; the first after it is re-planned.
+                    lead = layout.window(layout.committed, REPLACE_LEAD_S)
+                    index = min(index, layout.committed + len(lead))
                 index = layout.committed if restart else index
                 if index >= len(layout) or layout.part(index).variant == variant:
                     return
@@ -351,16 +353,6 @@ class Switcher:
                     self._pool.invalidate()
                     log.debug("switch to variant %d (%s) from part %d", variant, reason.value, index)
                     return
-
-
-def _lead(layout: Layout, start: int, seconds: float) -> int:
-    """The first part index from `start` on with at least `seconds` of media before it."""
-    total = 0.0
-    for offset, part in enumerate(layout.parts(start)):
-        if total >= seconds:
-            return start + offset
-        total += part.duration
-    return len(layout)
 
 
 def learn_byteranges(layout: Layout, parts: list[Part]) -> None:
