@@ -278,6 +278,7 @@ class Session:
                 initial_estimate_bps=self._start_bps,
                 lookahead_s=net.lookahead,
                 buffer_level=self.reader.buffer_level,
+                rest_level=self.reader.rest_level,
                 manual=choice,
                 on_crash=lambda exc: self._break(crashed("the ABR thread", exc, kind=AbrError)),
             )

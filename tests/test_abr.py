@@ -298,6 +298,40 @@ def test_up_never_chooses_what_the_estimate_cannot_pay_for() -> None:
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)  # 2 Mbit/s × 1.5 > 2.5
 
 
+def test_near_the_end_the_buffer_above_the_reserve_pays_for_the_rest() -> None:
+    est = 2.5 * MBIT  # fits 1 Mbit/s only (× 1.5)
+    far = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=30.0, estimate_bps=est, rest_s=240.0)
+    assert far.to_variant == 1  # paced ×1.08: 2.7 Mbit/s still does not pay for 2 Mbit/s × 1.5
+    # 24 s of media left after the buffer: the link has 30 + 24 s for them, of which 6 s of
+    # reserve and a segment stay, so it brings them at 1.83 × the estimate: 2 Mbit/s × 1.5 ≤
+    # 4.6 Mbit/s.
+    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=30.0, estimate_bps=est, rest_s=24.0)
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 2)
+    assert "to the end" in d.note
+    assert d.estimate_bps == est  # the decision keeps the measured estimate (fast switching reads it)
+
+
+def test_near_the_end_a_variant_the_rest_pays_for_is_kept() -> None:
+    est = 3 * MBIT  # misses 4 Mbit/s × 1.5 × 0.8; a 4 s segment of it takes 5.3 s
+    d = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT).decide(
+        now=100.0, buffer_s=11.0, estimate_bps=est, rest_s=100.0
+    )
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)  # 11 - 5.3 s leaves less than 6 s
+    d = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT).decide(
+        now=100.0, buffer_s=11.0, estimate_bps=est, rest_s=1.0
+    )
+    assert not d.changed  # paced ×2: the last second of media comes in time
+
+
+def test_no_pace_from_a_buffer_below_the_reserve_nor_once_everything_is_stored() -> None:
+    est = 2.5 * MBIT
+    for buffer_s, rest_s in ((OPTS.down_switch_buffer_secs + 4.0, 1.0), (30.0, 0.0)):
+        d = AbrController(LADDER, OPTS, initial_estimate_bps=est).decide(
+            now=100.0, buffer_s=buffer_s, estimate_bps=est, rest_s=rest_s
+        )
+        assert not d.changed
+
+
 def test_manual_pin_and_back_to_auto() -> None:
     ctl = AbrController(LADDER, OPTS)
     assert ctl.decide(now=0.0, buffer_s=12.0, estimate_bps=up_threshold(2)).to_variant == 2

@@ -289,6 +289,32 @@ def test_in_fmp4_the_re_planned_segment_the_reader_waits_on_gets_its_init_sectio
     assert decoded_seconds(data) == pytest.approx(fmp4.duration, abs=0.3)
 
 
+def test_the_rest_after_the_buffer_is_what_is_not_stored_to_the_end(
+    fx: StreamFixture, link_origin: Origin, tmp_path: Path, sessions: list[Session]
+) -> None:
+    segments = len(fx.segment_bytes(0))
+    stored = threading.Event()
+    done: set[int] = set()
+
+    def on_event(event: ev.Event) -> None:
+        if isinstance(event, ev.SegmentComplete):
+            done.add(event.segment_index)
+            if len(done) == segments:
+                stored.set()
+
+    release = link_origin.stall(segment_path(fx, 0, 3), after_bytes=0)  # the buffer ends there
+    with kithara_hls.open(link_origin.url(fx.entry), options(tmp_path, variant=0)) as f:
+        f.on_event(on_event)
+        f.read(len(fx.segment_bytes(0)[0]))
+        reader = sessions[0].reader
+        rest, buffer = reader.rest_level(), reader.buffer_level()
+        assert buffer <= 3 * 2.0 + 1e-6 and rest + buffer == pytest.approx(fx.duration, abs=1e-6)
+        release.set()
+        assert stored.wait(WAIT_S), "the look-ahead did not store the stream"
+        assert reader.rest_level() == 0.0
+        assert reader.buffer_level() == pytest.approx(fx.duration, abs=1e-6)
+
+
 def test_a_part_the_reader_was_returned_bytes_of_is_never_replaced(fx: StreamFixture) -> None:
     top = len(fx.media) - 1
     media = playlist.parse_media((fx.root / fx.media[top]).read_bytes(), "http://origin/top.m3u8")

@@ -20,6 +20,14 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   buffer. Once it does not, switch to the highest lower variant that fits or
   that the buffer still carries. A long buffer rides a dip of the link; a drop
   that lasts spends the buffer, one step at a time, down to what the link pays for.
+- The end of the stream: with R seconds of media after the buffer to the end,
+  the link has about B + R seconds to bring them, so the buffer above
+  ``down_switch_buffer_secs`` and one segment (what the down rule keeps) may be
+  spent on them: the up and down rules read the estimate as ``E × (1 + (B −
+  down_switch_buffer_secs − T) / R)`` (the *pace*).
+  On a long stream that is E; near the end the stream goes up rather than
+  ending on a full buffer that the link could have brought better. Whether the
+  buffer carries a variant is still reckoned at E.
 - Urgent: when B is nearly empty (below `URGENT_BUFFER_FRACTION` of
   ``down_switch_buffer_secs``) and the current variant does not fit, drop at
   once to the highest variant that fits (the lowest if none), whatever the
@@ -113,6 +121,7 @@ class AbrController:
         self._opts = options
         self._segment_s = segment_s
         self._steady = 0.0  # the estimate without its recent-rate cap, set by each decide()
+        self._pace = 1.0  # what the end of the stream lets the buffer add to it, set by each decide()
         cap = options.max_bandwidth
         within = [i for i, b in enumerate(self._bitrates) if cap is None or b <= cap]
         self._cap_index = within[-1] if within else 0
@@ -167,7 +176,13 @@ class AbrController:
         return decision
 
     def decide(
-        self, *, now: float, buffer_s: float, estimate_bps: float, steady_bps: float | None = None
+        self,
+        *,
+        now: float,
+        buffer_s: float,
+        estimate_bps: float,
+        steady_bps: float | None = None,
+        rest_s: float | None = None,
     ) -> AbrDecision:
         """Apply the decision flow at time `now` and update `current`.
 
@@ -175,8 +190,12 @@ class AbrController:
         estimate_bps: the throughput estimate (`ThroughputEstimator.estimate()`).
         steady_bps: the estimate without its recent-rate cap (`estimate(recent=False)`),
         at which the down rule reckons a segment's fetch, if larger; None: the estimate.
+        rest_s: media seconds after the buffer to the end of the stream (None: unknown).
         """
         self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
+        # The reserve and one segment, as `_carried` keeps: a variant the pace lets in is carried.
+        spare = buffer_s - self._opts.down_switch_buffer_secs - self._segment_s
+        self._pace = 1.0 + spare / rest_s if rest_s and rest_s > 0 and spare > 0 else 1.0
         if self._manual is not None:
             return self._make(
                 now, self.current, None, buffer_s, estimate_bps, f"manual pin on {self.current}"
@@ -238,18 +257,22 @@ class AbrController:
         """The current variant misses the fit by the down margin and the buffer no longer carries it."""
         opts, cur = self._opts, self.current
         margin, safety = opts.down_hysteresis_ratio, opts.throughput_safety_factor
-        if cur == 0 or est >= self._bitrates[cur] * safety * margin:
+        paced = est * self._pace
+        if cur == 0 or paced >= self._bitrates[cur] * safety * margin:
             return None
         if self._carried(cur, buffer_s, est):
             return None
         carried = max((v for v in range(cur) if self._carried(v, buffer_s, est)), default=0)
         note = (
-            f"{_rate(est)} < {margin:g}×{safety:g}×{_rate(self._bitrates[cur])} and "
+            f"{_rate(paced)}{self._paced()} < {margin:g}×{safety:g}×{_rate(self._bitrates[cur])} and "
             f"buffer {buffer_s:.1f}s does not carry it"
         )
         return self._switch(
-            now, min(max(self._fit(est), carried), cur - 1), AbrReason.DOWN, buffer_s, est, note
+            now, min(max(self._fit(paced), carried), cur - 1), AbrReason.DOWN, buffer_s, est, note
         )
+
+    def _paced(self) -> str:
+        return f" (paced ×{self._pace:.2f} to the end)" if self._pace > 1.0 else ""
 
     def _up(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
         """Enough buffer and the next variant fits with the up margin: go as high as that margin allows."""
@@ -263,14 +286,15 @@ class AbrController:
             margin = max(margin, STARTUP_SPEED / safety)
         elif buffer_s >= opts.buffer_rule_secs:
             margin = 1.0  # a deep buffer is the margin: the down rule keeps what it carries
-        if est < self._bitrates[nxt] * safety * margin:
+        paced = est * self._pace
+        if paced < self._bitrates[nxt] * safety * margin:
             return None
         note = (
             f"buffer {buffer_s:.1f}s {'<' if low else '≥'} {opts.min_buffer_for_up_switch_secs:.1f}s and "
-            f"{_rate(est)} ≥ {margin * safety:.3g}×{_rate(self._bitrates[nxt])}"
+            f"{_rate(paced)}{self._paced()} ≥ {margin * safety:.3g}×{_rate(self._bitrates[nxt])}"
             + (f" (arrives at {STARTUP_SPEED:g}× real time)" if low else "")
         )
-        return self._switch(now, max(self._fit(est, margin), nxt), AbrReason.UP, buffer_s, est, note)
+        return self._switch(now, max(self._fit(paced, margin), nxt), AbrReason.UP, buffer_s, est, note)
 
     def force(
         self, variant: int, *, now: float, buffer_s: float, estimate_bps: float, note: str
