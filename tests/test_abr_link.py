@@ -13,11 +13,14 @@ import kithara_hls
 from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, playlist
 from kithara_hls import events as ev
 from kithara_hls.abr.abandon import Pending, abandon_to
+from kithara_hls.abr.controller import AbrDecision
+from kithara_hls.abr.driver import AbrDriver
 from kithara_hls.abr.estimator import ThroughputEstimator
 from kithara_hls.abr.meter import LinkMeter
 from kithara_hls.abr.schedule import parallel_limit
 from kithara_hls.cache import Cache
 from kithara_hls.catalog import load_link_estimate, origin_of, save_link_estimate
+from kithara_hls.events import EventBus
 from kithara_hls.layout import Layout, build_parts
 from kithara_hls.session import Session
 from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
@@ -167,6 +170,53 @@ def test_parallel_limit_follows_the_link() -> None:
 
 
 LADDER = (64_000, 128_000, 256_000, 512_000, 1_024_000)
+
+
+class IdleMeter:
+    """A link meter with no download in flight and an estimate the test sets."""
+
+    busy = False
+    on_busy = None
+
+    def __init__(self, bps: float) -> None:
+        self.bps = bps
+
+    def estimate(self, *, recent: bool = True) -> float:
+        return self.bps
+
+    def measured_bytes(self) -> int:
+        return 1_000_000
+
+
+def test_a_switch_held_for_the_interval_is_made_when_it_ends_without_a_poke() -> None:
+    applied: list[int] = []
+    first, second = threading.Event(), threading.Event()
+
+    def apply(decision: AbrDecision) -> None:
+        applied.append(decision.to_variant)
+        (first if len(applied) == 1 else second).set()
+
+    meter = IdleMeter(300_000)  # fits 200 kbit/s only
+    abr = AbrOptions(min_switch_interval=0.5, min_buffer_for_up_switch_secs=0.0)
+    driver = AbrDriver(
+        [100_000, 200_000, 400_000],
+        abr,
+        meter=meter,  # type: ignore[arg-type]
+        buffer_level=lambda: 20.0,
+        apply=apply,
+        bus=EventBus(),
+    )
+    try:
+        driver.poke()
+        assert first.wait(WAIT_S)
+        meter.bps = 1_000_000
+        # Decided again within the interval: held. Nothing pokes the driver after this, and no
+        # download is in flight: the look-ahead may be waiting for exactly this switch.
+        driver.poke()
+        assert second.wait(WAIT_S), f"the held switch was not made: {applied}"
+        assert applied == [1, 2]
+    finally:
+        driver.close()
 
 
 def test_abandon_a_download_that_cannot_finish_before_the_buffer_runs_dry() -> None:

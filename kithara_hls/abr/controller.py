@@ -128,6 +128,8 @@ class AbrController:
         self._manual: int | None = None
         self._last_switch_at = -math.inf
         self._decisions: collections.deque[AbrDecision] = collections.deque(maxlen=DECISIONS_KEPT)
+        #: When the switch the last decision held for the interval may go (None: none held).
+        self.held_until: float | None = None
         #: The variant in use now.
         self.current = 0 if initial_estimate_bps is None else self._fit(initial_estimate_bps)
         #: Variants ABR never switches to (another switch set than the stream's).
@@ -193,6 +195,7 @@ class AbrController:
         rest_s: media seconds after the buffer to the end of the stream (None: unknown).
         """
         self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
+        self.held_until = None
         # The reserve and one segment, as `_carried` keeps: a variant the pace lets in is carried.
         spare = buffer_s - self._opts.down_switch_buffer_secs - self._segment_s
         self._pace = 1.0 + spare / rest_s if rest_s and rest_s > 0 and spare > 0 else 1.0
@@ -214,6 +217,7 @@ class AbrController:
         waited = now - self._last_switch_at
         if reason is not AbrReason.URGENT and waited < self._opts.min_switch_interval:
             note += f"; held: {waited:.1f}s since the last switch < {self._opts.min_switch_interval:.1f}s"
+            self.held_until = self._last_switch_at + self._opts.min_switch_interval
             return self._make(now, self.current, None, buffer_s, est, note)
         to = self._allowed(to)
         if to == self.current:

@@ -2,8 +2,9 @@
 
 It is woken by the reader (advancing, or blocking on missing data) and by
 downloads ending; while downloads are in flight it also looks at the link
-every `SAMPLE_INTERVAL_S` (a stalled link brings no bytes to wake it); with
-none in flight it waits for a change alone. It owns no network I/O. Switches
+every `SAMPLE_INTERVAL_S` (a stalled link brings no bytes to wake it), and it
+decides again when a switch the interval held may go; otherwise it waits for
+a change alone. It owns no network I/O. Switches
 are applied by the caller's `apply`, which changes only parts the reader has
 not reached. An unexpected exception ends the thread and goes to `on_crash`,
 which delivers it to the reader.
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Longest the thread sleeps with nothing new (it is woken on every change anyway).
 IDLE_WAIT_S = 30.0
+#: A held switch is decided again this long after its interval ends (so the interval has passed).
+HELD_MARGIN_S = 0.01
 #: The longest `close` waits for the thread (a step does no I/O: it ends at once).
 JOIN_TIMEOUT_S = 5.0
 
@@ -129,15 +132,21 @@ class AbrDriver:
             return list(self.controller.decisions)
 
     def _wait(self) -> bool:
-        """Wait for a change, or while downloads are in flight for the next look at the link
-        (a stall brings no bytes to wake on). False once closed."""
+        """Wait for a change; while downloads are in flight, no longer than the next look at the
+        link (a stall brings no bytes to wake on); while a switch is held for the interval, no
+        longer than the interval (the look-ahead may be waiting for that switch, and the reader's
+        next move is seconds away). False once closed."""
         with self._lock:
             while not self._dirty and not self._closed:
-                if self.meter.busy:
-                    if not self._wake.wait(SAMPLE_INTERVAL_S):
-                        break
-                else:
+                held = self.controller.held_until
+                if not self.meter.busy and held is None:
                     self._wake.wait(IDLE_WAIT_S)
+                    continue
+                timeout = SAMPLE_INTERVAL_S if self.meter.busy else IDLE_WAIT_S
+                if held is not None:
+                    timeout = min(timeout, max(held - time.monotonic(), 0.0) + HELD_MARGIN_S)
+                if not self._wake.wait(timeout):
+                    break
             self._dirty = False
             return not self._closed
 
