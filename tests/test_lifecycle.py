@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 import kithara_hls
-from kithara_hls import AbrOptions, CacheOptions, HlsOptions, NetworkOptions, bookkeeping
+from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, NetworkOptions, bookkeeping
 from kithara_hls import events as ev
-from kithara_hls.abr.controller import AbrController
+from kithara_hls.abr.controller import AbrController, AbrDecision
 from kithara_hls.bookkeeping import Bookkeeping
 from kithara_hls.catalog import Catalog
 from kithara_hls.keys import KeyManager
+from kithara_hls.session import Session
 from kithara_hls.store import Store
 from kithara_hls.testing import Origin, StreamFixture
 
@@ -232,6 +233,26 @@ def test_close_mid_download_ends_every_thread(
     assert "kithara-fetch-0" in names
     f.close()
     assert library_threads(before) == []
+
+
+def test_close_during_a_switch_playlist_load_ends_every_thread(
+    fixtures: Fixtures, origin: Origin, tmp_path: Path, sessions: list[Session]
+) -> None:
+    fx = fixtures["ts"]
+    top = len(fx.media) - 1
+    release = origin.stall(fx.media[top], after_bytes=0)  # its headers, then nothing
+    before = set(threading.enumerate())
+    try:
+        f = kithara_hls.open(origin.url(fx.entry), opts(tmp_path, variant=0))
+        assert f.read(1000) == fx.expected(0)[:1000]
+        # An up-switch to a variant whose playlist is not loaded: a job on a fetch worker loads it.
+        decision = AbrDecision(0.0, 0, top, AbrReason.UP, 10.0, 1e9, "up")
+        sessions[0].switcher.apply(decision)
+        assert origin.wait_for(fx.media[top], timeout=WAIT_S), "the switch did not load the playlist"
+        f.close()  # while the job waits on the stalled playlist
+        assert library_threads(before) == []
+    finally:
+        release.set()
 
 
 def test_close_after_a_full_read_ends_every_thread(

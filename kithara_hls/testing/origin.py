@@ -79,6 +79,7 @@ class Origin(FaultKnobs):
         self.port = port
         self.tls = tls
         self.requests: list[RequestRecord] = []
+        self._logged = threading.Condition(self._lock)  # notified as each request is logged
         self._conns: set[socket.socket] = set()
         self._link = Link(self._stopping, latency=latency, bandwidth=bandwidth)
         self._server: _Server | None = None
@@ -170,6 +171,13 @@ class Origin(FaultKnobs):
             and (prefix is None or r.path.startswith(prefix.lstrip("/")))
         )
 
+    def wait_for(self, path: str, *, timeout: float) -> bool:
+        """Wait until a request for `path` is logged (before its response is sent, so also one a
+        fault holds); False if `timeout` seconds pass first."""
+        wanted = path.lstrip("/")
+        with self._logged:
+            return self._logged.wait_for(lambda: any(r.path == wanted for r in self.requests), timeout)
+
     def reset_log(self) -> None:
         """Empty the request log."""
         with self._lock:
@@ -197,6 +205,7 @@ class Origin(FaultKnobs):
                 method, path, range_header, response.status, query, headers, handler.client_address[1]
             )
             self.requests.append(record)
+            self._logged.notify_all()
         handler.send_response(response.status)
         for name, value in response.headers.items():
             handler.send_header(name, value)
