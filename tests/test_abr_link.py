@@ -239,6 +239,19 @@ def test_a_download_alone_on_a_link_that_collapsed_is_judged_at_the_link_now() -
     assert abandon_to(shared, LADDER, 100_000) is None
 
 
+def test_a_download_due_many_segments_away_rides_out_a_tunnel() -> None:
+    # 87 kB of 512 kB in 3 s, then the link fell to 78 kbit/s: at that rate the rest takes 44 s.
+    tunnel = Pending(variant=4, duration=4.0, due_s=28.0, loaded=86_708, size=512_000, elapsed=3.0)
+    # 28 s of buffer before it: judged at the smoothed estimate (still 970 kbit/s: the fall is 2 s
+    # old), the rest comes in 3.5 s. Kept; should the fall last, that estimate follows it down
+    # within seconds, with the buffer still long.
+    assert abandon_to(tunnel, LADDER, 78_000, fresh_bps=970_000) is None
+    assert abandon_to(tunnel, LADDER, 78_000, fresh_bps=100_000) is not None
+    # A buffer of a segment or two is not that patient: the recent rate judges.
+    short = Pending(variant=4, duration=4.0, due_s=8.0, loaded=86_708, size=512_000, elapsed=3.0)
+    assert abandon_to(short, LADDER, 78_000, fresh_bps=970_000) is not None
+
+
 def test_keep_a_download_that_finishes_in_time_or_is_nearly_whole_or_young() -> None:
     on_time = Pending(variant=4, duration=4.0, due_s=20.0, loaded=100_000, size=512_000, elapsed=2.0)
     assert abandon_to(on_time, LADDER, 300_000) is None

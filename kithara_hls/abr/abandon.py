@@ -4,7 +4,10 @@ is dropped and its segment fetched again at a variant that can. Pure.
 A download in flight is judged once it has run half its segment's duration (and
 `MIN_ELAPSED_S`), as hls.js waits, so a download that started beside others is
 not judged by its first moments. Alone on the link it goes on at the link
-estimate, whose recent rate shows a collapse its own average hides; beside
+estimate, whose recent rate shows a collapse its own average hides, or, when
+the reader needs it only `PATIENT_DUE_SEGMENTS` segment durations from now, at
+the smoothed estimate: a lasting collapse brings that down within seconds, long
+before the buffer runs dry, and a tunnel of a few seconds does not; beside
 others, at its own rate so far (zero when stalled) or at its share of the link
 estimate, whichever is faster (downloads in flight beside it end and leave it
 the link); the rest of it needs
@@ -30,6 +33,9 @@ MIN_ELAPSED_SHARE = 0.5
 MAX_REPLACEMENT_SHARE = 10.0
 #: A download this far along is kept whatever its rate: little is left to gain.
 NEARLY_WHOLE = 0.8
+#: Due this many segment durations away or more, a download alone on the link is judged at the
+#: smoothed estimate rather than the recent rate.
+PATIENT_DUE_SEGMENTS = 4.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,8 @@ def abandon_to(
         size = int(bitrates[pending.variant] * pending.duration / 8)
     if size <= 0 or pending.loaded >= NEARLY_WHOLE * size:
         return None
-    link = max(estimate_bps, 1.0) / 8.0  # bytes/s
+    patient = fresh_bps is not None and pending.due_s >= PATIENT_DUE_SEGMENTS * pending.duration
+    link = max(fresh_bps if patient and fresh_bps is not None else estimate_bps, 1.0) / 8.0  # bytes/s
     # Alone on the link, the link's recent rate: its own average lags a collapse.
     own = pending.loaded / pending.elapsed if pending.sharing > 1 else 0.0
     rate = max(own, link / max(pending.sharing, 1))
