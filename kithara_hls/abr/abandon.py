@@ -5,8 +5,8 @@ A download in flight is judged once it has run half its segment's duration (and
 `MIN_ELAPSED_S`), as hls.js waits, so a download that started beside others is
 not judged by its first moments. Alone on the link it goes on at the link
 estimate, whose recent rate shows a collapse its own average hides, or, when
-the reader needs it only `PATIENT_DUE_SEGMENTS` segment durations from now, at
-the smoothed estimate: a lasting collapse brings that down within seconds, long
+the reader needs it `PATIENT_DUE_SEGMENTS` segment durations from now or later,
+at the smoothed estimate: a lasting collapse brings that down within seconds, long
 before the buffer runs dry, and a tunnel of a few seconds does not; beside
 others, at its own rate so far (zero when stalled) or at its share of the link
 estimate, whichever is faster (downloads in flight beside it end and leave it
@@ -82,7 +82,7 @@ def abandon_to(
         return None
     patient = fresh_bps is not None and pending.due_s >= PATIENT_DUE_SEGMENTS * pending.duration
     link = max(fresh_bps if patient and fresh_bps is not None else estimate_bps, 1.0) / 8.0  # bytes/s
-    # Alone on the link, the link's recent rate: its own average lags a collapse.
+    # Alone on the link, the link's rate (recent unless patient): its own average lags a collapse.
     own = pending.loaded / pending.elapsed if pending.sharing > 1 else 0.0
     rate = max(own, link / max(pending.sharing, 1))
     left_s = math.inf if rate <= 0 else (size - pending.loaded) / rate
