@@ -186,12 +186,13 @@ class Reader:
             level += part.duration
         return level
 
-    def rest_level(self) -> float:
-        """Media seconds from the end of the buffer (`buffer_level`) to the end of the stream."""
+    def rest_level(self, buffer_s: float) -> float:
+        """Media seconds from the end of the buffer (`buffer_s`, as `buffer_level` measured it)
+        to the end of the stream."""
         index = max(self._part, 0)
         if index >= len(self._layout):
             return 0.0
-        return max(self._duration - self._layout.part(index).start - self.buffer_level(), 0.0)
+        return max(self._duration - self._layout.part(index).start - buffer_s, 0.0)
 
     def downloads_idle(self) -> None:
         """No download is in flight: EndOfStream follows if the reader reached the end."""

@@ -102,7 +102,7 @@ class Switcher:
         meter: LinkMeter,
         lookahead_s: float,
         buffer_level: Callable[[], float],
-        rest_level: Callable[[], float] | None = None,
+        rest_level: Callable[[float], float] | None = None,
         manual: int | None,
         on_crash: Callable[[BaseException], None],
         initial_estimate_bps: float | None = None,

@@ -38,8 +38,8 @@ class AbrDriver:
     """Runs `AbrController` on its own named thread.
 
     meter: the link meter, whose estimate the controller is given.
-    buffer_level(): media seconds buffered ahead of the reader. rest_level(): media seconds
-    from the end of that buffer to the end of the stream (None: not told). frontier(buffer_s):
+    buffer_level(): media seconds buffered ahead of the reader. rest_level(buffer_s): media
+    seconds from the end of that buffer to the end of the stream (None: not told). frontier(buffer_s):
     the download in flight of the first part not stored ahead of the reader, if
     any, for the abandon rule. apply(decision): carries out a switch (an urgent
     one abandons downloads in flight). on_crash(exc): told, on the thread, of an
@@ -56,7 +56,7 @@ class AbrDriver:
         *,
         meter: LinkMeter,
         buffer_level: Callable[[], float],
-        rest_level: Callable[[], float] | None = None,
+        rest_level: Callable[[float], float] | None = None,
         apply: Callable[[AbrDecision], None],
         bus: EventBus,
         frontier: Callable[[float], Pending | None] | None = None,
@@ -154,7 +154,7 @@ class AbrDriver:
         if not self._wait():
             return False
         level = self._buffer_level()
-        rest = None if self._rest_level is None else self._rest_level()
+        rest = None if self._rest_level is None else self._rest_level(level)
         self._bus.publish(BufferLevel(level))
         if self.meter.measured_bytes() == 0:
             return True  # nothing measured yet: the start variant stands
