@@ -80,15 +80,16 @@ def abandon_to(
         size = int(bitrates[pending.variant] * pending.duration / 8)
     if size <= 0 or pending.loaded >= NEARLY_WHOLE * size:
         return None
-    patient = fresh_bps is not None and pending.due_s >= PATIENT_DUE_SEGMENTS * pending.duration
-    link = max(fresh_bps if patient and fresh_bps is not None else estimate_bps, 1.0) / 8.0  # bytes/s
+    fresh = estimate_bps if fresh_bps is None else fresh_bps
+    patient = pending.due_s >= PATIENT_DUE_SEGMENTS * pending.duration
+    link = max(fresh if patient else estimate_bps, 1.0) / 8.0  # bytes/s
     # Alone on the link, the link's rate (recent unless patient): its own average lags a collapse.
     own = pending.loaded / pending.elapsed if pending.sharing > 1 else 0.0
     rate = max(own, link / max(pending.sharing, 1))
     left_s = math.inf if rate <= 0 else (size - pending.loaded) / rate
     if left_s <= pending.due_s:
         return None
-    link = max(fresh_bps if fresh_bps is not None else estimate_bps, 1.0) / 8.0
+    link = max(fresh, 1.0) / 8.0
     choice = 0
     for variant in range(pending.variant - 1, -1, -1):
         if ttfb_s + bitrates[variant] * pending.duration / 8 / link <= pending.due_s:
