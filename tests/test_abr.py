@@ -323,6 +323,18 @@ def test_near_the_end_a_variant_the_rest_pays_for_is_kept() -> None:
     assert not d.changed  # paced ×2: the last second of media comes in time
 
 
+def test_near_the_end_a_variant_that_finishes_the_stream_is_kept() -> None:
+    est = 3 * MBIT  # misses 4 Mbit/s × 1.5 × 0.8; a 4 s segment of it takes 5.3 s
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=6 * MBIT)
+    # 11 s of buffer: one more segment leaves 5.7 s, under the 6 s reserve, and the pace
+    # (×1.14) does not reach the down margin; but the last 7 s of media, at 4 Mbit/s × 1.5,
+    # take 14 s and are due in 11 + 7 - 4 = 14 s.
+    d = ctl.decide(now=100.0, buffer_s=11.0, estimate_bps=est, rest_s=7.0)
+    assert not d.changed
+    d = ctl.decide(now=100.0, buffer_s=11.0, estimate_bps=est, rest_s=12.0)
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)  # 24 s to fetch, due in 19 s
+
+
 def test_no_pace_from_a_buffer_below_the_reserve_nor_once_everything_is_stored() -> None:
     est = 2.5 * MBIT
     for buffer_s, rest_s in ((OPTS.down_switch_buffer_secs + 4.0, 1.0), (30.0, 0.0)):

@@ -27,7 +27,11 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   down_switch_buffer_secs − T) / R)`` (the *pace*).
   On a long stream that is E; near the end the stream goes up rather than
   ending on a full buffer that the link could have brought better. Whether the
-  buffer carries a variant is still reckoned at E.
+  buffer carries a variant is still reckoned at E. Near the end the down rule
+  also keeps a variant that *finishes* the stream: all R seconds of it, fetched
+  at max(E, S) with the safety factor, arrive before the last segment is due
+  (``R × bitrate × safety / max(E, S) ≤ B + R − T``); the reserve guards the
+  segments after the next ones, and there are none.
 - Urgent: when B is nearly empty (below `URGENT_BUFFER_FRACTION` of
   ``down_switch_buffer_secs``) and the current variant does not fit, drop at
   once to the highest variant that fits (the lowest if none), whatever the
@@ -122,6 +126,7 @@ class AbrController:
         self._segment_s = segment_s
         self._steady = 0.0  # the estimate without its recent-rate cap, set by each decide()
         self._pace = 1.0  # what the end of the stream lets the buffer add to it, set by each decide()
+        self._rest: float | None = None  # media seconds after the buffer to the end, set by each decide()
         cap = options.max_bandwidth
         within = [i for i, b in enumerate(self._bitrates) if cap is None or b <= cap]
         self._cap_index = within[-1] if within else 0
@@ -196,6 +201,7 @@ class AbrController:
         """
         self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
         self.held_until = None
+        self._rest = rest_s
         # The reserve and one segment, as `_carried` keeps: a variant the pace lets in is carried.
         spare = buffer_s - self._opts.down_switch_buffer_secs - self._segment_s
         self._pace = 1.0 + spare / rest_s if rest_s and rest_s > 0 and spare > 0 else 1.0
@@ -257,6 +263,19 @@ class AbrController:
         fetch_s = self._segment_s * self._bitrates[variant] / max(est, self._steady, 1.0)
         return buffer_s - fetch_s >= self._opts.down_switch_buffer_secs
 
+    def _finishes(self, variant: int, buffer_s: float, est: float) -> bool:
+        """Whether the rest of the stream at `variant`, fetched at `est` or the averages
+        (whichever is higher) with the safety factor, arrives before its last segment is due."""
+        if self._rest is None:
+            return False
+        bitrate = self._bitrates[variant] * self._opts.throughput_safety_factor
+        fetch_s = self._rest * bitrate / max(est, self._steady, 1.0)
+        return fetch_s <= buffer_s + self._rest - self._segment_s
+
+    def _kept(self, variant: int, buffer_s: float, est: float) -> bool:
+        """The buffer carries `variant` one more segment, or it finishes the stream."""
+        return self._carried(variant, buffer_s, est) or self._finishes(variant, buffer_s, est)
+
     def _down(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
         """The current variant misses the fit by the down margin and the buffer no longer carries it."""
         opts, cur = self._opts, self.current
@@ -264,9 +283,9 @@ class AbrController:
         paced = est * self._pace
         if cur == 0 or paced >= self._bitrates[cur] * safety * margin:
             return None
-        if self._carried(cur, buffer_s, est):
+        if self._kept(cur, buffer_s, est):
             return None
-        carried = max((v for v in range(cur) if self._carried(v, buffer_s, est)), default=0)
+        carried = max((v for v in range(cur) if self._kept(v, buffer_s, est)), default=0)
         note = (
             f"{_rate(paced)}{self._paced()} < {margin:g}×{safety:g}×{_rate(self._bitrates[cur])} and "
             f"buffer {buffer_s:.1f}s does not carry it"
