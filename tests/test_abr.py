@@ -298,6 +298,17 @@ def test_up_never_chooses_what_the_estimate_cannot_pay_for() -> None:
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)  # 2 Mbit/s × 1.5 > 2.5
 
 
+def test_on_a_deep_buffer_an_up_switch_goes_where_the_link_is_now() -> None:
+    est = 1.8 * MBIT  # the averages, still climbing: 1 Mbit/s fits (× 1.5 × 1.2)
+    now = 13 * MBIT  # the recent rate fits 8 Mbit/s, but one segment of it at est takes 17.8 s
+    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=20.0, estimate_bps=est, recent_bps=now)
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 3)  # 4 Mbit/s: 8.9 s, 11.1 s of buffer left
+    assert "the link brings" in d.note
+    # Below buffer_rule_secs the averages alone say how high.
+    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=19.0, estimate_bps=est, recent_bps=now)
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
+
+
 def test_near_the_end_the_buffer_above_the_reserve_pays_for_the_rest() -> None:
     est = 2.5 * MBIT  # fits 1 Mbit/s only (× 1.5)
     far = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=30.0, estimate_bps=est, rest_s=240.0)

@@ -156,6 +156,27 @@ def test_a_slow_sample_is_forgotten_by_the_clock_when_link_time_is_scarce() -> N
     assert est.estimate() > 800_000
 
 
+def test_the_recent_rate_is_where_the_link_is_now_while_the_averages_climb() -> None:
+    clock = Clock()
+    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
+    meter = LinkMeter(est, clock=clock)
+    d = meter.begin("a", 0, 0)
+    clock.now += 0.5
+    meter.arrived(d, 25_000)
+    assert meter.sample()
+    assert meter.recent_rate() is None  # a quarter of its window: not yet
+    for _ in range(10):  # 5 s at 400 kbit/s, then 2 s at 8 Mbit/s
+        clock.now += 0.5
+        meter.arrived(d, 25_000)
+        meter.sample()
+    for _ in range(4):
+        clock.now += 0.5
+        meter.arrived(d, 500_000)
+        meter.sample()
+    assert meter.recent_rate() == pytest.approx(8_000_000)
+    assert meter.estimate() < 6_000_000  # the averages are still on their way up
+
+
 # -- the schedule and the abandon rule, pure ----------------------------------------------------
 
 
@@ -183,6 +204,9 @@ class IdleMeter:
 
     def estimate(self, *, recent: bool = True) -> float:
         return self.bps
+
+    def recent_rate(self) -> float | None:
+        return None
 
     def measured_bytes(self) -> int:
         return 1_000_000

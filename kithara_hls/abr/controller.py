@@ -12,7 +12,10 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   if B is at least ``min_buffer_for_up_switch_secs``. Below that (the start, after
   a seek) only to a variant whose segment arrives in half its playing time
   (``STARTUP_SPEED``); from ``buffer_rule_secs`` on, the buffer is the margin and
-  a variant that fits is enough.
+  a variant that fits is enough, and the switch goes as high as the link's recent
+  rate R_now fits (after a rise the averages lag it), as long as the buffer
+  carries that variant at E (see Down): one switch where the averages would
+  climb a rung per interval.
 - Down: when the current variant misses the fit by the down margin, ``E <
   bitrate × safety × down_hysteresis_ratio``, it is kept while the buffer
   *carries* it: while fetching one more segment of it at max(E, S), ``T ×
@@ -127,6 +130,7 @@ class AbrController:
         self._steady = 0.0  # the estimate without its recent-rate cap, set by each decide()
         self._pace = 1.0  # what the end of the stream lets the buffer add to it, set by each decide()
         self._rest: float | None = None  # media seconds after the buffer to the end, set by each decide()
+        self._recent: float | None = None  # the link's recent rate, set by each decide()
         cap = options.max_bandwidth
         within = [i for i, b in enumerate(self._bitrates) if cap is None or b <= cap]
         self._cap_index = within[-1] if within else 0
@@ -190,6 +194,7 @@ class AbrController:
         estimate_bps: float,
         steady_bps: float | None = None,
         rest_s: float | None = None,
+        recent_bps: float | None = None,
     ) -> AbrDecision:
         """Apply the decision flow at time `now` and update `current`.
 
@@ -198,10 +203,13 @@ class AbrController:
         steady_bps: the estimate without its recent-rate cap (`estimate(recent=False)`),
         at which the down rule reckons a segment's fetch, if larger; None: the estimate.
         rest_s: media seconds after the buffer to the end of the stream (None: unknown).
+        recent_bps: the link's recent rate alone (`ThroughputEstimator.recent_rate`), how high
+        an up-switch on a deep buffer goes; None: unknown.
         """
         self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
         self.held_until = None
         self._rest = rest_s
+        self._recent = recent_bps
         # The reserve and one segment, as `_carried` keeps: a variant the pace lets in is carried.
         spare = buffer_s - self._opts.down_switch_buffer_secs - self._segment_s
         self._pace = 1.0 + spare / rest_s if rest_s and rest_s > 0 and spare > 0 else 1.0
@@ -317,7 +325,16 @@ class AbrController:
             f"{_rate(paced)}{self._paced()} ≥ {margin * safety:.3g}×{_rate(self._bitrates[nxt])}"
             + (f" (arrives at {STARTUP_SPEED:g}× real time)" if low else "")
         )
-        return self._switch(now, max(self._fit(paced, margin), nxt), AbrReason.UP, buffer_s, est, note)
+        to = max(self._fit(paced, margin), nxt)
+        if self._recent is not None and buffer_s >= opts.buffer_rule_secs:
+            # The averages lag a rise: go where the link is now, as far as the buffer carries it.
+            lead = self._fit(self._recent * self._pace)
+            while lead > to and not self._carried(lead, buffer_s, est):
+                lead -= 1
+            if lead > to:
+                note += f"; up to {_rate(self._bitrates[lead])}: the link brings {_rate(self._recent)} now"
+                to = lead
+        return self._switch(now, to, AbrReason.UP, buffer_s, est, note)
 
     def force(
         self, variant: int, *, now: float, buffer_s: float, estimate_bps: float, note: str

@@ -160,12 +160,18 @@ class AbrDriver:
             return True  # nothing measured yet: the start variant stands
         estimate = self.meter.estimate()
         smoothed = self.meter.estimate(recent=False)
+        recent = self.meter.recent_rate()
         now = time.monotonic()
         with self._lock:
             if self.controller.manual is not None:
                 return True
             decision = self.controller.decide(
-                now=now, buffer_s=level, estimate_bps=estimate, steady_bps=smoothed, rest_s=rest
+                now=now,
+                buffer_s=level,
+                estimate_bps=estimate,
+                steady_bps=smoothed,
+                rest_s=rest,
+                recent_bps=recent,
             )
         chosen = decision if decision.changed else self._abandon(now, level, estimate)
         if chosen is not None and chosen.changed:

@@ -188,6 +188,14 @@ class ThroughputEstimator:
             return min(self._initial_bps, measured)
         return measured
 
+    def recent_rate(self) -> float | None:
+        """The recent rate of interval samples alone, bits/s: where the link is now, which the
+        averages follow with a lag after a rise. None until half its window is measured (and
+        once the link has been idle for longer than the window)."""
+        if self._recent_s < self._window_s / 2:
+            return None
+        return self._recent_bytes * 8.0 / self._recent_s
+
     @property
     def ttfb(self) -> float | None:
         """The smoothed time to first byte in seconds, or None before any sample."""

@@ -139,6 +139,11 @@ class LinkMeter:
         with self._lock:
             return self._estimator.estimate(recent=recent)
 
+    def recent_rate(self) -> float | None:
+        """The link's recent rate alone, bits/s (`ThroughputEstimator.recent_rate`)."""
+        with self._lock:
+            return self._estimator.recent_rate()
+
     def measured_bytes(self) -> int:
         """Bytes the estimator was fed."""
         with self._lock:
