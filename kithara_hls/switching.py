@@ -27,6 +27,7 @@ from .abr.abandon import Pending
 from .abr.controller import AbrDecision
 from .abr.driver import AbrDriver
 from .abr.meter import LinkMeter
+from .abr.schedule import NEAR_HEADROOM
 from .bookkeeping import Bookkeeping
 from .errors import IncompatibleVariant, OfflineMiss, VariantNotFound
 from .fetch import FetchPool
@@ -47,8 +48,11 @@ SWITCH_TRIES = 8
 #: An up-switch re-plans stored parts this many media seconds past the reader's part: the
 #: buffer beyond is fetched again on the better variant (dash.js's fast switching).
 REPLACE_LEAD_S = 8.0
-#: ... when the estimate brings the better variant at least this many times faster than it plays.
-REPLACE_SPEED = 1.2
+#: ... when the estimate brings the better variant at least this many times faster than it plays:
+#: the replacements are segments near the reader, which the fetch schedule asks to arrive this
+#: much faster than real time; on a link that only just brings the variant, a replaced buffer
+#: is the one a dip then finds empty.
+REPLACE_SPEED = NEAR_HEADROOM
 
 
 class Switcher:

@@ -13,7 +13,7 @@ from kithara_hls import AbrOptions, AbrReason, CacheOptions, HlsOptions, Network
 from kithara_hls import events as ev
 from kithara_hls.abr.controller import AbrDecision
 from kithara_hls.session import Session
-from kithara_hls.switching import REPLACE_LEAD_S
+from kithara_hls.switching import REPLACE_LEAD_S, REPLACE_SPEED
 from kithara_hls.testing import EAGER_ABR, Origin, StreamFixture, build_fmp4, build_ts_variants
 from kithara_hls.testing.decoding import decoded_seconds
 
@@ -145,9 +145,9 @@ def test_an_up_switch_fetches_the_buffer_past_its_lead_again(
         session = sessions[0]
         assert f.switch_sets == ((0, 1, 2),)  # looked at: an ABR switch needs no look of its own
         # ABR's up-switch on a link that brings the top many times faster than it plays, or
-        # one that only fits it (or with fast switching off): then the buffer stays and
-        # nothing is left to re-plan.
-        estimate = 1e12 if fast else f.variants[top].bitrate * 1.1
+        # one that brings it less than REPLACE_SPEED times faster (or with fast switching
+        # off): then the buffer stays and nothing is left to re-plan.
+        estimate = 1e12 if fast else f.variants[top].bitrate * REPLACE_SPEED * 0.95
         session.switcher.apply(AbrDecision(0.0, 0, top, AbrReason.UP, float(segments), estimate, "up"))
         data = head + f.read()
     assert data == expected_for(session, fx)
