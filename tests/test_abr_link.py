@@ -99,10 +99,14 @@ class Waiter:
 # -- the link meter ---------------------------------------------------------------------------
 
 
-def test_concurrent_downloads_count_together() -> None:
+def hand_meter() -> tuple[Clock, LinkMeter]:
+    """A link meter on a clock the test moves, whose estimator takes every sample."""
     clock = Clock()
-    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
-    meter = LinkMeter(est, clock=clock)
+    return clock, LinkMeter(ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0), clock=clock)
+
+
+def test_concurrent_downloads_count_together() -> None:
+    clock, meter = hand_meter()
     a = meter.begin("a", 0, 0)
     b = meter.begin("b", 1, 0)
     meter.sized(a, 1_000_000)
@@ -117,9 +121,7 @@ def test_concurrent_downloads_count_together() -> None:
 
 
 def test_idle_time_is_not_link_time() -> None:
-    clock = Clock()
-    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
-    meter = LinkMeter(est, clock=clock)
+    clock, meter = hand_meter()
     d = meter.begin("a", 0, 0)
     clock.now += 0.25
     meter.arrived(d, 50_000)
@@ -131,9 +133,7 @@ def test_idle_time_is_not_link_time() -> None:
 
 
 def test_a_stalled_link_is_seen_within_two_seconds_without_a_byte() -> None:
-    clock = Clock()
-    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
-    meter = LinkMeter(est, clock=clock)
+    clock, meter = hand_meter()
     d = meter.begin("a", 0, 0)
     for _ in range(20):  # 10 s at 8 Mbit/s
         clock.now += 0.5
@@ -157,9 +157,7 @@ def test_a_slow_sample_is_forgotten_by_the_clock_when_link_time_is_scarce() -> N
 
 
 def test_the_recent_rate_is_where_the_link_is_now_while_the_averages_climb() -> None:
-    clock = Clock()
-    est = ThroughputEstimator(min_sample_bytes=0, min_total_bytes=0)
-    meter = LinkMeter(est, clock=clock)
+    clock, meter = hand_meter()
     d = meter.begin("a", 0, 0)
     clock.now += 0.5
     meter.arrived(d, 25_000)
