@@ -13,7 +13,7 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   a seek) only to a variant whose segment arrives in half its playing time
   (``STARTUP_SPEED``); from ``buffer_rule_secs`` on, the buffer is the margin and
   a variant that fits is enough, and the switch goes as high as the link's recent
-  rate R_now fits (after a rise the averages lag it), as long as the buffer
+  rate alone fits (after a rise the averages lag it), as long as the buffer
   carries that variant at E (see Down): one switch where the averages would
   climb a rung per interval.
 - Down: when the current variant misses the fit by the down margin, ``E <

@@ -182,8 +182,9 @@ class ThroughputEstimator:
         if self._samples == 0:
             return self._initial_bps
         measured = min(self._fast.get(), self._slow.get())
-        if recent and self._recent_s >= self._window_s / 2:
-            measured = min(measured, self._recent_bytes * 8.0 / self._recent_s)
+        now_bps = self.recent_rate() if recent else None
+        if now_bps is not None:
+            measured = min(measured, now_bps)
         if self._total_bytes < self._min_total_bytes:
             return min(self._initial_bps, measured)
         return measured
