@@ -127,7 +127,7 @@ class AbrController:
         self._bitrates = tuple(bitrates)
         self._opts = options
         self._segment_s = segment_s
-        self._steady = 0.0  # the estimate without its recent-rate cap, set by each decide()
+        self._steady = 0.0  # max(E, S), at which fetches are reckoned, set by each decide()
         self._pace = 1.0  # what the end of the stream lets the buffer add to it, set by each decide()
         self._rest: float | None = None  # media seconds after the buffer to the end, set by each decide()
         self._recent: float | None = None  # the link's recent rate, set by each decide()
@@ -264,25 +264,27 @@ class AbrController:
         )
         return self._switch(now, min(self._fit(est), cur - 1), AbrReason.URGENT, buffer_s, est, note)
 
-    def _carried(self, variant: int, buffer_s: float, est: float) -> bool:
-        """Whether the buffer left after fetching one more segment of `variant` stays at least
-        down_switch_buffer_secs, the fetch reckoned at `est` or the averages, whichever is higher
-        (the recent rate shows a dip; how long the dip lasts, the averages tell better)."""
-        fetch_s = self._segment_s * self._bitrates[variant] / max(est, self._steady, 1.0)
-        return buffer_s - fetch_s >= self._opts.down_switch_buffer_secs
+    def _fetch_s(self, variant: int, media_s: float) -> float:
+        """Seconds to fetch `media_s` of `variant`, reckoned at max(E, S) (the recent rate shows a
+        dip; how long the dip lasts, the averages tell better)."""
+        return media_s * self._bitrates[variant] / max(self._steady, 1.0)
 
-    def _finishes(self, variant: int, buffer_s: float, est: float) -> bool:
-        """Whether the rest of the stream at `variant`, fetched at `est` or the averages
-        (whichever is higher) with the safety factor, arrives before its last segment is due."""
+    def _carried(self, variant: int, buffer_s: float) -> bool:
+        """Whether the buffer left after fetching one more segment of `variant` stays at least
+        down_switch_buffer_secs."""
+        return buffer_s - self._fetch_s(variant, self._segment_s) >= self._opts.down_switch_buffer_secs
+
+    def _finishes(self, variant: int, buffer_s: float) -> bool:
+        """Whether the rest of the stream at `variant`, fetched with the safety factor, arrives
+        before its last segment is due."""
         if self._rest is None:
             return False
-        bitrate = self._bitrates[variant] * self._opts.throughput_safety_factor
-        fetch_s = self._rest * bitrate / max(est, self._steady, 1.0)
+        fetch_s = self._fetch_s(variant, self._rest * self._opts.throughput_safety_factor)
         return fetch_s <= buffer_s + self._rest - self._segment_s
 
-    def _kept(self, variant: int, buffer_s: float, est: float) -> bool:
+    def _kept(self, variant: int, buffer_s: float) -> bool:
         """The buffer carries `variant` one more segment, or it finishes the stream."""
-        return self._carried(variant, buffer_s, est) or self._finishes(variant, buffer_s, est)
+        return self._carried(variant, buffer_s) or self._finishes(variant, buffer_s)
 
     def _down(self, now: float, buffer_s: float, est: float) -> AbrDecision | None:
         """The current variant misses the fit by the down margin and the buffer no longer carries it."""
@@ -291,9 +293,9 @@ class AbrController:
         paced = est * self._pace
         if cur == 0 or paced >= self._bitrates[cur] * safety * margin:
             return None
-        if self._kept(cur, buffer_s, est):
+        if self._kept(cur, buffer_s):
             return None
-        carried = max((v for v in range(cur) if self._kept(v, buffer_s, est)), default=0)
+        carried = max((v for v in range(cur) if self._kept(v, buffer_s)), default=0)
         note = (
             f"{_rate(paced)}{self._paced()} < {margin:g}×{safety:g}×{_rate(self._bitrates[cur])} and "
             f"buffer {buffer_s:.1f}s does not carry it"
@@ -329,7 +331,7 @@ class AbrController:
         if self._recent is not None and buffer_s >= opts.buffer_rule_secs:
             # The averages lag a rise: go where the link is now, as far as the buffer carries it.
             lead = self._fit(self._recent * self._pace)
-            while lead > to and not self._carried(lead, buffer_s, est):
+            while lead > to and not self._carried(lead, buffer_s):
                 lead -= 1
             if lead > to:
                 note += f"; up to {_rate(self._bitrates[lead])}: the link brings {_rate(self._recent)} now"
