@@ -138,14 +138,12 @@ class AbrDriver:
         next move is seconds away). False once closed."""
         with self._lock:
             while not self._dirty and not self._closed:
-                held = self.controller.held_until
-                if not self.meter.busy and held is None:
-                    self._wake.wait(IDLE_WAIT_S)
-                    continue
-                timeout = SAMPLE_INTERVAL_S if self.meter.busy else IDLE_WAIT_S
+                busy, held = self.meter.busy, self.controller.held_until
+                timeout = SAMPLE_INTERVAL_S if busy else IDLE_WAIT_S
                 if held is not None:
                     timeout = min(timeout, max(held - time.monotonic(), 0.0) + HELD_MARGIN_S)
-                if not self._wake.wait(timeout):
+                # With nothing in flight and nothing held, only a change is worth a step.
+                if not self._wake.wait(timeout) and (busy or held is not None):
                     break
             self._dirty = False
             return not self._closed

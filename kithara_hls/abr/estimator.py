@@ -191,8 +191,8 @@ class ThroughputEstimator:
 
     def recent_rate(self) -> float | None:
         """The recent rate of interval samples alone, bits/s: where the link is now, which the
-        averages follow with a lag after a rise. None until half its window is measured (and
-        once the link has been idle for longer than the window)."""
+        averages follow with a lag after a rise. None until half its window is measured. It
+        moves only as intervals are fed: an idle link keeps the rate it last had."""
         if self._recent_s < self._window_s / 2:
             return None
         return self._recent_bytes * 8.0 / self._recent_s
