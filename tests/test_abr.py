@@ -182,8 +182,13 @@ def test_starts_higher_only_when_the_initial_estimate_clearly_fits() -> None:
 
 
 def test_up_needs_the_buffer_threshold() -> None:
-    est = up_threshold(4)  # 14.4 Mbit/s: the top with the margin, not at twice real time
-    assert AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=9.9, estimate_bps=est).to_variant == 3
+    # Below the threshold, only what arrives at twice real time, and only if the margin goes no
+    # higher: 1 Mbit/s both ways at 3 Mbit/s.
+    slow = LADDER[1] * OPTS.throughput_safety_factor * STARTUP_SPEED
+    assert AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=9.9, estimate_bps=slow).to_variant == 1
+    est = up_threshold(4)  # 14.4 Mbit/s: the top with the margin, variant 3 at twice real time
+    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=9.9, estimate_bps=est)
+    assert not d.changed  # one switch to the top once the buffer is there, not two
     ctl = AbrController(LADDER, OPTS)
     d = ctl.decide(now=0.0, buffer_s=10.0, estimate_bps=est)
     assert (d.changed, d.reason, d.from_variant, d.to_variant) == (True, AbrReason.UP, 0, 4)
@@ -207,17 +212,17 @@ def test_up_goes_to_the_highest_variant_meeting_the_margin() -> None:
     assert d.to_variant == 3
 
 
-def test_down_keeps_a_variant_while_the_buffer_carries_it() -> None:
+def test_down_keeps_a_variant_while_the_buffer_carries_it_then_goes_where_the_link_is() -> None:
     ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT, segment_s=4.0)
     assert ctl.current == 4
     low = 2.5 * MBIT  # fits variant 1 only (1 Mbit/s × 1.5)
     # One more 4 s segment of 8 Mbit/s takes 12.8 s at 2.5 Mbit/s: 18.8 s of buffer leaves
     # the 6 s of down_switch_buffer_secs, so the variant is kept.
     assert not ctl.decide(now=100.0, buffer_s=18.8, estimate_bps=low).changed
-    # Below that the buffer no longer carries it: down to the highest variant it carries
-    # (4 Mbit/s takes 6.4 s: 18.7 - 6.4 >= 6), not all the way to what fits.
+    # Below that the buffer no longer carries it: down to what fits in one switch, not to the
+    # 4 Mbit/s it would carry a segment or two longer (18.7 - 6.4 >= 6) and then leave.
     d = ctl.decide(now=100.0, buffer_s=18.7, estimate_bps=low)
-    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 3)
+    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 1)
     assert "does not carry" in d.note
 
 
@@ -233,7 +238,7 @@ def test_down_reckons_the_fetch_at_the_averages_when_only_the_recent_rate_dipped
     d = ctl.decide(now=100.0, buffer_s=12.0, estimate_bps=2.5 * MBIT, steady_bps=8 * MBIT)
     assert not d.changed
     d = ctl.decide(now=100.0, buffer_s=12.0, estimate_bps=2.5 * MBIT)
-    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)  # 3.2 s at 2.5 Mbit/s: carried
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 1)  # 12.8 s at 2.5 Mbit/s: not carried
 
 
 def test_down_keeps_the_current_variant_inside_the_hysteresis_band() -> None:
@@ -344,6 +349,14 @@ def test_near_the_end_a_variant_that_finishes_the_stream_is_kept() -> None:
     assert not d.changed
     d = ctl.decide(now=100.0, buffer_s=11.0, estimate_bps=est, rest_s=12.0)
     assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)  # 24 s to fetch, due in 19 s
+
+
+def test_a_down_switch_goes_to_what_finishes_the_stream_at_the_link_now() -> None:
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT)
+    # The averages (5 Mbit/s) lag a drop to 2.5: the last 6 s of media at 4 Mbit/s × 1.5 would
+    # take 7.2 s at them, 14.4 s at the link now, and are due in 9 + 6 - 4 = 11 s.
+    d = ctl.decide(now=100.0, buffer_s=9.0, estimate_bps=2.5 * MBIT, steady_bps=5 * MBIT, rest_s=6.0)
+    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 2)  # 2 Mbit/s: 7.2 s
 
 
 def test_no_pace_from_a_buffer_below_the_reserve_nor_once_everything_is_stored() -> None:

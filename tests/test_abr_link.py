@@ -123,6 +123,7 @@ def test_concurrent_downloads_count_together() -> None:
 def test_idle_time_is_not_link_time() -> None:
     clock, meter = hand_meter()
     d = meter.begin("a", 0, 0)
+    meter.sized(d, 50_000)
     clock.now += 0.25
     meter.arrived(d, 50_000)
     meter.end(d)
@@ -132,9 +133,32 @@ def test_idle_time_is_not_link_time() -> None:
     assert meter.estimate() == pytest.approx(1_600_000)
 
 
+def test_the_wait_for_a_response_is_not_link_time() -> None:
+    clock, meter = hand_meter()
+    a = meter.begin("a", 0, 0)
+    clock.now += 0.08  # the request's round trip: latency, not bandwidth
+    assert meter.busy
+    meter.sized(a, 100_000)
+    b = meter.begin("b", 1, 0)
+    clock.now += 0.25
+    meter.arrived(a, 50_000)
+    clock.now += 0.25  # b's response, still awaited, adds no time while a flows
+    meter.arrived(a, 50_000)
+    meter.end(a)
+    clock.now += 1.0  # and none while b alone waits
+    meter.sized(b, 50_000)
+    clock.now += 0.25
+    meter.arrived(b, 50_000)
+    meter.end(b)
+    assert meter.sample(force=True)
+    # 150 kB over 0.75 s of flowing responses: 1.6 Mbit/s, where the waits would make it 0.65.
+    assert meter.estimate() == pytest.approx(1_600_000)
+
+
 def test_a_stalled_link_is_seen_within_two_seconds_without_a_byte() -> None:
     clock, meter = hand_meter()
     d = meter.begin("a", 0, 0)
+    meter.sized(d, 100_000_000)
     for _ in range(20):  # 10 s at 8 Mbit/s
         clock.now += 0.5
         meter.arrived(d, 500_000)
@@ -159,6 +183,7 @@ def test_a_slow_sample_is_forgotten_by_the_clock_when_link_time_is_scarce() -> N
 def test_the_recent_rate_is_where_the_link_is_now_while_the_averages_climb() -> None:
     clock, meter = hand_meter()
     d = meter.begin("a", 0, 0)
+    meter.sized(d, 100_000_000)
     clock.now += 0.5
     meter.arrived(d, 25_000)
     assert meter.sample()
@@ -167,10 +192,13 @@ def test_the_recent_rate_is_where_the_link_is_now_while_the_averages_climb() -> 
         clock.now += 0.5
         meter.arrived(d, 25_000)
         meter.sample()
-    for _ in range(4):
+    for i in range(4):
         clock.now += 0.5
         meter.arrived(d, 500_000)
         meter.sample()
+        if i == 0:  # half a second into the rise: a short window shows it, the whole one not yet
+            assert meter.recent_rate(0.5) == pytest.approx(8_000_000)
+            assert meter.recent_rate() < 4_000_000  # type: ignore[operator]
     assert meter.recent_rate() == pytest.approx(8_000_000)
     assert meter.estimate() < 6_000_000  # the averages are still on their way up
 
@@ -203,7 +231,7 @@ class IdleMeter:
     def estimate(self, *, recent: bool = True) -> float:
         return self.bps
 
-    def recent_rate(self) -> float | None:
+    def recent_rate(self, window_s: float | None = None) -> float | None:
         return None
 
     def measured_bytes(self) -> int:

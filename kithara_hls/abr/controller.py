@@ -11,18 +11,22 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   × up_hysteresis_ratio``, switch to the highest variant that meets that margin,
   if B is at least ``min_buffer_for_up_switch_secs``. Below that (the start, after
   a seek) only to a variant whose segment arrives in half its playing time
-  (``STARTUP_SPEED``); from ``buffer_rule_secs`` on, the buffer is the margin and
-  a variant that fits is enough, and the switch goes as high as the link's recent
-  rate alone fits (after a rise the averages lag it), as long as the buffer
-  carries that variant at E (see Down): one switch where the averages would
-  climb a rung per interval.
+  (``STARTUP_SPEED``), and only if the margin would take it no higher: else the
+  start waits a segment and makes one switch where it would make two. From
+  ``buffer_rule_secs`` on, the buffer is the margin and a variant that fits is
+  enough, and the switch goes as high as the link's rate now alone fits (its
+  last half second: after a rise the averages lag it), as long as the buffer
+  carries that variant at max(E, S) (see Down): one switch where the averages
+  would climb a rung per interval.
 - Down: when the current variant misses the fit by the down margin, ``E <
   bitrate × safety × down_hysteresis_ratio``, it is kept while the buffer
   *carries* it: while fetching one more segment of it at max(E, S), ``T ×
   bitrate / max(E, S)`` seconds, leaves at least ``down_switch_buffer_secs`` of
-  buffer. Once it does not, switch to the highest lower variant that fits or
-  that the buffer still carries. A long buffer rides a dip of the link; a drop
-  that lasts spends the buffer, one step at a time, down to what the link pays for.
+  buffer. Once it does not, switch in one step to the highest variant that fits
+  (or that finishes the stream at E, below). A long buffer rides a dip of the
+  link on the variant it has; a drop that lasts has spent the buffer on it by
+  then, and a variant between, which the buffer would carry a segment or two
+  longer, would only add a switch (the end of the stream spends what is left).
 - The end of the stream: with R seconds of media after the buffer to the end,
   the link has about B + R seconds to bring them, so the buffer above
   ``down_switch_buffer_secs`` and one segment (what the down rule keeps) may be
@@ -34,7 +38,8 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   also keeps a variant that *finishes* the stream: all R seconds of it, fetched
   at max(E, S) with the safety factor, arrive before the last segment is due
   (``R × bitrate × safety / max(E, S) ≤ B + R − T``); the reserve guards the
-  segments after the next ones, and there are none.
+  segments after the next ones, and there are none. A down-switch may go to a
+  variant that finishes the stream at E (the averages lag a drop).
 - Urgent: when B is nearly empty (below `URGENT_BUFFER_FRACTION` of
   ``down_switch_buffer_secs``) and the current variant does not fit, drop at
   once to the highest variant that fits (the lowest if none), whatever the
@@ -203,8 +208,8 @@ class AbrController:
         steady_bps: the estimate without its recent-rate cap (`estimate(recent=False)`),
         at which the down rule reckons a segment's fetch, if larger; None: the estimate.
         rest_s: media seconds after the buffer to the end of the stream (None: unknown).
-        recent_bps: the link's recent rate alone (`ThroughputEstimator.recent_rate`), how high
-        an up-switch on a deep buffer goes; None: unknown.
+        recent_bps: the link's rate now (`ThroughputEstimator.recent_rate` over a short window),
+        how high an up-switch on a deep buffer goes; None: unknown.
         """
         self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
         self.held_until = None
@@ -264,22 +269,22 @@ class AbrController:
         )
         return self._switch(now, min(self._fit(est), cur - 1), AbrReason.URGENT, buffer_s, est, note)
 
-    def _fetch_s(self, variant: int, media_s: float) -> float:
-        """Seconds to fetch `media_s` of `variant`, reckoned at max(E, S) (the recent rate shows a
-        dip; how long the dip lasts, the averages tell better)."""
-        return media_s * self._bitrates[variant] / max(self._steady, 1.0)
+    def _fetch_s(self, variant: int, media_s: float, rate: float | None = None) -> float:
+        """Seconds to fetch `media_s` of `variant` at `rate`, by default max(E, S) (the recent
+        rate shows a dip; how long the dip lasts, the averages tell better)."""
+        return media_s * self._bitrates[variant] / max(self._steady if rate is None else rate, 1.0)
 
     def _carried(self, variant: int, buffer_s: float) -> bool:
         """Whether the buffer left after fetching one more segment of `variant` stays at least
         down_switch_buffer_secs."""
         return buffer_s - self._fetch_s(variant, self._segment_s) >= self._opts.down_switch_buffer_secs
 
-    def _finishes(self, variant: int, buffer_s: float) -> bool:
-        """Whether the rest of the stream at `variant`, fetched with the safety factor, arrives
-        before its last segment is due."""
+    def _finishes(self, variant: int, buffer_s: float, rate: float | None = None) -> bool:
+        """Whether the rest of the stream at `variant`, fetched at `rate` (see `_fetch_s`) with the
+        safety factor, arrives before its last segment is due."""
         if self._rest is None:
             return False
-        fetch_s = self._fetch_s(variant, self._rest * self._opts.throughput_safety_factor)
+        fetch_s = self._fetch_s(variant, self._rest * self._opts.throughput_safety_factor, rate)
         return fetch_s <= buffer_s + self._rest - self._segment_s
 
     def _kept(self, variant: int, buffer_s: float) -> bool:
@@ -295,13 +300,14 @@ class AbrController:
             return None
         if self._kept(cur, buffer_s):
             return None
-        carried = max((v for v in range(cur) if self._kept(v, buffer_s)), default=0)
+        # The buffer was spent on the current variant: go where the link is now, in one switch.
+        finishing = max((v for v in range(cur) if self._finishes(v, buffer_s, est)), default=0)
         note = (
             f"{_rate(paced)}{self._paced()} < {margin:g}×{safety:g}×{_rate(self._bitrates[cur])} and "
             f"buffer {buffer_s:.1f}s does not carry it"
         )
         return self._switch(
-            now, min(max(self._fit(paced), carried), cur - 1), AbrReason.DOWN, buffer_s, est, note
+            now, min(max(self._fit(paced), finishing), cur - 1), AbrReason.DOWN, buffer_s, est, note
         )
 
     def _paced(self) -> str:
@@ -313,13 +319,18 @@ class AbrController:
         margin, safety = opts.up_hysteresis_ratio, opts.throughput_safety_factor
         if nxt > self._cap_index:
             return None
+        paced = est * self._pace
         low = buffer_s < opts.min_buffer_for_up_switch_secs
         if low:
-            # Little buffer: only as high as a segment that arrives in half its playing time.
-            margin = max(margin, STARTUP_SPEED / safety)
+            # Little buffer: only as high as a segment that arrives in half its playing time, and
+            # only if the buffer's margin would go no higher (else the start waits a segment and
+            # makes one switch where it would make two).
+            startup = max(margin, STARTUP_SPEED / safety)
+            if self._fit(paced, startup) < self._fit(paced, margin):
+                return None
+            margin = startup
         elif buffer_s >= opts.buffer_rule_secs:
             margin = 1.0  # a deep buffer is the margin: the down rule keeps what it carries
-        paced = est * self._pace
         if paced < self._bitrates[nxt] * safety * margin:
             return None
         note = (

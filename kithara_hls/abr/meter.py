@@ -2,10 +2,16 @@
 
 Downloads share one link, so the estimate is of the link, not of one
 connection: the meter adds up the bytes every download delivers and the time
-during which at least one was in flight, and feeds the estimator one interval
-at a time (`sample`), partial downloads included. A stalled link then feeds
-intervals of zero bytes, and the estimate falls within a second or two, where
-samples taken at the end of each download would wait for a download to end.
+during which at least one was *flowing* (its response had begun: headers or a
+first byte), and feeds the estimator one interval at a time (`sample`), partial
+downloads included. A stalled link then feeds intervals of zero bytes, and the
+estimate falls within a second or two, where samples taken at the end of each
+download would wait for a download to end. The wait for a response (the time
+to first byte) is latency, not bandwidth, and is left out, as hls.js and
+ExoPlayer leave it out: counted, it would make a link look slower the smaller
+its segments and the fewer the downloads in flight, as at the start, where the
+first choice is made on a few small segments. It is measured on its own
+(`add_ttfb`), for the abandon rule.
 Each download in flight is kept with its progress, for the abandon rule
 (`abr.abandon`). Thread-safe; the clock is injected for tests.
 """
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 
 from .estimator import ThroughputEstimator
 
-#: Link seconds (at least one download in flight) between two interval samples.
+#: Link seconds (at least one download flowing) between two interval samples.
 SAMPLE_INTERVAL_S = 0.5
 #: ... or sooner, once this many bytes arrived: a fast link is believed within a few chunks.
 SAMPLE_BYTES = 512 * 1024
@@ -39,6 +45,8 @@ class Download:
     started: float
     loaded: int = 0
     size: int | None = None
+    #: Its response has begun (headers or a byte): from then on it is link time.
+    flowing: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,20 +76,17 @@ class LinkMeter:
         self._clock = clock
         self._lock = threading.Lock()
         self._downloads: dict[int, Download] = {}  # by id() of the record
-        self._busy_since: float | None = None  # while a download is in flight
+        self._busy_since: float | None = None  # while a download is flowing
         self._busy_s = 0.0  # link seconds not yet sampled
         self._bytes = 0  # bytes not yet sampled
         self.on_busy: Callable[[], None] | None = None
 
     def begin(self, rid: str, index: int, variant: int) -> Download:
         """A download's request is about to be sent."""
-        now = self._clock()
-        download = Download(rid, index, variant, now)
+        download = Download(rid, index, variant, self._clock())
         with self._lock:
             first = not self._downloads
             self._downloads[id(download)] = download
-            if first:
-                self._busy_since = now
         if first and self.on_busy is not None:
             self.on_busy()
         return download
@@ -90,12 +95,22 @@ class LinkMeter:
         """The download's total size, from its headers."""
         with self._lock:
             download.size = size
+            self._flowing(download)
 
     def arrived(self, download: Download, nbytes: int) -> None:
         """`nbytes` of the download arrived."""
         with self._lock:
+            self._flowing(download)
             download.loaded += nbytes
             self._bytes += nbytes
+
+    def _flowing(self, download: Download) -> None:
+        """The download's response has begun: link time from now if none was flowing (lock held)."""
+        if download.flowing:
+            return
+        if self._busy_since is None:
+            self._busy_since = self._clock()
+        download.flowing = True
 
     def end(self, download: Download) -> None:
         """The download ended (whole, failed or abandoned)."""
@@ -103,13 +118,14 @@ class LinkMeter:
         with self._lock:
             if self._downloads.pop(id(download), None) is None:
                 return
-            if not self._downloads and self._busy_since is not None:
+            flowing = any(d.flowing for d in self._downloads.values())
+            if not flowing and self._busy_since is not None:
                 self._busy_s += now - self._busy_since
                 self._busy_since = None
 
     @property
     def busy(self) -> bool:
-        """True while a download is in flight."""
+        """True while a download is in flight (flowing or waiting for its response)."""
         with self._lock:
             return bool(self._downloads)
 
@@ -139,10 +155,10 @@ class LinkMeter:
         with self._lock:
             return self._estimator.estimate(recent=recent)
 
-    def recent_rate(self) -> float | None:
+    def recent_rate(self, window_s: float | None = None) -> float | None:
         """The link's recent rate alone, bits/s (`ThroughputEstimator.recent_rate`)."""
         with self._lock:
-            return self._estimator.recent_rate()
+            return self._estimator.recent_rate(window_s)
 
     def measured_bytes(self) -> int:
         """Bytes the estimator was fed."""
