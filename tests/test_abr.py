@@ -219,10 +219,11 @@ def test_down_keeps_a_variant_while_the_buffer_carries_it_then_goes_where_the_li
     # One more 4 s segment of 8 Mbit/s takes 12.8 s at 2.5 Mbit/s: 18.8 s of buffer leaves
     # the 6 s of down_switch_buffer_secs, so the variant is kept.
     assert not ctl.decide(now=100.0, buffer_s=18.8, estimate_bps=low).changed
-    # Below that the buffer no longer carries it: down to what fits in one switch, not to the
-    # 4 Mbit/s it would carry a segment or two longer (18.7 - 6.4 >= 6) and then leave.
+    # Below that the buffer no longer carries it: in one switch down to the highest variant the
+    # rule would keep at the link now, 2 Mbit/s (× 1.5 × 0.8 ≤ 2.5, and carried), not to the
+    # 4 Mbit/s the buffer would carry a segment or two longer (18.7 - 6.4 >= 6) and then leave.
     d = ctl.decide(now=100.0, buffer_s=18.7, estimate_bps=low)
-    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 1)
+    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 2)
     assert "does not carry" in d.note
 
 
@@ -238,7 +239,7 @@ def test_down_reckons_the_fetch_at_the_averages_when_only_the_recent_rate_dipped
     d = ctl.decide(now=100.0, buffer_s=12.0, estimate_bps=2.5 * MBIT, steady_bps=8 * MBIT)
     assert not d.changed
     d = ctl.decide(now=100.0, buffer_s=12.0, estimate_bps=2.5 * MBIT)
-    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 1)  # 12.8 s at 2.5 Mbit/s: not carried
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)  # 12.8 s at 2.5 Mbit/s: not carried
 
 
 def test_down_keeps_the_current_variant_inside_the_hysteresis_band() -> None:

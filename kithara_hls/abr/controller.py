@@ -22,11 +22,13 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   bitrate × safety × down_hysteresis_ratio``, it is kept while the buffer
   *carries* it: while fetching one more segment of it at max(E, S), ``T ×
   bitrate / max(E, S)`` seconds, leaves at least ``down_switch_buffer_secs`` of
-  buffer. Once it does not, switch in one step to the highest variant that fits
-  (or that finishes the stream at E, below). A long buffer rides a dip of the
-  link on the variant it has; a drop that lasts has spent the buffer on it by
-  then, and a variant between, which the buffer would carry a segment or two
-  longer, would only add a switch (the end of the stream spends what is left).
+  buffer. Once it does not, switch in one step to the highest lower variant
+  this rule would keep at E: within the down margin and carried at E, or
+  finishing the stream at E (below), else what fits. A long buffer rides a dip
+  of the link on the variant it has; a drop that lasts has spent the buffer on
+  it by then, and a variant between, which the buffer would carry a segment or
+  two longer and then leave, would only add a switch (the end of the stream
+  spends what is left).
 - The end of the stream: with R seconds of media after the buffer to the end,
   the link has about B + R seconds to bring them, so the buffer above
   ``down_switch_buffer_secs`` and one segment (what the down rule keeps) may be
@@ -274,10 +276,11 @@ class AbrController:
         rate shows a dip; how long the dip lasts, the averages tell better)."""
         return media_s * self._bitrates[variant] / max(self._steady if rate is None else rate, 1.0)
 
-    def _carried(self, variant: int, buffer_s: float) -> bool:
-        """Whether the buffer left after fetching one more segment of `variant` stays at least
-        down_switch_buffer_secs."""
-        return buffer_s - self._fetch_s(variant, self._segment_s) >= self._opts.down_switch_buffer_secs
+    def _carried(self, variant: int, buffer_s: float, rate: float | None = None) -> bool:
+        """Whether the buffer left after fetching one more segment of `variant` at `rate` (see
+        `_fetch_s`) stays at least down_switch_buffer_secs."""
+        fetch_s = self._fetch_s(variant, self._segment_s, rate)
+        return buffer_s - fetch_s >= self._opts.down_switch_buffer_secs
 
     def _finishes(self, variant: int, buffer_s: float, rate: float | None = None) -> bool:
         """Whether the rest of the stream at `variant`, fetched at `rate` (see `_fetch_s`) with the
@@ -300,15 +303,23 @@ class AbrController:
             return None
         if self._kept(cur, buffer_s):
             return None
-        # The buffer was spent on the current variant: go where the link is now, in one switch.
-        finishing = max((v for v in range(cur) if self._finishes(v, buffer_s, est)), default=0)
+        # The buffer was spent on the current variant: in one switch, go where the link is now,
+        # to the highest variant this rule would keep at E (within the margin, and carried or
+        # finishing the stream at E: the averages lag a drop).
+        to = max(
+            (
+                v
+                for v in range(cur)
+                if (paced >= self._bitrates[v] * safety * margin and self._carried(v, buffer_s, est))
+                or self._finishes(v, buffer_s, est)
+            ),
+            default=0,
+        )
         note = (
             f"{_rate(paced)}{self._paced()} < {margin:g}×{safety:g}×{_rate(self._bitrates[cur])} and "
             f"buffer {buffer_s:.1f}s does not carry it"
         )
-        return self._switch(
-            now, min(max(self._fit(paced), finishing), cur - 1), AbrReason.DOWN, buffer_s, est, note
-        )
+        return self._switch(now, max(to, self._fit(paced)), AbrReason.DOWN, buffer_s, est, note)
 
     def _paced(self) -> str:
         return f" (paced ×{self._pace:.2f} to the end)" if self._pace > 1.0 else ""
