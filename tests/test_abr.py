@@ -352,6 +352,15 @@ def test_near_the_end_a_variant_that_finishes_the_stream_is_kept() -> None:
     assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)  # 24 s to fetch, due in 19 s
 
 
+def test_a_fade_takes_the_stream_to_what_the_averages_pay_for_and_the_buffer_carries() -> None:
+    ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT)
+    # A fade to 1 Mbit/s under averages of 6: the top is not carried (10 s - 5.3 s < 6 s). The
+    # averages pay for 4 Mbit/s within the down margin, but at 1 Mbit/s only a 1 Mbit/s segment
+    # leaves the reserve (10 - 4 = 6 s): there, not to the bottom rung that fits 1 Mbit/s.
+    d = ctl.decide(now=100.0, buffer_s=10.0, estimate_bps=1 * MBIT, steady_bps=6 * MBIT)
+    assert (d.reason, d.from_variant, d.to_variant) == (AbrReason.DOWN, 4, 1)
+
+
 def test_a_down_switch_goes_to_what_finishes_the_stream_at_the_link_now() -> None:
     ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT)
     # The averages (5 Mbit/s) lag a drop to 2.5: the last 6 s of media at 4 Mbit/s × 1.5 would
