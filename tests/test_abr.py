@@ -227,10 +227,16 @@ def test_down_keeps_a_variant_while_the_buffer_carries_it_then_goes_where_the_li
     assert "does not carry" in d.note
 
 
-def test_down_goes_to_what_fits_when_the_buffer_carries_nothing() -> None:
+def test_down_goes_within_the_margin_of_the_link_now_when_the_buffer_carries_nothing() -> None:
     ctl = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT, segment_s=4.0)
+    # 6.5 s of buffer carries no segment of 1 Mbit/s or more at 2.5 Mbit/s (1.6 s leaves 4.9 s),
+    # but 2 Mbit/s is within the down margin (× 1.5 × 0.8 ≤ 2.5): the rule would keep it.
     d = ctl.decide(now=100.0, buffer_s=6.5, estimate_bps=2.5 * MBIT)
-    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 1)
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 2)
+    d = AbrController(LADDER, OPTS, initial_estimate_bps=100 * MBIT).decide(
+        now=100.0, buffer_s=6.5, estimate_bps=2.3 * MBIT
+    )
+    assert (d.reason, d.to_variant) == (AbrReason.DOWN, 1)  # 2.4 > 2.3: what fits
 
 
 def test_down_reckons_the_fetch_at_the_averages_when_only_the_recent_rate_dipped() -> None:

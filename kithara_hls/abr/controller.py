@@ -23,8 +23,9 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   *carries* it: while fetching one more segment of it at max(E, S), ``T ×
   bitrate / max(E, S)`` seconds, leaves at least ``down_switch_buffer_secs`` of
   buffer. Once it does not, switch in one step to the highest lower variant
-  that max(E, S) pays for within the down margin and that the buffer carries
-  at E, or that finishes the stream at E (below), else what fits. A long buffer
+  this rule would not leave at E: within the down margin of E, or within that
+  of max(E, S) and carried by the buffer at E, or finishing the stream at E
+  (below); else what fits. A long buffer
   rides a dip of the link on the variant it has; a drop that lasts has spent
   the buffer on it by then, and a variant between, which the buffer would
   carry a segment or two longer and then leave, would only add a switch (the
@@ -305,15 +306,17 @@ class AbrController:
         if self._kept(cur, buffer_s):
             return None
         # The buffer was spent on the current variant: in one switch, go to the highest variant
-        # the averages pay for within the margin that the buffer carries at E (or that finishes
-        # the stream at E): E alone would take a short fade to the bottom, and the averages
-        # alone to a variant the drop then takes down again.
+        # this rule would not leave at E: within the margin of E, or within that of the
+        # averages and carried by the buffer at E, or finishing the stream at E (E's margin
+        # alone would take a short fade to the bottom; the averages alone, to a variant the
+        # drop then takes down again).
         steady = self._steady * self._pace
         to = max(
             (
                 v
                 for v in range(cur)
-                if (steady >= self._bitrates[v] * safety * margin and self._carried(v, buffer_s, est))
+                if paced >= self._bitrates[v] * safety * margin
+                or (steady >= self._bitrates[v] * safety * margin and self._carried(v, buffer_s, est))
                 or self._finishes(v, buffer_s, est)
             ),
             default=0,
