@@ -192,10 +192,13 @@ def test_the_recent_rate_is_where_the_link_is_now_while_the_averages_climb() -> 
         clock.now += 0.5
         meter.arrived(d, 25_000)
         meter.sample()
-    for _ in range(4):
+    for i in range(4):
         clock.now += 0.5
         meter.arrived(d, 500_000)
         meter.sample()
+        if i == 0:  # half a second into the rise: a short window shows it, the whole one not yet
+            assert meter.recent_rate(0.5) == pytest.approx(8_000_000)
+            assert meter.recent_rate() < 4_000_000  # type: ignore[operator]
     assert meter.recent_rate() == pytest.approx(8_000_000)
     assert meter.estimate() < 6_000_000  # the averages are still on their way up
 
@@ -228,7 +231,7 @@ class IdleMeter:
     def estimate(self, *, recent: bool = True) -> float:
         return self.bps
 
-    def recent_rate(self) -> float | None:
+    def recent_rate(self, window_s: float | None = None) -> float | None:
         return None
 
     def measured_bytes(self) -> int:

@@ -14,10 +14,10 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   (``STARTUP_SPEED``), and only if the margin would take it no higher: else the
   start waits a segment and makes one switch where it would make two. From
   ``buffer_rule_secs`` on, the buffer is the margin and a variant that fits is
-  enough, and the switch goes as high as the link's recent rate alone fits
-  (after a rise the averages lag it), as long as the buffer carries that
-  variant at max(E, S) (see Down): one switch where the averages would climb a
-  rung per interval.
+  enough, and the switch goes as high as the link's rate now alone fits (its
+  last half second: after a rise the averages lag it), as long as the buffer
+  carries that variant at max(E, S) (see Down): one switch where the averages
+  would climb a rung per interval.
 - Down: when the current variant misses the fit by the down margin, ``E <
   bitrate × safety × down_hysteresis_ratio``, it is kept while the buffer
   *carries* it: while fetching one more segment of it at max(E, S), ``T ×
@@ -212,8 +212,8 @@ class AbrController:
         steady_bps: the estimate without its recent-rate cap (`estimate(recent=False)`),
         at which the down rule reckons a segment's fetch, if larger; None: the estimate.
         rest_s: media seconds after the buffer to the end of the stream (None: unknown).
-        recent_bps: the link's recent rate alone (`ThroughputEstimator.recent_rate`), how high
-        an up-switch on a deep buffer goes; None: unknown.
+        recent_bps: the link's rate now (`ThroughputEstimator.recent_rate` over a short window),
+        how high an up-switch on a deep buffer goes; None: unknown.
         """
         self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
         self.held_until = None

@@ -32,6 +32,9 @@ IDLE_WAIT_S = 30.0
 HELD_MARGIN_S = 0.01
 #: The longest `close` waits for the thread (a step does no I/O: it ends at once).
 JOIN_TIMEOUT_S = 5.0
+#: The controller is told the link's rate over this much of its last link time: one interval
+#: sample, so a rise shows within a second (the estimate's recent window takes two).
+NOW_WINDOW_S = SAMPLE_INTERVAL_S
 
 
 class AbrDriver:
@@ -158,7 +161,7 @@ class AbrDriver:
             return True  # nothing measured yet: the start variant stands
         estimate = self.meter.estimate()
         smoothed = self.meter.estimate(recent=False)
-        recent = self.meter.recent_rate()
+        recent = self.meter.recent_rate(NOW_WINDOW_S)
         now = time.monotonic()
         with self._lock:
             if self.controller.manual is not None:

@@ -111,7 +111,6 @@ class ThroughputEstimator:
         # sample would otherwise hold the estimate down for many downloads after a rise).
         self._recent: collections.deque[tuple[float, int, float]] = collections.deque()
         self._recent_s = 0.0
-        self._recent_bytes = 0
         self._window_s = min(RECENT_WINDOW_S, fast_half_life)
 
     def add_interval(self, nbytes: int, seconds: float, now: float, *, min_weight: float = 0.0) -> bool:
@@ -137,14 +136,11 @@ class ThroughputEstimator:
         self._last_sample_at = now
         self._recent.append((seconds, nbytes, now))
         self._recent_s += seconds
-        self._recent_bytes += nbytes
         while self._recent and (
             self._recent_s - self._recent[0][0] >= self._window_s
             or now - self._recent[0][2] > RECENT_WINDOW_S + self._recent[0][0]
         ):
-            old_s, old_bytes, _ = self._recent.popleft()
-            self._recent_s -= old_s
-            self._recent_bytes -= old_bytes
+            self._recent_s -= self._recent.popleft()[0]
         return True
 
     def add(self, nbytes: int, seconds: float, now: float) -> bool:
@@ -189,13 +185,22 @@ class ThroughputEstimator:
             return min(self._initial_bps, measured)
         return measured
 
-    def recent_rate(self) -> float | None:
+    def recent_rate(self, window_s: float | None = None) -> float | None:
         """The recent rate of interval samples alone, bits/s: where the link is now, which the
-        averages follow with a lag after a rise. None until half its window is measured. It
-        moves only as intervals are fed: an idle link keeps the rate it last had."""
-        if self._recent_s < self._window_s / 2:
+        averages follow with a lag after a rise; over the last `window_s` seconds of link time
+        if shorter than the window (it shows a rise sooner, and bursts too). None until half
+        that is measured. It moves only as intervals are fed: an idle link keeps the rate it
+        last had."""
+        window = self._window_s if window_s is None else min(window_s, self._window_s)
+        seconds, nbytes = 0.0, 0
+        for sample_s, sample_bytes, _ in reversed(self._recent):
+            if seconds >= window:
+                break
+            seconds += sample_s
+            nbytes += sample_bytes
+        if seconds < window / 2:
             return None
-        return self._recent_bytes * 8.0 / self._recent_s
+        return nbytes * 8.0 / seconds
 
     @property
     def ttfb(self) -> float | None:

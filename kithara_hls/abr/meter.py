@@ -155,10 +155,10 @@ class LinkMeter:
         with self._lock:
             return self._estimator.estimate(recent=recent)
 
-    def recent_rate(self) -> float | None:
+    def recent_rate(self, window_s: float | None = None) -> float | None:
         """The link's recent rate alone, bits/s (`ThroughputEstimator.recent_rate`)."""
         with self._lock:
-            return self._estimator.recent_rate()
+            return self._estimator.recent_rate(window_s)
 
     def measured_bytes(self) -> int:
         """Bytes the estimator was fed."""
