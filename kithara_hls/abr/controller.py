@@ -25,12 +25,11 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   buffer. Once it does not, switch in one step to the highest lower variant
   this rule would not leave at E: within the down margin of E, or within that
   of max(E, S) and carried by the buffer at E, or finishing the stream at E
-  (below); else what fits. A long buffer
-  rides a dip of the link on the variant it has; a drop that lasts has spent
-  the buffer on it by then, and a variant between, which the buffer would
-  carry a segment or two longer and then leave, would only add a switch (the
-  end of the stream spends what is left); E alone would take a short fade to
-  the bottom.
+  (below); else what fits. A long buffer rides a dip of the link on the
+  variant it has; a drop that lasts has spent the buffer on it by then, and a
+  variant between, which the buffer would carry a segment or two longer and
+  then leave, would only add a switch (the end of the stream spends what is
+  left); E's margin alone would take a short fade to the bottom.
 - The end of the stream: with R seconds of media after the buffer to the end,
   the link has about B + R seconds to bring them, so the buffer above
   ``down_switch_buffer_secs`` and one segment (what the down rule keeps) may be
