@@ -187,8 +187,8 @@ class AbrOptions:
     min_switch_interval: seconds between two non-urgent switches.
     fast_half_life / slow_half_life: the throughput EWMAs' half-lives, seconds.
     buffer_rule_secs: from this buffer on, an up-switch needs no hysteresis margin (the
-    buffer is the margin) and goes as high as the link's recent rate fits, as far as
-    the buffer carries that variant.
+    buffer is the margin) and goes as high as the link's rate now (its last half second)
+    fits, as far as the buffer carries that variant.
     buffer_target_secs: the buffer ABR fills up to (at most the look-ahead, which a
     pinned variant fills).
     max_bandwidth: optional cap in bits per second.

@@ -138,7 +138,7 @@ class AbrController:
         self._steady = 0.0  # max(E, S), at which fetches are reckoned, set by each decide()
         self._pace = 1.0  # what the end of the stream lets the buffer add to it, set by each decide()
         self._rest: float | None = None  # media seconds after the buffer to the end, set by each decide()
-        self._recent: float | None = None  # the link's recent rate, set by each decide()
+        self._recent: float | None = None  # the link's rate now, set by each decide()
         cap = options.max_bandwidth
         within = [i for i, b in enumerate(self._bitrates) if cap is None or b <= cap]
         self._cap_index = within[-1] if within else 0
@@ -291,6 +291,11 @@ class AbrController:
         fetch_s = self._fetch_s(variant, self._rest * self._opts.throughput_safety_factor, rate)
         return fetch_s <= buffer_s + self._rest - self._segment_s
 
+    def _within_down_margin(self, variant: int, rate: float) -> bool:
+        """Whether `rate` pays for `variant` within the down margin (the down rule leaves it alone)."""
+        opts = self._opts
+        return rate >= self._bitrates[variant] * opts.throughput_safety_factor * opts.down_hysteresis_ratio
+
     def _kept(self, variant: int, buffer_s: float) -> bool:
         """The buffer carries `variant` one more segment, or it finishes the stream."""
         return self._carried(variant, buffer_s) or self._finishes(variant, buffer_s)
@@ -300,7 +305,7 @@ class AbrController:
         opts, cur = self._opts, self.current
         margin, safety = opts.down_hysteresis_ratio, opts.throughput_safety_factor
         paced = est * self._pace
-        if cur == 0 or paced >= self._bitrates[cur] * safety * margin:
+        if cur == 0 or self._within_down_margin(cur, paced):
             return None
         if self._kept(cur, buffer_s):
             return None
@@ -314,8 +319,8 @@ class AbrController:
             (
                 v
                 for v in range(cur)
-                if paced >= self._bitrates[v] * safety * margin
-                or (steady >= self._bitrates[v] * safety * margin and self._carried(v, buffer_s, est))
+                if self._within_down_margin(v, paced)
+                or (self._within_down_margin(v, steady) and self._carried(v, buffer_s, est))
                 or self._finishes(v, buffer_s, est)
             ),
             default=0,
