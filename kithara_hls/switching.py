@@ -126,6 +126,7 @@ class Switcher:
             initial_estimate_bps=initial_estimate_bps,
             segment_s=self._loader.loaded()[self.home].target_duration,
             on_first=self._settled,
+            on_wait=self._pool.invalidate,
             apply=self.apply,
             bus=self._bus,
             manual=manual,

@@ -312,13 +312,31 @@ def test_up_never_chooses_what_the_estimate_cannot_pay_for() -> None:
 
 
 def test_on_a_deep_buffer_an_up_switch_goes_where_the_link_is_now() -> None:
-    est = 1.8 * MBIT  # the averages, still climbing: 1 Mbit/s fits (× 1.5 × 1.2)
-    now = 13 * MBIT  # the recent rate fits 8 Mbit/s, but one segment of it at est takes 17.8 s
+    est = 1.6 * MBIT  # the averages, still climbing: 1 Mbit/s fits (× 1.5)
+    now = 13 * MBIT  # the recent rate fits 8 Mbit/s, but one segment of it at est takes 20 s
     d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=20.0, estimate_bps=est, recent_bps=now)
-    assert (d.reason, d.to_variant) == (AbrReason.UP, 3)  # 4 Mbit/s: 8.9 s, 11.1 s of buffer left
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 3)  # 4 Mbit/s: 10 s, 10 s of buffer left
     assert "the link brings" in d.note
-    # Below buffer_rule_secs the averages alone say how high.
+    # Below buffer_rule_secs the averages alone say how high (here 1 Mbit/s × 1.5 × 1.2; a segment
+    # more, 23 s, would not carry 8 Mbit/s either: 17.8 s at 1.8 Mbit/s).
+    est = 1.8 * MBIT
     d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=19.0, estimate_bps=est, recent_bps=now)
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
+
+
+def test_an_up_switch_waits_a_segment_of_buffer_rather_than_step_between() -> None:
+    est = 1.8 * MBIT  # the averages: 1 Mbit/s fits with the up margin (× 1.5 × 1.2)
+    now = 7 * MBIT  # the link now fits 4 Mbit/s, a segment of which takes 8.9 s at est
+    ctl = AbrController(LADDER, OPTS)
+    # 17 s of buffer: below buffer_rule_secs, and 4 Mbit/s is not carried; a segment more (21 s)
+    # carries it, and the link brings that segment in a fraction of its duration.
+    d = ctl.decide(now=0.0, buffer_s=17.0, estimate_bps=est, recent_bps=now)
+    assert (d.changed, ctl.current, ctl.waiting) == (False, 0, True)
+    assert "waits for a segment of buffer" in d.note
+    d = ctl.decide(now=1.0, buffer_s=21.0, estimate_bps=est, recent_bps=now)
+    assert (d.reason, d.to_variant, ctl.waiting) == (AbrReason.UP, 3, False)  # one switch, not 0 → 1 → 3
+    # Where a segment more would not carry it either, the averages go up now.
+    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=15.0, estimate_bps=est, recent_bps=now)
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
 
 

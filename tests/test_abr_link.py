@@ -17,11 +17,11 @@ from kithara_hls.abr.controller import AbrDecision
 from kithara_hls.abr.driver import AbrDriver
 from kithara_hls.abr.estimator import ThroughputEstimator
 from kithara_hls.abr.meter import LinkMeter
-from kithara_hls.abr.schedule import parallel_limit
+from kithara_hls.abr.schedule import FetchSchedule, parallel_limit
 from kithara_hls.cache import Cache
 from kithara_hls.catalog import load_link_estimate, origin_of, save_link_estimate
 from kithara_hls.events import EventBus
-from kithara_hls.layout import Layout, build_parts
+from kithara_hls.layout import Layout, Part, build_parts
 from kithara_hls.session import Session
 from kithara_hls.testing import Origin, StreamFixture, build_fmp4, build_ts_variants
 from kithara_hls.testing.decoding import decoded_seconds
@@ -225,14 +225,15 @@ class IdleMeter:
     busy = False
     on_busy = None
 
-    def __init__(self, bps: float) -> None:
+    def __init__(self, bps: float, now_bps: float | None = None) -> None:
         self.bps = bps
+        self.now_bps = now_bps  # the link's rate now
 
     def estimate(self, *, recent: bool = True) -> float:
         return self.bps
 
     def recent_rate(self, window_s: float | None = None) -> float | None:
-        return None
+        return self.now_bps
 
     def measured_bytes(self) -> int:
         return 1_000_000
@@ -265,6 +266,50 @@ def test_a_switch_held_for_the_interval_is_made_when_it_ends_without_a_poke() ->
         driver.poke()
         assert second.wait(WAIT_S), f"the held switch was not made: {applied}"
         assert applied == [1, 2]
+    finally:
+        driver.close()
+
+
+def test_while_an_up_switch_waits_for_the_buffer_the_look_ahead_goes_on() -> None:
+    waiting, applied = threading.Event(), threading.Event()
+    level = [8.0]
+    # The averages pay for 512 kbit/s with the up margin; the link's last half second, for the
+    # top, which one more segment of buffer carries at the averages (5.9 s of fetch, 6 s left).
+    meter = IdleMeter(700_000, now_bps=1_400_000)
+    abr = AbrOptions()
+    driver = AbrDriver(
+        list(LADDER),
+        abr,
+        meter=meter,  # type: ignore[arg-type]
+        buffer_level=lambda: level[0],
+        apply=lambda decision: applied.set(),
+        on_wait=waiting.set,
+        initial_estimate_bps=300_000,  # on 256 kbit/s
+        bus=EventBus(),
+    )
+    variants = [playlist.Variant(f"v{i}.m3u8", b, None, None, None) for i, b in enumerate(LADDER)]
+    schedule = FetchSchedule(
+        meter=meter,  # type: ignore[arg-type]
+        variants=lambda: variants,
+        size_info=lambda rid: None,
+        controller=lambda: driver.controller,
+        abr=abr,
+        workers=12,
+        start_known=True,
+    )
+    part = Part(
+        "v2/s3", "v2/s3.ts", None, None, None, variant=2, segment=3, is_init=False, duration=4.0, start=12.0
+    )
+    try:
+        assert schedule.limit(8.0, part) == 0  # ABR may go up: the look-ahead holds for it
+        driver.poke()
+        assert waiting.wait(WAIT_S), "the controller did not wait for the buffer"
+        assert not applied.is_set() and driver.current == 2  # no step to 512 kbit/s between
+        assert schedule.limit(8.0, part) == 1  # the segment the switch waits for is fetched
+        level[0] = 12.0
+        driver.poke()
+        assert applied.wait(WAIT_S)
+        assert driver.current == 4  # one switch, to where the link is now
     finally:
         driver.close()
 

@@ -17,7 +17,11 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   enough, and the switch goes as high as the link's rate now alone fits (its
   last half second: after a rise the averages lag it), as long as the buffer
   carries that variant at max(E, S) (see Down): one switch where the averages
-  would climb a rung per interval.
+  would climb a rung per interval. Where the link now pays for more than the
+  buffer carries (or the buffer is below ``buffer_rule_secs``) but one more
+  segment of the current variant would carry it, the switch waits for that
+  segment (`waiting`: the look-ahead goes on meanwhile) and is one switch where
+  a step between would make two.
 - Down: when the current variant misses the fit by the down margin, ``E <
   bitrate × safety × down_hysteresis_ratio``, it is kept while the buffer
   *carries* it: while fetching one more segment of it at max(E, S), ``T ×
@@ -147,6 +151,8 @@ class AbrController:
         self._decisions: collections.deque[AbrDecision] = collections.deque(maxlen=DECISIONS_KEPT)
         #: When the switch the last decision held for the interval may go (None: none held).
         self.held_until: float | None = None
+        #: An up-switch waits for the buffer to grow (the look-ahead must go on), set by each decide().
+        self.waiting = False
         #: The variant in use now.
         self.current = 0 if initial_estimate_bps is None else self._fit(initial_estimate_bps)
         #: Variants ABR never switches to (another switch set than the stream's).
@@ -216,6 +222,7 @@ class AbrController:
         """
         self._steady = estimate_bps if steady_bps is None else max(estimate_bps, steady_bps)
         self.held_until = None
+        self.waiting = False
         self._rest = rest_s
         self._recent = recent_bps
         # The reserve and one segment, as `_carried` keeps: a variant the pace lets in is carried.
@@ -360,6 +367,22 @@ class AbrController:
             + (f" (arrives at {STARTUP_SPEED:g}× real time)" if low else "")
         )
         to = max(self._fit(paced, margin), nxt)
+        if self._recent is not None and not low:
+            lead = self._fit(self._recent * self._pace)
+            deep = buffer_s >= opts.buffer_rule_secs
+            grown = buffer_s + self._segment_s
+            if (
+                lead > to
+                and not (deep and self._carried(lead, buffer_s))
+                and grown >= opts.buffer_rule_secs
+                and self._carried(lead, grown)
+            ):
+                # One more segment of this variant, which the link brings in a fraction of its
+                # duration, lets the buffer carry what the link brings now: wait for it and make
+                # one switch where a step between would make two.
+                self.waiting = True
+                note += f"; waits for a segment of buffer to go up to {_rate(self._bitrates[lead])}"
+                return self._make(now, self.current, None, buffer_s, est, note)
         if self._recent is not None and buffer_s >= opts.buffer_rule_secs:
             # The averages lag a rise: go where the link is now, as far as the buffer carries it.
             lead = self._fit(self._recent * self._pace)

@@ -49,7 +49,9 @@ class AbrDriver:
     unexpected exception that ended it. initial_estimate_bps: start at the
     highest variant that fits it (the lowest when None). segment_s: the segments'
     duration. on_first(): told after the first decision on a measured link (after
-    its switch is applied, if any), which the look-ahead waits for.
+    its switch is applied, if any), which the look-ahead waits for. on_wait(): told when
+    the controller starts waiting for the buffer to grow before an up-switch (the
+    look-ahead, held while ABR may move up, goes on).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class AbrDriver:
         initial_estimate_bps: float | None = None,
         segment_s: float = 4.0,
         on_first: Callable[[], None] | None = None,
+        on_wait: Callable[[], None] | None = None,
         name: str = "kithara-abr",
     ) -> None:
         self.meter = meter
@@ -82,6 +85,7 @@ class AbrDriver:
         self._bus = bus
         self._on_crash = on_crash
         self._on_first = on_first  # None once told
+        self._on_wait = on_wait
         self._lock = threading.Lock()
         # Notified by sample(), poke(), the meter's first download, and close().
         self._wake = threading.Condition(self._lock)
@@ -166,6 +170,7 @@ class AbrDriver:
         with self._lock:
             if self.controller.manual is not None:
                 return True
+            waited = self.controller.waiting
             decision = self.controller.decide(
                 now=now,
                 buffer_s=level,
@@ -174,6 +179,9 @@ class AbrDriver:
                 rest_s=rest,
                 recent_bps=recent,
             )
+            waits = self.controller.waiting and not waited
+        if waits and self._on_wait is not None:
+            self._on_wait()
         chosen = decision if decision.changed else self._abandon(now, level, estimate)
         if chosen is not None and chosen.changed:
             log.debug("abr: %s", chosen.note)
