@@ -338,6 +338,14 @@ def test_an_up_switch_waits_a_segment_of_buffer_rather_than_step_between() -> No
     # Where a segment more would not carry it either, the averages go up now.
     d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=15.0, estimate_bps=est, recent_bps=now)
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
+    # Nor does it wait for a segment the look-ahead would not fetch: past the buffer target, or
+    # after the end of the stream.
+    short = dataclasses.replace(OPTS, buffer_target_secs=17.0)
+    d = AbrController(LADDER, short).decide(now=0.0, buffer_s=17.0, estimate_bps=est, recent_bps=now)
+    assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
+    ctl = AbrController(LADDER, OPTS)
+    d = ctl.decide(now=0.0, buffer_s=17.0, estimate_bps=est, recent_bps=now, rest_s=2.0)
+    assert d.reason is AbrReason.UP and not ctl.waiting
 
 
 def test_near_the_end_the_buffer_above_the_reserve_pays_for_the_rest() -> None:

@@ -20,8 +20,9 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   would climb a rung per interval. Where the link now pays for more than the
   buffer carries (or the buffer is below ``buffer_rule_secs``) but one more
   segment of the current variant would carry it, the switch waits for that
-  segment (`waiting`: the look-ahead goes on meanwhile) and is one switch where
-  a step between would make two.
+  segment (`waiting`: the look-ahead goes on meanwhile; not past
+  ``buffer_target_secs`` or the end of the stream, where it would not come)
+  and is one switch where a step between would make two.
 - Down: when the current variant misses the fit by the down margin, ``E <
   bitrate × safety × down_hysteresis_ratio``, it is kept while the buffer
   *carries* it: while fetching one more segment of it at max(E, S), ``T ×
@@ -367,31 +368,35 @@ class AbrController:
             + (f" (arrives at {STARTUP_SPEED:g}× real time)" if low else "")
         )
         to = max(self._fit(paced, margin), nxt)
-        if self._recent is not None and not low:
-            lead = self._fit(self._recent * self._pace)
-            deep = buffer_s >= opts.buffer_rule_secs
-            grown = buffer_s + self._segment_s
-            if (
-                lead > to
-                and not (deep and self._carried(lead, buffer_s))
-                and grown >= opts.buffer_rule_secs
-                and self._carried(lead, grown)
-            ):
-                # One more segment of this variant, which the link brings in a fraction of its
-                # duration, lets the buffer carry what the link brings now: wait for it and make
-                # one switch where a step between would make two.
-                self.waiting = True
-                note += f"; waits for a segment of buffer to go up to {_rate(self._bitrates[lead])}"
-                return self._make(now, self.current, None, buffer_s, est, note)
-        if self._recent is not None and buffer_s >= opts.buffer_rule_secs:
-            # The averages lag a rise: go where the link is now, as far as the buffer carries it.
-            lead = self._fit(self._recent * self._pace)
+        # The averages lag a rise: where the link is now.
+        recent = None if low else self._recent
+        lead = to if recent is None else self._fit(recent * self._pace)
+        if lead > to and self._waits_for_buffer(lead, buffer_s):
+            self.waiting = True
+            note += f"; waits for a segment of buffer to go up to {_rate(self._bitrates[lead])}"
+            return self._make(now, self.current, None, buffer_s, est, note)
+        if recent is not None and lead > to and buffer_s >= opts.buffer_rule_secs:
+            # Go where the link is now, as far as the buffer carries it.
             while lead > to and not self._carried(lead, buffer_s):
                 lead -= 1
             if lead > to:
-                note += f"; up to {_rate(self._bitrates[lead])}: the link brings {_rate(self._recent)} now"
+                note += f"; up to {_rate(self._bitrates[lead])}: the link brings {_rate(recent)} now"
                 to = lead
         return self._switch(now, to, AbrReason.UP, buffer_s, est, note)
+
+    def _waits_for_buffer(self, lead: int, buffer_s: float) -> bool:
+        """Whether the up-switch to `lead`, above what the averages reach, waits for one more segment
+        of the current variant: the link brings that segment in a fraction of its duration, and it
+        makes one switch where a step between would make two."""
+        opts = self._opts
+        grown = buffer_s + self._segment_s
+        if buffer_s >= opts.buffer_rule_secs and self._carried(lead, buffer_s):
+            return False  # the buffer carries it now
+        if grown < opts.buffer_rule_secs or not self._carried(lead, grown):
+            return False  # a segment more would not do
+        # The look-ahead stops at the buffer target and at the end of the stream: no wait for a
+        # segment it would not fetch.
+        return buffer_s < opts.buffer_target_secs and (self._rest is None or self._rest >= self._segment_s)
 
     def force(
         self, variant: int, *, now: float, buffer_s: float, estimate_bps: float, note: str
