@@ -306,6 +306,8 @@ def test_while_an_up_switch_waits_for_the_buffer_the_look_ahead_goes_on() -> Non
         assert waiting.wait(WAIT_S), "the controller did not wait for the buffer"
         assert not applied.is_set() and driver.current == 2  # no step to 512 kbit/s between
         assert schedule.limit(8.0, part) == 1  # the segment the switch waits for is fetched
+        meter.bps = meter.now_bps = 8_000_000  # even where the link would carry many at once
+        assert schedule.limit(8.0, part) == 1
         level[0] = 12.0
         driver.poke()
         assert applied.wait(WAIT_S)

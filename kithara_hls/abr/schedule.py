@@ -95,11 +95,11 @@ class FetchSchedule:
                 return 0  # ABR moved down: the re-plan of this part is on its way
             rate = max(rate, float(variants[ctl.affordable(link)].bitrate))
             # ... and hold the look-ahead once ABR may move up, or the buffer fills with the
-            # low variant while the switch waits for its interval; not while the switch waits
-            # for the buffer to carry it.
+            # low variant while the switch waits for its interval; while the switch waits for
+            # a segment of buffer, that segment alone goes.
             hold = self._abr.min_buffer_for_up_switch_secs + part.duration
-            if buffer_s >= hold and part.variant < ctl.affordable(link, up=True) and not ctl.waiting:
-                return 0
+            if buffer_s >= hold and part.variant < ctl.affordable(link, up=True):
+                return 1 if ctl.waiting else 0
             # With ABR the buffer stops at its target: what lies beyond is fetched at the
             # variant chosen then, and a long buffer of a low variant outlasts a better link.
             if buffer_s >= self._abr.buffer_target_secs:
