@@ -317,34 +317,40 @@ def test_on_a_deep_buffer_an_up_switch_goes_where_the_link_is_now() -> None:
     d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=20.0, estimate_bps=est, recent_bps=now)
     assert (d.reason, d.to_variant) == (AbrReason.UP, 3)  # 4 Mbit/s: 10 s, 10 s of buffer left
     assert "the link brings" in d.note
-    # Below buffer_rule_secs the averages alone say how high (here 1 Mbit/s × 1.5 × 1.2; a segment
-    # more, 23 s, would not carry 8 Mbit/s either: 17.8 s at 1.8 Mbit/s).
+    # Below buffer_rule_secs, a segment short of it or more, the averages alone say how high (here
+    # 1 Mbit/s × 1.5 × 1.2).
     est = 1.8 * MBIT
-    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=19.0, estimate_bps=est, recent_bps=now)
+    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=15.0, estimate_bps=est, recent_bps=now)
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
 
 
 def test_an_up_switch_waits_a_segment_of_buffer_rather_than_step_between() -> None:
     est = 1.8 * MBIT  # the averages: 1 Mbit/s fits with the up margin (× 1.5 × 1.2)
-    now = 7 * MBIT  # the link now fits 4 Mbit/s, a segment of which takes 8.9 s at est
     ctl = AbrController(LADDER, OPTS)
-    # 17 s of buffer: below buffer_rule_secs, and 4 Mbit/s is not carried; a segment more (21 s)
-    # carries it, and the link brings that segment in a fraction of its duration.
-    d = ctl.decide(now=0.0, buffer_s=17.0, estimate_bps=est, recent_bps=now)
+    # 17 s of buffer: below buffer_rule_secs, and a segment more (21 s) makes it deep. Half a
+    # second into a rise, the link's last half second (2.5 Mbit/s) pays for no more than the
+    # averages yet: wait for that segment, which the link brings in a fraction of its duration.
+    d = ctl.decide(now=0.0, buffer_s=17.0, estimate_bps=est, recent_bps=2.5 * MBIT)
     assert (d.changed, ctl.current, ctl.waiting) == (False, 0, True)
     assert "waits for a segment of buffer" in d.note
-    d = ctl.decide(now=1.0, buffer_s=21.0, estimate_bps=est, recent_bps=now)
+    # A segment later the link now fits 4 Mbit/s, which the deep buffer carries (8.9 s at est).
+    d = ctl.decide(now=1.0, buffer_s=21.0, estimate_bps=est, recent_bps=7 * MBIT)
     assert (d.reason, d.to_variant, ctl.waiting) == (AbrReason.UP, 3, False)  # one switch, not 0 → 1 → 3
-    # Where a segment more would not carry it either, the averages go up now.
-    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=15.0, estimate_bps=est, recent_bps=now)
+    # A deep buffer that does not carry where the link is now (8 Mbit/s: 17.8 s at est) but
+    # would with a segment more also waits for it.
+    ctl = AbrController(LADDER, OPTS)
+    d = ctl.decide(now=0.0, buffer_s=20.0, estimate_bps=est, recent_bps=13 * MBIT)
+    assert (d.changed, ctl.waiting) == (False, True)
+    # Where a segment more would not make the buffer deep, the averages go up now.
+    d = AbrController(LADDER, OPTS).decide(now=0.0, buffer_s=15.0, estimate_bps=est, recent_bps=13 * MBIT)
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
     # Nor does it wait for a segment the look-ahead would not fetch: past the buffer target, or
     # after the end of the stream.
     short = dataclasses.replace(OPTS, buffer_target_secs=17.0)
-    d = AbrController(LADDER, short).decide(now=0.0, buffer_s=17.0, estimate_bps=est, recent_bps=now)
+    d = AbrController(LADDER, short).decide(now=0.0, buffer_s=17.0, estimate_bps=est, recent_bps=7 * MBIT)
     assert (d.reason, d.to_variant) == (AbrReason.UP, 1)
     ctl = AbrController(LADDER, OPTS)
-    d = ctl.decide(now=0.0, buffer_s=17.0, estimate_bps=est, recent_bps=now, rest_s=2.0)
+    d = ctl.decide(now=0.0, buffer_s=17.0, estimate_bps=est, recent_bps=7 * MBIT, rest_s=2.0)
     assert d.reason is AbrReason.UP and not ctl.waiting
 
 

@@ -17,12 +17,15 @@ while the buffer is long and dash.js lets BOLA ride a dip.
   enough, and the switch goes as high as the link's rate now alone fits (its
   last half second: after a rise the averages lag it), as long as the buffer
   carries that variant at max(E, S) (see Down): one switch where the averages
-  would climb a rung per interval. Where the link now pays for more than the
-  buffer carries (or the buffer is below ``buffer_rule_secs``) but one more
-  segment of the current variant would carry it, the switch waits for that
-  segment (`waiting`: the look-ahead goes on meanwhile; not past
-  ``buffer_target_secs`` or the end of the stream, where it would not come)
-  and is one switch where a step between would make two.
+  would climb a rung per interval. The switch waits for one more segment of
+  the current variant (`waiting`: the look-ahead goes on meanwhile; not past
+  ``buffer_target_secs`` or the end of the stream, where it would not come),
+  which the link brings in a fraction of its duration: where that segment
+  makes the buffer reach ``buffer_rule_secs`` and the link now pays for at
+  least what the averages pick (half a second into a rise it still holds some
+  of the low rate), or where the buffer is there, does not carry what the
+  link now pays for, and would with that segment. One switch where a step
+  between would make two.
 - Down: when the current variant misses the fit by the down margin, ``E <
   bitrate × safety × down_hysteresis_ratio``, it is kept while the buffer
   *carries* it: while fetching one more segment of it at max(E, S), ``T ×
@@ -371,7 +374,7 @@ class AbrController:
         # The averages lag a rise: where the link is now.
         recent = None if low else self._recent
         lead = to if recent is None else self._fit(recent * self._pace)
-        if lead > to and self._waits_for_buffer(lead, buffer_s):
+        if recent is not None and self._waits_for_buffer(lead, to, buffer_s):
             self.waiting = True
             note += f"; waits for a segment of buffer to go up to {_rate(self._bitrates[lead])}"
             return self._make(now, self.current, None, buffer_s, est, note)
@@ -384,19 +387,21 @@ class AbrController:
                 to = lead
         return self._switch(now, to, AbrReason.UP, buffer_s, est, note)
 
-    def _waits_for_buffer(self, lead: int, buffer_s: float) -> bool:
-        """Whether the up-switch to `lead`, above what the averages reach, waits for one more segment
-        of the current variant: the link brings that segment in a fraction of its duration, and it
-        makes one switch where a step between would make two."""
+    def _waits_for_buffer(self, lead: int, to: int, buffer_s: float) -> bool:
+        """Whether the up-switch waits for one more segment of the current variant (the link brings
+        it in a fraction of its duration): where that segment makes the buffer deep and the link now
+        pays for what the averages pick (on a deep buffer the switch goes where the link is now, in
+        one switch where the averages would step), or where the buffer is deep and carries `lead`
+        with that segment but not without."""
         opts = self._opts
         grown = buffer_s + self._segment_s
-        if buffer_s >= opts.buffer_rule_secs and self._carried(lead, buffer_s):
-            return False  # the buffer carries it now
-        if grown < opts.buffer_rule_secs or not self._carried(lead, grown):
-            return False  # a segment more would not do
         # The look-ahead stops at the buffer target and at the end of the stream: no wait for a
         # segment it would not fetch.
-        return buffer_s < opts.buffer_target_secs and (self._rest is None or self._rest >= self._segment_s)
+        if buffer_s >= opts.buffer_target_secs or (self._rest is not None and self._rest < self._segment_s):
+            return False
+        if buffer_s < opts.buffer_rule_secs:
+            return grown >= opts.buffer_rule_secs and lead >= to
+        return lead > to and not self._carried(lead, buffer_s) and self._carried(lead, grown)
 
     def force(
         self, variant: int, *, now: float, buffer_s: float, estimate_bps: float, note: str
