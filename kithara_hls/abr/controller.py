@@ -371,7 +371,7 @@ class AbrController:
             + (f" (arrives at {STARTUP_SPEED:g}× real time)" if low else "")
         )
         to = max(self._fit(paced, margin), nxt)
-        # The averages lag a rise: where the link is now.
+        # Where the link is now (the averages lag a rise), read only on a buffer past the start.
         recent = None if low else self._recent
         lead = to if recent is None else self._fit(recent * self._pace)
         if recent is not None and self._waits_for_buffer(lead, to, buffer_s):
