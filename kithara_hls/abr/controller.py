@@ -371,20 +371,21 @@ class AbrController:
             + (f" (arrives at {STARTUP_SPEED:g}× real time)" if low else "")
         )
         to = max(self._fit(paced, margin), nxt)
-        # Where the link is now (the averages lag a rise), read only on a buffer past the start.
-        recent = None if low else self._recent
-        lead = to if recent is None else self._fit(recent * self._pace)
-        if recent is not None and self._waits_for_buffer(lead, to, buffer_s):
-            self.waiting = True
-            note += f"; waits for a segment of buffer to go up to {_rate(self._bitrates[lead])}"
-            return self._make(now, self.current, None, buffer_s, est, note)
-        if recent is not None and lead > to and buffer_s >= opts.buffer_rule_secs:
-            # Go where the link is now, as far as the buffer carries it.
-            while lead > to and not self._carried(lead, buffer_s):
-                lead -= 1
-            if lead > to:
-                note += f"; up to {_rate(self._bitrates[lead])}: the link brings {_rate(recent)} now"
-                to = lead
+        recent = self._recent
+        if recent is not None and not low:
+            # Where the link is now (the averages lag a rise), read only on a buffer past the start.
+            lead = self._fit(recent * self._pace)
+            if self._waits_for_buffer(lead, to, buffer_s):
+                self.waiting = True
+                note += f"; waits for a segment of buffer to go up to {_rate(self._bitrates[lead])}"
+                return self._make(now, self.current, None, buffer_s, est, note)
+            if buffer_s >= opts.buffer_rule_secs:
+                # Go where the link is now, as far as the buffer carries it.
+                while lead > to and not self._carried(lead, buffer_s):
+                    lead -= 1
+                if lead > to:
+                    note += f"; up to {_rate(self._bitrates[lead])}: the link brings {_rate(recent)} now"
+                    to = lead
         return self._switch(now, to, AbrReason.UP, buffer_s, est, note)
 
     def _waits_for_buffer(self, lead: int, to: int, buffer_s: float) -> bool:
